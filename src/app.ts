@@ -1,0 +1,42 @@
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import type { MetadataDb } from './metadata/database.js';
+import type { RegistryServices, RegistryState } from './http/context.js';
+import { errorEnvelopeMiddleware } from './http/middleware/errors.js';
+import { requestLogMiddleware } from './http/middleware/request-log.js';
+import { buildRouter } from './http/router.js';
+import { registryRoutes } from './http/routes.js';
+import { BlobService } from './registry/blobs.js';
+import { UploadService } from './registry/uploads.js';
+import type { StorageDriver } from './storage/driver.js';
+
+export interface AppDependencies {
+  storage: StorageDriver;
+  metadata: MetadataDb;
+  logger: Logger;
+  options: {
+    deleteEnabled: boolean;
+  };
+}
+
+export interface RegistryApp {
+  app: Koa<RegistryState>;
+  services: RegistryServices;
+}
+
+/** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
+export function createApp(deps: AppDependencies): RegistryApp {
+  const stores = { storage: deps.storage, metadata: deps.metadata };
+  const services: RegistryServices = {
+    blobs: new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled }),
+    uploads: new UploadService(stores),
+  };
+  const app = new Koa<RegistryState>();
+  app.silent = true; // errors are logged by the error middleware, with the request id
+  const router = buildRouter(registryRoutes(services));
+  app.use(requestLogMiddleware(deps.logger));
+  app.use(errorEnvelopeMiddleware(deps.logger));
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  return { app, services };
+}

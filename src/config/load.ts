@@ -1,0 +1,133 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { configSchema, ignoredTopLevelKeys, isLeaf, type Leaf, type RegistryConfig, type SchemaNode } from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const defaultConfigFile = 'config/registry.yaml';
+
+export interface LoadConfigOptions {
+  /** A file named on the command line; it must exist. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface LoadedConfig {
+  config: RegistryConfig;
+  /** The file read, if any. */
+  source: string | undefined;
+}
+
+/** Environment variable that overrides a key: storage.delete.enabled → REGISTRY_STORAGE_DELETE_ENABLED. */
+export function envNameOf(keyPath: readonly string[]): string {
+  return `REGISTRY_${keyPath.join('_').toUpperCase()}`;
+}
+
+/** Reads the file (REGISTRY_CONFIG, --config, or config/registry.yaml if present), applies env overrides, validates. */
+export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const named = options.file ?? env.REGISTRY_CONFIG;
+  const file = named ? path.resolve(cwd, named) : path.resolve(cwd, defaultConfigFile);
+  let document: unknown = {};
+  let source: string | undefined;
+  if (named || existsSync(file)) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read configuration file ${file}: ${(error as Error).message}`);
+    }
+    try {
+      document = parseYaml(text) ?? {};
+    } catch (error) {
+      throw new ConfigError(`configuration file ${file} is not valid YAML: ${(error as Error).message}`);
+    }
+    source = file;
+  }
+  return { config: resolveConfig(document, env, cwd), source };
+}
+
+/** Builds the configuration from a parsed document and the environment; throws ConfigError naming the key. */
+export function resolveConfig(document: unknown, env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): RegistryConfig {
+  const config = resolveNode(configSchema, document, [], env, true) as RegistryConfig;
+  const root = path.resolve(cwd, config.storage.filesystem.rootdirectory);
+  const storage = { ...config.storage, filesystem: { rootdirectory: root } };
+  const url = config.database.url === '' ? `sqlite:${path.join(root, 'registry.db')}` : config.database.url;
+  if (!/^(sqlite:|postgres(ql)?:\/\/)/.test(url)) {
+    throw new ConfigError(`database.url: expected sqlite:<path> or postgres://…, got ${JSON.stringify(url)}`);
+  }
+  return { ...config, storage, database: { url } };
+}
+
+function resolveNode(node: SchemaNode, value: unknown, keyPath: string[], env: NodeJS.ProcessEnv, top = false): unknown {
+  if (isLeaf(node)) return resolveLeaf(node, value, keyPath, env);
+  if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
+    throw new ConfigError(`${keyPath.join('.')}: expected a section of keys, got ${describe(value)}`);
+  }
+  const section = (value ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(section)) {
+    if (!(key in node) && !(top && ignoredTopLevelKeys.has(key))) {
+      const known = Object.keys(node).map((name) => [...keyPath, name].join('.'));
+      throw new ConfigError(`${[...keyPath, key].join('.')}: unknown configuration key (known here: ${known.join(', ')})`);
+    }
+  }
+  const result: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(node)) {
+    result[key] = resolveNode(child, section[key], [...keyPath, key], env);
+  }
+  return result;
+}
+
+function resolveLeaf(leaf: Leaf<unknown>, fileValue: unknown, keyPath: string[], env: NodeJS.ProcessEnv): unknown {
+  const envName = envNameOf(keyPath);
+  const fromEnv = env[envName];
+  const where = fromEnv !== undefined ? `${keyPath.join('.')} (from ${envName})` : keyPath.join('.');
+  const raw = fromEnv !== undefined ? fromEnv : fileValue;
+  if (raw === undefined || raw === null) return leaf.defaultValue;
+  const value = coerce(leaf, raw, where);
+  const problem = leaf.check?.(value);
+  if (problem) throw new ConfigError(`${where}: ${problem}`);
+  return value;
+}
+
+function coerce(leaf: Leaf<unknown>, raw: unknown, where: string): unknown {
+  switch (leaf.kind) {
+    case 'string':
+      if (typeof raw === 'string') return raw;
+      if (typeof raw === 'number') return String(raw);
+      throw new ConfigError(`${where}: expected a string, got ${describe(raw)}`);
+    case 'boolean':
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      throw new ConfigError(`${where}: expected true or false, got ${describe(raw)}`);
+    case 'enum':
+      if (typeof raw === 'string' && leaf.choices?.includes(raw)) return raw;
+      throw new ConfigError(`${where}: expected one of ${leaf.choices?.join(', ')}, got ${describe(raw)}`);
+    case 'duration':
+      return parseDuration(raw, where);
+  }
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+function parseDuration(raw: unknown, where: string): number {
+  if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return raw * 1000;
+  const match = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim()) : null;
+  if (!match) throw new ConfigError(`${where}: expected a duration such as 30s, 500ms or 5m, got ${describe(raw)}`);
+  return Number(match[1]) * (durationUnits[match[2] ?? 's'] ?? 1000);
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object' && value !== null) return 'a section';
+  return JSON.stringify(value);
+}

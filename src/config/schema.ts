@@ -1,0 +1,91 @@
+/**
+ * Every configuration key, its type, default and documentation, in one place. The YAML file mirrors
+ * this tree; each leaf can be overridden by REGISTRY_<PATH> in upper case (storage.delete.enabled →
+ * REGISTRY_STORAGE_DELETE_ENABLED). Keys follow Distribution's configuration where it has the concept.
+ */
+
+export interface Leaf<T> {
+  readonly kind: 'string' | 'boolean' | 'duration' | 'enum';
+  readonly defaultValue: T;
+  readonly doc: string;
+  readonly choices?: readonly string[];
+  /** Further checks; returns a reason when the value is not acceptable. */
+  check?(value: T): string | undefined;
+}
+
+export type SchemaNode = Leaf<unknown> | { readonly [key: string]: SchemaNode };
+
+const string = (defaultValue: string, doc: string, check?: (value: string) => string | undefined): Leaf<string> => ({
+  kind: 'string',
+  defaultValue,
+  doc,
+  ...(check ? { check } : {}),
+});
+const boolean = (defaultValue: boolean, doc: string): Leaf<boolean> => ({ kind: 'boolean', defaultValue, doc });
+/** Durations are written `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds; held in milliseconds. */
+const duration = (defaultValue: number, doc: string): Leaf<number> => ({ kind: 'duration', defaultValue, doc });
+const oneOf = <T extends string>(choices: readonly T[], defaultValue: T, doc: string): Leaf<T> => ({
+  kind: 'enum',
+  defaultValue,
+  doc,
+  choices,
+});
+
+export interface ListenAddress {
+  host: string | undefined;
+  port: number;
+}
+
+/** `:5000`, `0.0.0.0:5000`, `127.0.0.1:0`, `[::1]:5000` or `localhost:5000`. */
+export function parseListenAddress(addr: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new Error(`expected host:port such as ":5000" or "127.0.0.1:5000", got ${JSON.stringify(addr)}`);
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}
+
+function listenAddressProblem(addr: string): string | undefined {
+  try {
+    parseListenAddress(addr);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const configSchema = {
+  log: {
+    level: oneOf(logLevels, 'info', 'Lowest level of log lines written (JSON, one line per request at info).'),
+  },
+  http: {
+    addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
+    draintimeout: duration(30_000, 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
+  },
+  storage: {
+    filesystem: {
+      rootdirectory: string('./storage', 'Directory holding blob storage (and the default SQLite database).', (value) =>
+        value.trim() === '' ? 'must not be empty' : undefined,
+      ),
+    },
+    delete: {
+      enabled: boolean(true, 'Whether DELETE of blobs (and later manifests and tags) is allowed; 405 UNSUPPORTED when false.'),
+    },
+  },
+  database: {
+    url: string('', 'Metadata database: sqlite:<path>. Empty means sqlite:<storage.filesystem.rootdirectory>/registry.db.'),
+  },
+} as const;
+
+type ValueOf<N> = N extends Leaf<infer T> ? T : { readonly [K in keyof N]: ValueOf<N[K]> };
+
+export type RegistryConfig = ValueOf<typeof configSchema>;
+
+export function isLeaf(node: SchemaNode): node is Leaf<unknown> {
+  return typeof (node as Leaf<unknown>).kind === 'string' && 'defaultValue' in node;
+}
+
+/** Top-level keys accepted in the file for compatibility and otherwise ignored (Distribution's `version`). */
+export const ignoredTopLevelKeys = new Set(['version']);

@@ -1,0 +1,52 @@
+import { RegistryError } from '../../oci/errors.js';
+import type { BlobDescriptor } from '../../registry/context.js';
+import type { RegistryContext, RegistryServices } from '../context.js';
+import { interpretRangeHeader } from '../range.js';
+import { decodeSegment, respondEmpty } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+function setContentHeaders(ctx: RegistryContext, blob: BlobDescriptor): void {
+  ctx.set('Docker-Content-Digest', blob.digest);
+  ctx.set('ETag', `"${blob.digest}"`);
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Cache-Control', 'max-age=31536000');
+}
+
+export function blobHandlers({ blobs }: RegistryServices) {
+  return {
+    async head(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const blob = await blobs.stat(params.repository, decodeSegment(params.reference));
+      setContentHeaders(ctx, blob);
+      ctx.status = 200;
+      ctx.type = 'application/octet-stream';
+      ctx.length = blob.size;
+    },
+
+    async get(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const blob = await blobs.stat(params.repository, decodeSegment(params.reference));
+      const wanted = interpretRangeHeader(ctx.get('range') || undefined, blob.size);
+      if (wanted.kind === 'unsatisfiable') {
+        throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${blob.size}` } });
+      }
+      const range = wanted.kind === 'partial' ? wanted.range : undefined;
+      const stream = await blobs.read(blob, range);
+      setContentHeaders(ctx, blob);
+      ctx.status = range ? 206 : 200;
+      ctx.body = stream;
+      ctx.type = 'application/octet-stream';
+      if (range) {
+        ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
+        ctx.length = range.end - range.start + 1;
+      } else {
+        ctx.length = blob.size;
+      }
+    },
+
+    async delete(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const digest = decodeSegment(params.reference);
+      await blobs.delete(params.repository, digest);
+      ctx.set('Docker-Content-Digest', digest);
+      respondEmpty(ctx, 202);
+    },
+  };
+}

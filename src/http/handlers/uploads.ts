@@ -1,0 +1,66 @@
+import { uploadRangeHeader, type UploadStatus } from '../../registry/uploads.js';
+import type { BlobDescriptor } from '../../registry/context.js';
+import type { RegistryContext, RegistryServices } from '../context.js';
+import { chunkDescription, queryParameter, requestBody, respondEmpty } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+function uploadLocation(status: UploadStatus): string {
+  return `/v2/${status.repository}/blobs/uploads/${status.id}`;
+}
+
+function respondUploadInProgress(ctx: RegistryContext, status: UploadStatus, code: 202 | 204): void {
+  ctx.set('Location', uploadLocation(status));
+  ctx.set('Range', uploadRangeHeader(status.size));
+  ctx.set('Docker-Upload-UUID', status.id);
+  respondEmpty(ctx, code);
+}
+
+function respondBlobCreated(ctx: RegistryContext, repository: string, blob: BlobDescriptor): void {
+  ctx.set('Location', `/v2/${repository}/blobs/${blob.digest}`);
+  ctx.set('Docker-Content-Digest', blob.digest);
+  respondEmpty(ctx, 201);
+}
+
+export function uploadHandlers({ blobs, uploads }: RegistryServices) {
+  return {
+    /** POST: mount, monolithic upload (?digest=), or a new session. */
+    async start(ctx: RegistryContext, { repository }: RouteParams): Promise<void> {
+      const mount = queryParameter(ctx, 'mount');
+      if (mount !== undefined) {
+        const mounted = await blobs.mount(repository, mount, queryParameter(ctx, 'from'));
+        if (mounted) return respondBlobCreated(ctx, repository, mounted);
+      }
+      const digest = mount === undefined ? queryParameter(ctx, 'digest') : undefined;
+      if (digest !== undefined) {
+        const body = requestBody(ctx);
+        const blob = await uploads.uploadWhole(repository, digest, body, chunkDescription(ctx));
+        ctx.state.bytesReceived = blob.size;
+        return respondBlobCreated(ctx, repository, blob);
+      }
+      respondUploadInProgress(ctx, await uploads.start(repository), 202);
+    },
+
+    async status(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
+      respondUploadInProgress(ctx, await uploads.status(repository, reference), 204);
+    },
+
+    async patch(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
+      const chunk = chunkDescription(ctx);
+      const body = requestBody(ctx);
+      const status = body ? await uploads.append(repository, reference, body, chunk) : await uploads.status(repository, reference);
+      ctx.state.bytesReceived = status.received ?? 0;
+      respondUploadInProgress(ctx, status, 202);
+    },
+
+    async complete(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
+      const digest = queryParameter(ctx, 'digest') ?? '';
+      const blob = await uploads.complete(repository, reference, digest, requestBody(ctx), chunkDescription(ctx));
+      respondBlobCreated(ctx, repository, blob);
+    },
+
+    async cancel(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
+      await uploads.cancel(repository, reference);
+      respondEmpty(ctx, 204);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import { errorEnvelope, RegistryError } from '../../oci/errors.js';
+import type { RegistryContext } from '../context.js';
+
+const apiVersionHeader = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
+
+/** Known HTTP errors from Koa and the router, mapped onto the catalogue. */
+function toRegistryError(error: unknown): RegistryError | undefined {
+  if (error instanceof RegistryError) return error;
+  const status = (error as { status?: unknown; expose?: unknown })?.status;
+  if (typeof status !== 'number' || !(error as { expose?: unknown }).expose) return undefined;
+  const headers = (error as { headers?: Record<string, string> }).headers ?? {};
+  if (status === 405 || status === 501) return new RegistryError('UNSUPPORTED', { status, headers });
+  if (status === 404) return new RegistryError('NOT_FOUND');
+  if (status === 413) return new RegistryError('SIZE_INVALID', { status, message: 'request body too large' });
+  return undefined;
+}
+
+/**
+ * The one place that writes error responses: the OCI envelope with the catalogue's status. Anything
+ * unexpected becomes 500 UNKNOWN, logged with its stack, its message never sent to the client.
+ */
+export function errorEnvelopeMiddleware(logger: Logger) {
+  return async function writeErrors(ctx: RegistryContext, next: () => Promise<void>): Promise<void> {
+    ctx.set(...apiVersionHeader);
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined && !ctx.state.route) throw new RegistryError('NOT_FOUND');
+    } catch (caught) {
+      let error = toRegistryError(caught);
+      if (!error) {
+        if (ctx.req.destroyed && ctx.req.readableAborted) {
+          logger.info({ requestId: ctx.state.requestId }, 'client went away during the request');
+        } else {
+          logger.error({ err: caught, requestId: ctx.state.requestId }, 'request failed');
+        }
+        error = new RegistryError('UNKNOWN');
+      }
+      if (ctx.headerSent) return;
+      for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
+      ctx.set(...apiVersionHeader);
+      ctx.set('X-Request-Id', ctx.state.requestId);
+      for (const [name, value] of Object.entries(error.headers)) ctx.set(name, value);
+      ctx.status = error.status;
+      ctx.body = errorEnvelope(error);
+    }
+  };
+}

@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RegistryContext } from '../context.js';
+
+const clientRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Gives each request an id (the client's X-Request-Id when sane) and writes one log line when it ends. */
+export function requestLogMiddleware(logger: Logger) {
+  return async function requestLog(ctx: RegistryContext, next: () => Promise<void>): Promise<void> {
+    const started = process.hrtime.bigint();
+    const offered = ctx.get('x-request-id');
+    ctx.state.requestId = clientRequestId.test(offered) ? offered : randomUUID();
+    ctx.set('X-Request-Id', ctx.state.requestId);
+    ctx.res.once('close', () => {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      logger.info(
+        {
+          requestId: ctx.state.requestId,
+          method: ctx.method,
+          route: ctx.state.route ?? null,
+          repository: ctx.state.repository ?? null,
+          status: ctx.res.statusCode,
+          bytesIn: ctx.state.bytesReceived ?? 0,
+          bytesOut: ctx.res.writableFinished ? (ctx.response.length ?? 0) : null,
+          completed: ctx.res.writableFinished,
+          durationMs: Math.round(durationMs * 100) / 100,
+          remote: ctx.ip,
+        },
+        'request',
+      );
+    });
+    await next();
+  };
+}

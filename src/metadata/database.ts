@@ -1,0 +1,83 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type Transaction } from 'kysely';
+import * as initial from './migrations/0001-initial.js';
+import type { MetadataSchema } from './schema.js';
+
+export type MetadataEngine = 'sqlite' | 'postgres';
+export type MetadataDb = Kysely<MetadataSchema>;
+/** Either the database or an open transaction on it: query functions accept both. */
+export type MetadataExecutor = Kysely<MetadataSchema> | Transaction<MetadataSchema>;
+
+export interface MetadataDatabase {
+  readonly engine: MetadataEngine;
+  readonly db: MetadataDb;
+  close(): Promise<void>;
+}
+
+export interface ParsedDatabaseUrl {
+  engine: MetadataEngine;
+  /** For SQLite, the file path; for PostgreSQL, the connection string. */
+  target: string;
+}
+
+/** `sqlite:<path>` (relative to the working directory, or `sqlite:///abs/path`), or `postgres://…`. */
+export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
+  if (url.startsWith('sqlite:')) {
+    let file = url.slice('sqlite:'.length);
+    if (file.startsWith('//')) file = file.slice(2);
+    if (file === '') throw new Error('a sqlite: database URL needs a file path, e.g. sqlite:./storage/registry.db');
+    return { engine: 'sqlite', target: file };
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { engine: 'postgres', target: url };
+  throw new Error(`unsupported database URL ${JSON.stringify(url)}: use sqlite:<path> or postgres://…`);
+}
+
+const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
+  '0001-initial': (engine) => ({ up: (db) => initial.up(db, engine) }),
+};
+
+class StaticMigrationProvider implements MigrationProvider {
+  constructor(private readonly engine: MetadataEngine) {}
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return Object.fromEntries(Object.entries(migrations).map(([name, make]) => [name, make(this.engine)]));
+  }
+}
+
+async function migrateToLatest(db: Kysely<unknown>, engine: MetadataEngine): Promise<void> {
+  const migrator = new Migrator({ db, provider: new StaticMigrationProvider(engine) });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((result) => result.status === 'Error');
+  if (error || failed) {
+    const reason = error instanceof Error ? error.message : String(error ?? '');
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${reason}`);
+  }
+}
+
+function openSqlite(file: string): SQLite.Database {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const connection = new SQLite(file);
+  connection.pragma('journal_mode = WAL');
+  // FULL: an acknowledged push survives a power loss, not only a crash of this process.
+  connection.pragma('synchronous = FULL');
+  connection.pragma('busy_timeout = 5000');
+  connection.pragma('foreign_keys = ON');
+  return connection;
+}
+
+/** Opens the metadata database named by the URL and brings its schema to the latest migration. */
+export async function openMetadataDatabase(url: string): Promise<MetadataDatabase> {
+  const { engine, target } = parseDatabaseUrl(url);
+  if (engine !== 'sqlite') {
+    throw new Error('database.url: this build supports only the embedded SQLite engine (sqlite:<path>)');
+  }
+  const db = new Kysely<MetadataSchema>({ dialect: new SqliteDialect({ database: openSqlite(target) }) });
+  try {
+    await migrateToLatest(db as unknown as Kysely<unknown>, engine);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return { engine, db, close: () => db.destroy() };
+}

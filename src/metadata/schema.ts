@@ -1,0 +1,75 @@
+import type { Generated } from 'kysely';
+
+/** Times are milliseconds since the epoch; sizes are bytes. Both fit a JavaScript number. */
+export interface RepositoriesTable {
+  id: Generated<number>;
+  name: string;
+  created_at: number;
+}
+
+export interface BlobsTable {
+  digest: string;
+  size: number;
+  created_at: number;
+}
+
+export interface RepositoryBlobsTable {
+  repository_id: number;
+  digest: string;
+  created_at: number;
+}
+
+export interface UploadsTable {
+  id: string;
+  repository_id: number;
+  /** Bytes received and committed so far. */
+  size: number;
+  /** Driver-specific state of the upload (e.g. an S3 multipart upload), JSON. */
+  storage_state: string | null;
+  started_at: number;
+  updated_at: number;
+}
+
+export interface ManifestsTable {
+  id: Generated<number>;
+  repository_id: number;
+  digest: string;
+  media_type: string;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  size: number;
+  payload: Uint8Array;
+  created_at: number;
+}
+
+/** Blobs (config and layers) a manifest names. */
+export interface ManifestBlobsTable {
+  manifest_id: number;
+  digest: string;
+}
+
+/** Manifests an index names. */
+export interface ManifestChildrenTable {
+  parent_id: number;
+  child_id: number;
+}
+
+export interface TagsTable {
+  id: Generated<number>;
+  repository_id: number;
+  name: string;
+  manifest_id: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MetadataSchema {
+  repositories: RepositoriesTable;
+  blobs: BlobsTable;
+  repository_blobs: RepositoryBlobsTable;
+  uploads: UploadsTable;
+  manifests: ManifestsTable;
+  manifest_blobs: ManifestBlobsTable;
+  manifest_children: ManifestChildrenTable;
+  tags: TagsTable;
+}

@@ -1,0 +1,61 @@
+/**
+ * The error catalogue: every code the registry can answer with, its HTTP status and its message.
+ * Handlers and services throw RegistryError; one middleware writes the OCI error envelope.
+ */
+export const errorCatalogue = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  TAG_INVALID: { status: 400, message: 'invalid tag' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  NOT_FOUND: { status: 404, message: 'no such route' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  UNKNOWN: { status: 500, message: 'unknown error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export interface RegistryErrorOptions {
+  message?: string;
+  detail?: unknown;
+  /** Overrides the catalogue status where the spec asks for another one (e.g. 416 for a bad range). */
+  status?: number;
+  headers?: Record<string, string>;
+}
+
+export class RegistryError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, options: RegistryErrorOptions = {}) {
+    super(options.message ?? errorCatalogue[code].message);
+    this.name = 'RegistryError';
+    this.code = code;
+    this.status = options.status ?? errorCatalogue[code].status;
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export interface ErrorEnvelope {
+  errors: Array<{ code: ErrorCode; message: string; detail?: unknown }>;
+}
+
+export function errorEnvelope(error: RegistryError): ErrorEnvelope {
+  const entry: ErrorEnvelope['errors'][number] = { code: error.code, message: error.message };
+  if (error.detail !== undefined) entry.detail = error.detail;
+  return { errors: [entry] };
+}

@@ -1,0 +1,76 @@
+import type { Readable } from 'node:stream';
+import { findBlob, findLinkedBlob, linkBlob, unlinkBlob } from '../metadata/blobs.js';
+import { ensureRepository, findRepository } from '../metadata/repositories.js';
+import { parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { validateRepositoryName } from '../oci/names.js';
+import { StorageNotFoundError, type ByteRange } from '../storage/driver.js';
+import { storagePaths } from '../storage/paths.js';
+import type { BlobDescriptor, RegistryStores } from './context.js';
+
+export interface BlobServiceOptions {
+  deleteEnabled: boolean;
+}
+
+export class BlobService {
+  constructor(
+    private readonly stores: RegistryStores,
+    private readonly options: BlobServiceOptions,
+  ) {}
+
+  /** The blob as this repository knows it; BLOB_UNKNOWN unless it is linked to the repository. */
+  async stat(repository: string, digestText: string): Promise<BlobDescriptor> {
+    const digest = parseDigest(digestText);
+    const blob = await findLinkedBlob(this.stores.metadata, repository, digest.value);
+    if (!blob) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+    return blob;
+  }
+
+  /** The bytes of a blob found by stat(), whole or one range of them. */
+  async read(blob: BlobDescriptor, range?: ByteRange): Promise<Readable> {
+    try {
+      return await this.stores.storage.read(storagePaths.blobData(parseDigest(blob.digest)), range);
+    } catch (error) {
+      if (error instanceof StorageNotFoundError) {
+        throw new RegistryError('BLOB_UNKNOWN', { message: 'blob bytes are missing from storage', detail: { digest: blob.digest } });
+      }
+      throw error;
+    }
+  }
+
+  /** Unlinks the blob from the repository; its bytes stay until garbage collection finds them unused. */
+  async delete(repository: string, digestText: string): Promise<void> {
+    if (!this.options.deleteEnabled) {
+      throw new RegistryError('UNSUPPORTED', { message: 'deletes are disabled (storage.delete.enabled is false)' });
+    }
+    const digest = parseDigest(digestText);
+    const repositoryRow = await findRepository(this.stores.metadata, repository);
+    const removed = repositoryRow ? await unlinkBlob(this.stores.metadata, repositoryRow.id, digest.value) : false;
+    if (!removed) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+  }
+
+  /**
+   * Links a blob that already exists into a repository without an upload: from the named repository,
+   * or from anywhere in the registry when no source is named. Null when it cannot be mounted.
+   */
+  async mount(repository: string, digestText: string, fromRepository?: string): Promise<BlobDescriptor | null> {
+    const digest = parseDigest(digestText);
+    let source: BlobDescriptor | undefined;
+    if (fromRepository === undefined) {
+      source = await findBlob(this.stores.metadata, digest.value);
+    } else {
+      try {
+        validateRepositoryName(fromRepository);
+      } catch {
+        return null;
+      }
+      source = await findLinkedBlob(this.stores.metadata, fromRepository, digest.value);
+    }
+    if (!source) return null;
+    const stored = await this.stores.storage.stat(storagePaths.blobData(digest));
+    if (!stored || stored.size !== source.size) return null;
+    const target = await ensureRepository(this.stores.metadata, repository);
+    await linkBlob(this.stores.metadata, target.id, digest.value);
+    return source;
+  }
+}

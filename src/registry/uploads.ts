@@ -1,0 +1,205 @@
+import { randomUUID, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { insertBlob, linkBlob } from '../metadata/blobs.js';
+import { ensureRepository } from '../metadata/repositories.js';
+import { advanceUpload, deleteUpload, findUpload, insertUpload, type UploadRow } from '../metadata/uploads.js';
+import { digestOf, newHash, parseDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import type { ByteRange } from '../storage/driver.js';
+import { storagePaths } from '../storage/paths.js';
+import type { BlobDescriptor, RegistryStores } from './context.js';
+import { HashStates } from './hash-states.js';
+import { HashingStream } from './hashing-stream.js';
+import { KeyedMutex } from './keyed-mutex.js';
+
+export interface UploadStatus {
+  id: string;
+  repository: string;
+  /** Bytes received so far. */
+  size: number;
+  /** Bytes the request that produced this status added. */
+  received?: number;
+}
+
+/** What the client said about a chunk it sends: its place (Content-Range) and its length. */
+export interface ChunkDescription {
+  range?: ByteRange;
+  length?: number;
+}
+
+/** The digest kept while bytes arrive, before the client names the one it expects. */
+const streamingAlgorithm: DigestAlgorithm = 'sha256';
+
+const uploadIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The `Range` header value of an upload holding `size` bytes, as Distribution writes it. */
+export function uploadRangeHeader(size: number): string {
+  return `0-${Math.max(size - 1, 0)}`;
+}
+
+/**
+ * Blob uploads: sessions in the database, bytes under uploads/<id>/ in blob storage, digest computed
+ * as bytes arrive. Finishing verifies the digest, moves the bytes into the content store and only then
+ * writes the rows that make the blob visible.
+ */
+export class UploadService {
+  private readonly locks = new KeyedMutex();
+  private readonly hashStates = new HashStates();
+
+  constructor(private readonly stores: RegistryStores) {}
+
+  async start(repository: string): Promise<UploadStatus> {
+    const repositoryRow = await ensureRepository(this.stores.metadata, repository);
+    const id = randomUUID();
+    await insertUpload(this.stores.metadata, { id, repositoryId: repositoryRow.id });
+    return { id, repository, size: 0 };
+  }
+
+  async status(repository: string, id: string): Promise<UploadStatus> {
+    const upload = await this.load(repository, id);
+    return { id, repository, size: upload.size };
+  }
+
+  /** Appends one chunk (a PATCH): streamed whole, or placed by Content-Range at the current end. */
+  async append(repository: string, id: string, body: Readable, chunk: ChunkDescription): Promise<UploadStatus> {
+    return this.locks.run(id, async () => {
+      const upload = await this.load(repository, id);
+      const size = await this.writeChunk(upload, body, chunk, streamingAlgorithm);
+      return { id, repository, size, received: size - upload.size };
+    });
+  }
+
+  /** Finishes an upload (the final PUT), with an optional last chunk, and makes the blob visible. */
+  async complete(
+    repository: string,
+    id: string,
+    digestText: string,
+    body: Readable | null,
+    chunk: ChunkDescription,
+  ): Promise<BlobDescriptor> {
+    const expected = parseDigest(digestText);
+    return this.locks.run(id, async () => {
+      const upload = await this.load(repository, id);
+      const size = body ? await this.writeChunk(upload, body, chunk, expected.algorithm) : upload.size;
+      const hash = await this.hashAt({ ...upload, size }, expected.algorithm);
+      const actual = digestOf(expected.algorithm, hash);
+      if (actual.value !== expected.value) {
+        await this.discard(upload.id);
+        throw new RegistryError('DIGEST_INVALID', { detail: { expected: expected.value, actual: actual.value } });
+      }
+      await this.publish(upload, expected, size);
+      return { digest: expected.value, size };
+    });
+  }
+
+  /** A monolithic upload (POST with ?digest= and the whole blob as body). */
+  async uploadWhole(repository: string, digestText: string, body: Readable | null, chunk: ChunkDescription): Promise<BlobDescriptor> {
+    parseDigest(digestText);
+    const session = await this.start(repository);
+    try {
+      return await this.complete(repository, session.id, digestText, body, chunk);
+    } catch (error) {
+      await this.discard(session.id);
+      throw error;
+    }
+  }
+
+  async cancel(repository: string, id: string): Promise<void> {
+    await this.locks.run(id, async () => {
+      await this.load(repository, id);
+      await this.discard(id);
+    });
+  }
+
+  private async load(repository: string, id: string): Promise<UploadRow> {
+    const upload = uploadIdPattern.test(id) ? await findUpload(this.stores.metadata, repository, id) : undefined;
+    if (!upload) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid: id.slice(0, 100) } });
+    return upload;
+  }
+
+  private checkChunk(upload: UploadRow, chunk: ChunkDescription): number | undefined {
+    const { range, length } = chunk;
+    if (!range) return length;
+    if (range.start !== upload.size || range.end < range.start) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', {
+        status: 416,
+        message: `chunk ${range.start}-${range.end} does not start at the end of the upload (${upload.size} bytes received)`,
+        headers: {
+          Range: uploadRangeHeader(upload.size),
+          'Docker-Upload-UUID': upload.id,
+          Location: `/v2/${upload.repositoryName}/blobs/uploads/${upload.id}`,
+        },
+      });
+    }
+    const rangeLength = range.end - range.start + 1;
+    if (length !== undefined && length !== rangeLength) {
+      throw new RegistryError('SIZE_INVALID', { message: `Content-Length ${length} does not match Content-Range ${range.start}-${range.end}` });
+    }
+    return rangeLength;
+  }
+
+  /**
+   * Streams a chunk onto the end of the upload's bytes and advances the session. On any failure
+   * (bad length, client gone) the bytes are cut back and the session stays where it was.
+   */
+  private async writeChunk(upload: UploadRow, body: Readable, chunk: ChunkDescription, algorithm: DigestAlgorithm): Promise<number> {
+    const expectedLength = this.checkChunk(upload, chunk);
+    const hash = await this.hashAt(upload, algorithm);
+    const hashing = new HashingStream(hash, expectedLength);
+    const writer = await this.stores.storage.writer(storagePaths.uploadData(upload.id), { offset: upload.size });
+    try {
+      await pipeline(body, hashing, writer.stream);
+      if (expectedLength !== undefined && hashing.bytes !== expectedLength) {
+        throw new RegistryError('SIZE_INVALID', {
+          message: `received ${hashing.bytes} bytes where ${expectedLength} were announced`,
+        });
+      }
+      await writer.commit();
+    } catch (error) {
+      await writer.cancel();
+      throw error;
+    }
+    const size = upload.size + hashing.bytes;
+    const advanced = await advanceUpload(this.stores.metadata, upload.id, upload.size, size, upload.storageState);
+    if (!advanced) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'the upload was changed by another request' });
+    }
+    this.hashStates.remember(upload.id, algorithm, size, hash.copy());
+    return size;
+  }
+
+  /** The hash of the upload's first `size` bytes: from memory, or rebuilt by re-reading them. */
+  private async hashAt(upload: UploadRow, algorithm: DigestAlgorithm): Promise<Hash> {
+    const held = this.hashStates.take(upload.id, algorithm, upload.size);
+    if (held) return held;
+    const hash = newHash(algorithm);
+    if (upload.size > 0) {
+      const stream = await this.stores.storage.read(storagePaths.uploadData(upload.id), { start: 0, end: upload.size - 1 });
+      for await (const piece of stream) hash.update(piece as Buffer);
+    }
+    return hash;
+  }
+
+  private async publish(upload: UploadRow, digest: Digest, size: number): Promise<void> {
+    const { storage, metadata } = this.stores;
+    const blobKey = storagePaths.blobData(digest);
+    const existing = await storage.stat(blobKey);
+    if (!existing || existing.size !== size) {
+      await storage.move(storagePaths.uploadData(upload.id), blobKey);
+    }
+    await metadata.transaction().execute(async (transaction) => {
+      await insertBlob(transaction, { digest: digest.value, size });
+      await linkBlob(transaction, upload.repositoryId, digest.value);
+      await deleteUpload(transaction, upload.id);
+    });
+    this.hashStates.forget(upload.id);
+    await storage.delete(storagePaths.uploadDirectory(upload.id));
+  }
+
+  private async discard(id: string): Promise<void> {
+    this.hashStates.forget(id);
+    await deleteUpload(this.stores.metadata, id);
+    await this.stores.storage.delete(storagePaths.uploadDirectory(id));
+  }
+}

@@ -1,0 +1,71 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { createApp } from './app.js';
+import { parseListenAddress, type RegistryConfig } from './config/schema.js';
+import { openMetadataDatabase, type MetadataDatabase } from './metadata/database.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+
+export interface RunningRegistry {
+  server: Server;
+  address: AddressInfo;
+  logger: Logger;
+  /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes the stores. */
+  shutdown(): Promise<void>;
+}
+
+export function createLogger(config: RegistryConfig): Logger {
+  return pino({
+    level: config.log.level,
+    base: { service: 'registry' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'password', 'token'], censor: '[redacted]' },
+  });
+}
+
+/** Opens both stores, builds the app and listens on http.addr. */
+export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
+  const storage = await FilesystemDriver.open(config.storage.filesystem.rootdirectory);
+  const metadata: MetadataDatabase = await openMetadataDatabase(config.database.url);
+  const { app } = createApp({
+    storage,
+    metadata: metadata.db,
+    logger,
+    options: { deleteEnabled: config.storage.delete.enabled },
+  });
+  const server = createServer(app.callback());
+  // Large blobs stream for as long as they need; only a stalled header phase is cut off.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const { host, port } = parseListenAddress(config.http.addr);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  logger.info(
+    { address: address.address, port: address.port, storage: storage.root, database: metadata.engine },
+    'registry listening',
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ drainTimeoutMs: config.http.draintimeout }, 'shutting down: finishing in-flight requests');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => {
+        logger.warn('drain timeout reached: closing the remaining connections');
+        server.closeAllConnections();
+      }, config.http.draintimeout);
+      await closed;
+      clearTimeout(timer);
+      await metadata.close();
+      logger.info('registry stopped');
+    })();
+    return stopping;
+  };
+  return { server, address, logger, shutdown };
+}

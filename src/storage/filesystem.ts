@@ -1,0 +1,272 @@
+import { randomUUID } from 'node:crypto';
+import { constants as fsConstants, type Dirent } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import {
+  assertValidKey,
+  StorageNotFoundError,
+  type ByteRange,
+  type ObjectInfo,
+  type StorageDriver,
+  type StorageWriter,
+  type WriterOptions,
+} from './driver.js';
+
+const streamChunkSize = 256 * 1024;
+/** Temporary files of writes in progress; a leftover here is from a crash and is removed at start. */
+const temporaryDirectoryName = '.tmp';
+
+function isErrno(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * Blob storage on a local filesystem. A new object is written to a temporary file, fsynced and
+ * renamed into place, so a crash never leaves a half-written object under its key.
+ */
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  private readonly temporaryDirectory: string;
+
+  private constructor(readonly root: string) {
+    this.temporaryDirectory = path.join(root, temporaryDirectoryName);
+  }
+
+  static async open(root: string): Promise<FilesystemDriver> {
+    const driver = new FilesystemDriver(path.resolve(root));
+    await mkdir(driver.root, { recursive: true });
+    await rm(driver.temporaryDirectory, { recursive: true, force: true });
+    await mkdir(driver.temporaryDirectory, { recursive: true });
+    return driver;
+  }
+
+  private pathOf(key: string, options?: { allowEmpty?: boolean }): string {
+    assertValidKey(key, options);
+    return key === '' ? this.root : path.join(this.root, ...key.split('/'));
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    try {
+      const info = await stat(this.pathOf(key));
+      return info.isFile() ? { size: info.size, modifiedAt: info.mtime } : null;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return null;
+      throw error;
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.pathOf(key), fsConstants.O_RDONLY);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) throw new StorageNotFoundError(key);
+      throw error;
+    }
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      await handle.close();
+      throw new StorageNotFoundError(key);
+    }
+    return handle.createReadStream({
+      highWaterMark: streamChunkSize,
+      ...(range ? { start: range.start, end: range.end } : {}),
+    });
+  }
+
+  async writer(key: string, options: WriterOptions = {}): Promise<StorageWriter> {
+    const finalPath = this.pathOf(key);
+    if (options.offset === undefined) {
+      const temporaryPath = path.join(this.temporaryDirectory, randomUUID());
+      const handle = await open(temporaryPath, 'wx');
+      return new FileWriter(handle, 0, {
+        commit: async () => {
+          await this.renameIntoPlace(temporaryPath, finalPath);
+        },
+        cancel: async () => {
+          await rm(temporaryPath, { force: true });
+        },
+      });
+    }
+    const offset = options.offset;
+    await mkdir(path.dirname(finalPath), { recursive: true });
+    let handle: FileHandle;
+    try {
+      handle = await open(finalPath, 'r+');
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT') || offset !== 0) throw error;
+      handle = await open(finalPath, 'w');
+    }
+    const { size } = await handle.stat();
+    if (offset > size) {
+      await handle.close();
+      throw new RangeError(`offset ${offset} is past the end of ${key} (${size} bytes)`);
+    }
+    return new FileWriter(handle, offset, { commit: async () => {}, cancel: async () => {} });
+  }
+
+  private async renameIntoPlace(from: string, to: string): Promise<void> {
+    const directory = path.dirname(to);
+    // A concurrent delete may prune the freshly made parent directory; one retry covers that race.
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(directory, { recursive: true });
+      try {
+        await rename(from, to);
+        break;
+      } catch (error) {
+        if (attempt > 0 || !isErrno(error, 'ENOENT')) throw error;
+      }
+    }
+    await syncDirectory(directory);
+  }
+
+  async move(fromKey: string, toKey: string): Promise<void> {
+    const from = this.pathOf(fromKey);
+    const to = this.pathOf(toKey);
+    try {
+      await stat(from);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) throw new StorageNotFoundError(fromKey);
+      throw error;
+    }
+    await this.renameIntoPlace(from, to);
+  }
+
+  async delete(keyOrPrefix: string): Promise<void> {
+    const target = this.pathOf(keyOrPrefix);
+    await rm(target, { recursive: true, force: true });
+    await this.pruneEmptyParents(path.dirname(target));
+  }
+
+  private async pruneEmptyParents(directory: string): Promise<void> {
+    let current = directory;
+    while (current.startsWith(this.root + path.sep)) {
+      try {
+        await rmdir(current);
+      } catch {
+        return; // not empty, already gone or busy: stop pruning
+      }
+      current = path.dirname(current);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const start = this.pathOf(prefix, { allowEmpty: true });
+    let info;
+    try {
+      info = await stat(start);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return;
+      throw error;
+    }
+    if (info.isFile()) {
+      yield prefix;
+      return;
+    }
+    yield* this.walk(start, prefix);
+  }
+
+  private async *walk(directory: string, keyPrefix: string): AsyncIterable<string> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(directory, { withFileTypes: true });
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return;
+      throw error;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue;
+      const key = keyPrefix === '' ? entry.name : `${keyPrefix}/${entry.name}`;
+      if (entry.isDirectory()) yield* this.walk(path.join(directory, entry.name), key);
+      else if (entry.isFile()) yield key;
+    }
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+interface FinishSteps {
+  commit(): Promise<void>;
+  cancel(): Promise<void>;
+}
+
+/** Writes into an open file from a position; the handle stays open for commit or cancel. */
+class PositionedFileStream extends Writable {
+  bytesWritten = 0;
+  /** The write under way, so a cancel can wait for it before cutting the file back. */
+  inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly handle: FileHandle,
+    private position: number,
+  ) {
+    super({ highWaterMark: streamChunkSize });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.inFlight = this.writeFully(chunk);
+    this.inFlight.then(() => callback(), callback);
+  }
+
+  private async writeFully(chunk: Buffer): Promise<void> {
+    let done = 0;
+    while (done < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.position);
+      done += bytesWritten;
+      this.position += bytesWritten;
+      this.bytesWritten += bytesWritten;
+    }
+  }
+}
+
+class FileWriter implements StorageWriter {
+  readonly stream: PositionedFileStream;
+  private closed = false;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly offset: number,
+    private readonly steps: FinishSteps,
+  ) {
+    this.stream = new PositionedFileStream(handle, offset);
+  }
+
+  get written(): number {
+    return this.stream.bytesWritten;
+  }
+
+  async commit(): Promise<void> {
+    if (this.closed) throw new Error('writer already finished');
+    this.closed = true;
+    try {
+      await this.handle.truncate(this.offset + this.written);
+      await this.handle.sync();
+    } finally {
+      await this.handle.close();
+    }
+    await this.steps.commit();
+  }
+
+  async cancel(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stream.destroy();
+    await this.stream.inFlight.catch(() => {});
+    try {
+      await this.handle.truncate(this.offset);
+    } catch {
+      // the handle may already be unusable; the steps below still discard what was written
+    }
+    await this.handle.close().catch(() => {});
+    await this.steps.cancel();
+  }
+}
