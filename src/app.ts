@@ -37,6 +37,6 @@ export function createApp(deps: AppDependencies): RegistryApp {
   app.use(requestLogMiddleware(deps.logger));
   app.use(errorEnvelopeMiddleware(deps.logger));
   app.use(router.routes());
-  app.use(router.allowedMethods({ throw: true }));
+  app.use(router.allowedMethods());
   return { app, services };
 }

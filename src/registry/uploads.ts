@@ -1,6 +1,6 @@
 import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import { advanceUpload, deleteUpload, findUpload, insertUpload, type UploadRow } from '../metadata/uploads.js';
@@ -186,7 +186,15 @@ export class UploadService {
     const blobKey = storagePaths.blobData(digest);
     const existing = await storage.stat(blobKey);
     if (!existing || existing.size !== size) {
-      await storage.move(storagePaths.uploadData(upload.id), blobKey);
+      if (size === 0) {
+        // An upload that never received a byte has no data object to move.
+        const writer = await storage.writer(blobKey);
+        writer.stream.end();
+        await finished(writer.stream);
+        await writer.commit();
+      } else {
+        await storage.move(storagePaths.uploadData(upload.id), blobKey);
+      }
     }
     await metadata.transaction().execute(async (transaction) => {
       await insertBlob(transaction, { digest: digest.value, size });

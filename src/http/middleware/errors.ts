@@ -4,6 +4,14 @@ import type { RegistryContext } from '../context.js';
 
 const apiVersionHeader = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
 
+/** A request no route handled: the router leaves 404, or 405/501 with an Allow header. */
+function unroutedRequestError(ctx: RegistryContext): RegistryError {
+  if (ctx.status === 405 || ctx.status === 501) {
+    return new RegistryError('UNSUPPORTED', { status: ctx.status, headers: { Allow: ctx.response.get('Allow') } });
+  }
+  return new RegistryError('NOT_FOUND');
+}
+
 /** Known HTTP errors from Koa and the router, mapped onto the catalogue. */
 function toRegistryError(error: unknown): RegistryError | undefined {
   if (error instanceof RegistryError) return error;
@@ -25,7 +33,7 @@ export function errorEnvelopeMiddleware(logger: Logger) {
     ctx.set(...apiVersionHeader);
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined && !ctx.state.route) throw new RegistryError('NOT_FOUND');
+      if (ctx.body === undefined && !ctx.state.route) throw unroutedRequestError(ctx);
     } catch (caught) {
       let error = toRegistryError(caught);
       if (!error) {

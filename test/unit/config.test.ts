@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, envNameOf, loadConfig, resolveConfig } from '../../src/config/load.js';
+import { parseListenAddress } from '../../src/config/schema.js';
+
+const cwd = '/srv/registry';
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const config = resolveConfig({}, {}, cwd);
+    assert.equal(config.http.addr, ':5000');
+    assert.equal(config.storage.filesystem.rootdirectory, '/srv/registry/storage');
+    assert.equal(config.database.url, 'sqlite:/srv/registry/storage/registry.db');
+    assert.equal(config.storage.delete.enabled, true);
+    assert.equal(config.log.level, 'info');
+    assert.equal(config.http.draintimeout, 30_000);
+  });
+
+  it('reads the file and lets REGISTRY_<SECTION>_<KEY> override it', () => {
+    const document = { http: { addr: '127.0.0.1:6000' }, storage: { delete: { enabled: true } }, version: 0.1 };
+    const env = {
+      REGISTRY_STORAGE_DELETE_ENABLED: 'false',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: '/data',
+      REGISTRY_LOG_LEVEL: 'debug',
+      REGISTRY_HTTP_DRAINTIMEOUT: '2m',
+      REGISTRY_DATABASE_URL: 'sqlite:/db/meta.db',
+    };
+    const config = resolveConfig(document, env, cwd);
+    assert.equal(config.http.addr, '127.0.0.1:6000');
+    assert.equal(config.storage.delete.enabled, false);
+    assert.equal(config.storage.filesystem.rootdirectory, '/data');
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.http.draintimeout, 120_000);
+    assert.equal(config.database.url, 'sqlite:/db/meta.db');
+    assert.equal(envNameOf(['storage', 'filesystem', 'rootdirectory']), 'REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY');
+  });
+
+  const rejected: Array<[string, unknown, Record<string, string>, RegExp]> = [
+    ['unknown key', { http: { adr: ':5000' } }, {}, /^http\.adr: unknown configuration key/],
+    ['unknown section', { storag: {} }, {}, /^storag: unknown configuration key/],
+    ['bad boolean from env', {}, { REGISTRY_STORAGE_DELETE_ENABLED: 'maybe' }, /storage\.delete\.enabled \(from REGISTRY_STORAGE_DELETE_ENABLED\): expected true or false/],
+    ['bad address', { http: { addr: 'localhost' } }, {}, /^http\.addr: expected host:port/],
+    ['bad port', { http: { addr: ':70000' } }, {}, /^http\.addr: /],
+    ['bad level', { log: { level: 'loud' } }, {}, /^log\.level: expected one of/],
+    ['bad duration', { http: { draintimeout: 'soon' } }, {}, /^http\.draintimeout: expected a duration/],
+    ['section given a value', { storage: 'fs' }, {}, /^storage: expected a section/],
+    ['bad database url', { database: { url: 'mysql://x' } }, {}, /^database\.url: expected sqlite/],
+    ['empty root', { storage: { filesystem: { rootdirectory: ' ' } } }, {}, /^storage\.filesystem\.rootdirectory: must not be empty/],
+  ];
+  for (const [what, document, env, message] of rejected) {
+    it(`names the key in the error: ${what}`, () => {
+      assert.throws(() => resolveConfig(document, env, cwd), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+    });
+  }
+
+  it('loads config/registry.yaml from the working directory, or the file REGISTRY_CONFIG names', async () => {
+    const directory = await mkdtemp(path.join(tmpdir(), 'registry-config-'));
+    await writeFile(path.join(directory, 'other.yaml'), 'http:\n  addr: ":7000"\n');
+    const loaded = loadConfig({ env: { REGISTRY_CONFIG: 'other.yaml' }, cwd: directory });
+    assert.equal(loaded.config.http.addr, ':7000');
+    assert.equal(loaded.source, path.join(directory, 'other.yaml'));
+    assert.equal(loadConfig({ env: {}, cwd: directory }).source, undefined);
+    assert.throws(() => loadConfig({ file: 'missing.yaml', env: {}, cwd: directory }), /cannot read configuration file/);
+    await writeFile(path.join(directory, 'broken.yaml'), 'http: [');
+    assert.throws(() => loadConfig({ file: 'broken.yaml', env: {}, cwd: directory }), /not valid YAML/);
+  });
+
+  it('the shipped config/registry.yaml is valid and matches the defaults', () => {
+    const shipped = loadConfig({ file: 'config/registry.yaml', env: {}, cwd: process.cwd() }).config;
+    assert.deepEqual(shipped, resolveConfig({}, {}, process.cwd()));
+  });
+
+  it('parses listen addresses', () => {
+    assert.deepEqual(parseListenAddress(':5000'), { host: undefined, port: 5000 });
+    assert.deepEqual(parseListenAddress('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseListenAddress('[::1]:5000'), { host: '::1', port: 5000 });
+  });
+});
