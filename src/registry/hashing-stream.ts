@@ -10,7 +10,7 @@ export class HashingStream extends Transform {
     readonly hash: Hash,
     private readonly limit = Number.POSITIVE_INFINITY,
   ) {
-    super();
+    super({ highWaterMark: 1024 * 1024 });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

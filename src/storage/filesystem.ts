@@ -13,7 +13,7 @@ import {
   type WriterOptions,
 } from './driver.js';
 
-const streamChunkSize = 256 * 1024;
+const streamChunkSize = 1024 * 1024;
 /** Temporary files of writes in progress; a leftover here is from a crash and is removed at start. */
 const temporaryDirectoryName = '.tmp';
 
@@ -213,19 +213,43 @@ class PositionedFileStream extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.inFlight = this.writeFully(chunk);
-    this.inFlight.then(() => callback(), callback);
+    this.track(this.writeAll([chunk]), callback);
   }
 
-  private async writeFully(chunk: Buffer): Promise<void> {
-    let done = 0;
-    while (done < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.position);
-      done += bytesWritten;
+  // Chunks that queued up while a write was under way go to the disk in one system call, uncopied.
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.track(this.writeAll(chunks.map(({ chunk }) => chunk)), callback);
+  }
+
+  private track(write: Promise<void>, callback: (error?: Error | null) => void): void {
+    this.inFlight = write;
+    write.then(() => callback(), callback);
+  }
+
+  private async writeAll(buffers: Buffer[]): Promise<void> {
+    let pending = buffers;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.handle.writev(pending, this.position);
       this.position += bytesWritten;
       this.bytesWritten += bytesWritten;
+      pending = dropWritten(pending, bytesWritten);
     }
   }
+}
+
+/** What remains of a list of buffers after the first `count` bytes were written. */
+function dropWritten(buffers: Buffer[], count: number): Buffer[] {
+  let skip = count;
+  const rest: Buffer[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
 }
 
 class FileWriter implements StorageWriter {
