@@ -32,7 +32,9 @@ export function createApp(deps: AppDependencies): RegistryApp {
     uploads: new UploadService(stores),
   };
   const app = new Koa<RegistryState>();
-  app.silent = true; // errors are logged by the error middleware, with the request id
+  // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
+  // is a response stream failing after its headers were sent.
+  app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));
   const router = buildRouter(registryRoutes(services));
   app.use(requestLogMiddleware(deps.logger));
   app.use(errorEnvelopeMiddleware(deps.logger));

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { errorCatalogue, errorEnvelope, RegistryError } from '../../src/oci/errors.js';
+
+describe('error catalogue', () => {
+  it('holds every code of the distribution spec with its status', () => {
+    const expected: Record<string, number> = {
+      BLOB_UNKNOWN: 404,
+      BLOB_UPLOAD_INVALID: 400,
+      BLOB_UPLOAD_UNKNOWN: 404,
+      DIGEST_INVALID: 400,
+      MANIFEST_BLOB_UNKNOWN: 400,
+      MANIFEST_INVALID: 400,
+      MANIFEST_UNKNOWN: 404,
+      NAME_INVALID: 400,
+      NAME_UNKNOWN: 404,
+      SIZE_INVALID: 400,
+      UNAUTHORIZED: 401,
+      DENIED: 403,
+      UNSUPPORTED: 405,
+      TOOMANYREQUESTS: 429,
+    };
+    for (const [code, status] of Object.entries(expected)) {
+      assert.equal(errorCatalogue[code as keyof typeof errorCatalogue]?.status, status, code);
+    }
+  });
+
+  it('writes the envelope with code, message and optional detail', () => {
+    assert.deepEqual(errorEnvelope(new RegistryError('NAME_UNKNOWN')), {
+      errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }],
+    });
+    const error = new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'bad chunk', detail: { at: 5 }, headers: { Range: '0-4' } });
+    assert.equal(error.status, 416);
+    assert.deepEqual(error.headers, { Range: '0-4' });
+    assert.deepEqual(errorEnvelope(error), { errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'bad chunk', detail: { at: 5 } }] });
+  });
+});
