@@ -7,6 +7,9 @@ import { requestLogMiddleware } from './http/middleware/request-log.js';
 import { buildRouter } from './http/router.js';
 import { registryRoutes } from './http/routes.js';
 import { BlobService } from './registry/blobs.js';
+import { ListingService } from './registry/listings.js';
+import { ManifestService } from './registry/manifests.js';
+import { ReferrersService } from './registry/referrers.js';
 import { UploadService } from './registry/uploads.js';
 import type { StorageDriver } from './storage/driver.js';
 
@@ -30,6 +33,9 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const services: RegistryServices = {
     blobs: new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled }),
     uploads: new UploadService(stores),
+    manifests: new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled }),
+    referrers: new ReferrersService(stores),
+    listings: new ListingService(stores),
   };
   const app = new Koa<RegistryState>();
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

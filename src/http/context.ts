@@ -1,5 +1,8 @@
 import type { RouterContext } from '@koa/router';
 import type { BlobService } from '../registry/blobs.js';
+import type { ListingService } from '../registry/listings.js';
+import type { ManifestService } from '../registry/manifests.js';
+import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -18,4 +21,7 @@ export type RegistryContext = RouterContext<RegistryState>;
 export interface RegistryServices {
   blobs: BlobService;
   uploads: UploadService;
+  manifests: ManifestService;
+  referrers: ReferrersService;
+  listings: ListingService;
 }

@@ -8,7 +8,7 @@ import { parseContentLength, parseContentRange } from './range.js';
 export function queryParameter(ctx: RegistryContext, key: string): string | undefined {
   const value = ctx.query[key];
   if (Array.isArray(value)) {
-    throw new RegistryError(key === 'digest' || key === 'mount' ? 'DIGEST_INVALID' : 'UNSUPPORTED', {
+    throw new RegistryError(key === 'digest' || key === 'mount' ? 'DIGEST_INVALID' : key === 'n' ? 'PAGINATION_NUMBER_INVALID' : 'UNSUPPORTED', {
       status: 400,
       message: `query parameter ${key} given more than once`,
     });
@@ -46,4 +46,40 @@ export function respondEmpty(ctx: RegistryContext, status: number): void {
     ctx.body = '';
     ctx.remove('Content-Type');
   }
+}
+
+/**
+ * Reads a request body whole, refusing more than `maxBytes` (by Content-Length before reading, or
+ * while reading) with 413. Only for small bodies such as manifests.
+ */
+export async function readLimitedBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
+  const tooLarge = () =>
+    new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxBytes} bytes` });
+  const announced = parseContentLength(ctx.get('content-length') || undefined);
+  if (announced !== undefined && announced > maxBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of ctx.req) {
+    received += (chunk as Buffer).length;
+    if (received > maxBytes) throw tooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** `n` and `last` of a paginated listing; a bad `n` is 400 PAGINATION_NUMBER_INVALID. */
+export function pagination(ctx: RegistryContext): { limit?: number; last?: string } {
+  const n = queryParameter(ctx, 'n');
+  const last = queryParameter(ctx, 'last');
+  let limit: number | undefined;
+  if (n !== undefined && n !== '') {
+    if (!/^\d{1,9}$/.test(n)) throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: n.slice(0, 50) } });
+    limit = Number(n);
+  }
+  return { ...(limit !== undefined ? { limit } : {}), ...(last ? { last } : {}) };
+}
+
+/** RFC 5988 link to the next page of a listing. */
+export function nextPageLink(path: string, limit: number, last: string): string {
+  return `<${path}?n=${limit}&last=${encodeURIComponent(last)}>; rel="next"`;
 }

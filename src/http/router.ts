@@ -11,7 +11,7 @@ export function buildRouter(routes: Route[]): Router<RegistryState> {
     router[method](route.name, route.pattern, async (ctx: RegistryContext) => {
       ctx.state.route = route.name;
       const [, name = '', reference = ''] = route.pattern.exec(ctx.path) ?? [];
-      const repository = route.name === 'base' ? '' : validateRepositoryName(name);
+      const repository = route.scoped ? validateRepositoryName(name) : '';
       if (repository) ctx.state.repository = repository;
       await route.handle(ctx, { repository, reference });
     });

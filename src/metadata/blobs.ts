@@ -47,3 +47,15 @@ export async function unlinkBlob(db: MetadataExecutor, repositoryId: number, dig
     .executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
+
+/** Those of the given digests that are linked to the repository. */
+export async function findLinkedDigests(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Set<string>> {
+  if (digests.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('repository_blobs')
+    .select('digest')
+    .where('repository_id', '=', repositoryId)
+    .where('digest', 'in', digests)
+    .execute();
+  return new Set(rows.map((row) => row.digest));
+}

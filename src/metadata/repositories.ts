@@ -18,3 +18,16 @@ export async function ensureRepository(db: MetadataExecutor, name: string, now =
     .execute();
   return db.selectFrom('repositories').select(['id', 'name']).where('name', '=', name).executeTakeFirstOrThrow();
 }
+
+/** Up to `limit` names of repositories holding at least one manifest, after `last`, in byte order. */
+export async function listRepositoriesWithManifests(db: MetadataExecutor, limit: number, last?: string): Promise<string[]> {
+  let query = db
+    .selectFrom('repositories')
+    .select('name')
+    .where(({ exists, selectFrom }) =>
+      exists(selectFrom('manifests').select('manifests.id').whereRef('manifests.repository_id', '=', 'repositories.id')),
+    );
+  if (last !== undefined) query = query.where('name', '>', last);
+  const rows = await query.orderBy('name').limit(limit).execute();
+  return rows.map((row) => row.name);
+}

@@ -19,6 +19,7 @@ export const errorCatalogue = {
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
   UNKNOWN: { status: 500, message: 'unknown error' },

@@ -1,6 +1,6 @@
 import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import { advanceUpload, deleteUpload, findUpload, insertUpload, type UploadRow } from '../metadata/uploads.js';
@@ -8,6 +8,7 @@ import { digestOf, newHash, parseDigest, type Digest, type DigestAlgorithm } fro
 import { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
+import { putSmallObject } from '../storage/small-objects.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
 import { HashStates } from './hash-states.js';
 import { HashingStream } from './hashing-stream.js';
@@ -188,10 +189,7 @@ export class UploadService {
     if (!existing || existing.size !== size) {
       if (size === 0) {
         // An upload that never received a byte has no data object to move.
-        const writer = await storage.writer(blobKey);
-        writer.stream.end();
-        await finished(writer.stream);
-        await writer.commit();
+        await putSmallObject(storage, blobKey, new Uint8Array(0));
       } else {
         await storage.move(storagePaths.uploadData(upload.id), blobKey);
       }

@@ -5,6 +5,11 @@ import type { Digest } from '../oci/digest.js';
  *
  *   blobs/<algorithm>/<first two hex>/<hex>/data   content-addressed bytes, shared by all repositories
  *   uploads/<upload id>/data                       bytes of an upload in progress
+ *   repositories/<name>/_manifests/<alg>/<hex>     a manifest the repository holds (its media type, JSON);
+ *                                                  the manifest bytes are a blob under blobs/
+ *   repositories/<name>/_tags/<tag>                the digest a tag points at
+ *
+ * Repository names cannot hold a component starting with `_`, so these never collide with a name.
  */
 export const storagePaths = {
   blobData(digest: Digest): string {
@@ -16,5 +21,11 @@ export const storagePaths = {
   },
   uploadData(uploadId: string): string {
     return `uploads/${uploadId}/data`;
+  },
+  repositoryManifest(repository: string, digest: Digest): string {
+    return `repositories/${repository}/_manifests/${digest.algorithm}/${digest.hex}`;
+  },
+  repositoryTag(repository: string, tag: string): string {
+    return `repositories/${repository}/_tags/${tag}`;
   },
 } as const;

@@ -1,0 +1,34 @@
+import { mediaTypes } from '../../oci/media-types.js';
+import type { PageResult } from '../../registry/listings.js';
+import type { RegistryContext, RegistryServices } from '../context.js';
+import { decodeSegment, nextPageLink, pagination, queryParameter } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+function linkNextPage(ctx: RegistryContext, path: string, result: PageResult): void {
+  const last = result.entries.at(-1);
+  if (result.more && last !== undefined) ctx.set('Link', nextPageLink(path, result.entries.length, last));
+}
+
+export function listingHandlers({ listings, referrers }: RegistryServices) {
+  return {
+    async tags(ctx: RegistryContext, { repository }: RouteParams): Promise<void> {
+      const result = await listings.tags(repository, pagination(ctx));
+      linkNextPage(ctx, `/v2/${repository}/tags/list`, result);
+      ctx.body = { name: repository, tags: result.entries };
+    },
+
+    async catalog(ctx: RegistryContext): Promise<void> {
+      const result = await listings.catalog(pagination(ctx));
+      linkNextPage(ctx, '/v2/_catalog', result);
+      ctx.body = { repositories: result.entries };
+    },
+
+    async referrers(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
+      const artifactType = queryParameter(ctx, 'artifactType');
+      const index = await referrers.list(repository, decodeSegment(reference), artifactType || undefined);
+      if (artifactType) ctx.set('OCI-Filters-Applied', 'artifactType');
+      ctx.body = index;
+      ctx.type = mediaTypes.ociIndex;
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { maxManifestBytes } from '../../oci/manifest.js';
+import { acceptedMediaTypes } from '../../oci/media-types.js';
+import type { ManifestContent } from '../../registry/manifests.js';
+import type { RegistryContext, RegistryServices } from '../context.js';
+import { decodeSegment, readLimitedBody, respondEmpty } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+function setManifestHeaders(ctx: RegistryContext, manifest: ManifestContent): void {
+  ctx.set('Docker-Content-Digest', manifest.digest);
+  ctx.set('ETag', `"${manifest.digest}"`);
+}
+
+/** If-None-Match naming the digest (quoted or not): the client's copy is current. */
+function notModified(ctx: RegistryContext, digest: string): boolean {
+  const header = ctx.get('if-none-match');
+  return header !== '' && header.split(',').some((value) => [digest, `"${digest}"`].includes(value.trim()));
+}
+
+export function manifestHandlers({ manifests }: RegistryServices) {
+  const fetch = (ctx: RegistryContext, params: RouteParams) =>
+    manifests.get(params.repository, decodeSegment(params.reference), acceptedMediaTypes(ctx.req.headers.accept));
+
+  return {
+    async head(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const manifest = await fetch(ctx, params);
+      setManifestHeaders(ctx, manifest);
+      ctx.status = 200;
+      ctx.type = manifest.mediaType;
+      ctx.length = manifest.size;
+    },
+
+    async get(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const manifest = await fetch(ctx, params);
+      setManifestHeaders(ctx, manifest);
+      if (notModified(ctx, manifest.digest)) {
+        ctx.status = 304;
+        return;
+      }
+      ctx.status = 200;
+      ctx.body = Buffer.from(manifest.payload);
+      ctx.type = manifest.mediaType;
+    },
+
+    async put(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const payload = await readLimitedBody(ctx, maxManifestBytes);
+      ctx.state.bytesReceived = payload.length;
+      const result = await manifests.put(params.repository, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined);
+      ctx.set('Location', `/v2/${params.repository}/manifests/${result.digest}`);
+      ctx.set('Docker-Content-Digest', result.digest);
+      if (result.subject) ctx.set('OCI-Subject', result.subject);
+      respondEmpty(ctx, 201);
+    },
+
+    async delete(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      await manifests.delete(params.repository, decodeSegment(params.reference));
+      respondEmpty(ctx, 202);
+    },
+  };
+}

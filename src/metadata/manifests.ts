@@ -1,0 +1,185 @@
+import type { MetadataExecutor } from './database.js';
+
+export interface ManifestRow {
+  id: number;
+  digest: string;
+  mediaType: string;
+  artifactType: string | null;
+  subjectDigest: string | null;
+  size: number;
+  payload: Uint8Array;
+}
+
+export interface NewManifest {
+  repositoryId: number;
+  digest: string;
+  mediaType: string;
+  artifactType: string | null;
+  subjectDigest: string | null;
+  payload: Uint8Array;
+  /** Blobs the manifest names that the repository holds (config and layers). */
+  blobDigests: string[];
+  /** Ids of the child manifests an index names. */
+  childIds: number[];
+}
+
+const manifestColumns = [
+  'manifests.id',
+  'manifests.digest',
+  'manifests.media_type',
+  'manifests.artifact_type',
+  'manifests.subject_digest',
+  'manifests.size',
+  'manifests.payload',
+] as const;
+
+type ManifestSelection = {
+  id: number;
+  digest: string;
+  media_type: string;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  size: number;
+  payload: Uint8Array;
+};
+
+function toManifestRow(row: ManifestSelection): ManifestRow {
+  return {
+    id: row.id,
+    digest: row.digest,
+    mediaType: row.media_type,
+    artifactType: row.artifact_type,
+    subjectDigest: row.subject_digest,
+    size: row.size,
+    payload: row.payload,
+  };
+}
+
+export async function findManifest(db: MetadataExecutor, repositoryId: number, digest: string): Promise<ManifestRow | undefined> {
+  const row = await db
+    .selectFrom('manifests')
+    .select(manifestColumns)
+    .where('manifests.repository_id', '=', repositoryId)
+    .where('manifests.digest', '=', digest)
+    .executeTakeFirst();
+  return row ? toManifestRow(row) : undefined;
+}
+
+/** Ids of those of the given manifests that exist in the repository, by digest. */
+export async function findManifestIds(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Map<string, number>> {
+  if (digests.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('manifests')
+    .select(['id', 'digest'])
+    .where('repository_id', '=', repositoryId)
+    .where('digest', 'in', digests)
+    .execute();
+  return new Map(rows.map((row) => [row.digest, row.id]));
+}
+
+/** Inserts the manifest and its references; an existing identical manifest is kept. Returns its id. */
+export async function insertManifest(db: MetadataExecutor, manifest: NewManifest, now = Date.now()): Promise<number> {
+  await db
+    .insertInto('manifests')
+    .values({
+      repository_id: manifest.repositoryId,
+      digest: manifest.digest,
+      media_type: manifest.mediaType,
+      artifact_type: manifest.artifactType,
+      subject_digest: manifest.subjectDigest,
+      size: manifest.payload.length,
+      payload: manifest.payload,
+      created_at: now,
+    })
+    .onConflict((conflict) => conflict.columns(['repository_id', 'digest']).doNothing())
+    .execute();
+  const { id } = await db
+    .selectFrom('manifests')
+    .select('id')
+    .where('repository_id', '=', manifest.repositoryId)
+    .where('digest', '=', manifest.digest)
+    .executeTakeFirstOrThrow();
+  const blobDigests = [...new Set(manifest.blobDigests)];
+  if (blobDigests.length > 0) {
+    await db
+      .insertInto('manifest_blobs')
+      .values(blobDigests.map((digest) => ({ manifest_id: id, digest })))
+      .onConflict((conflict) => conflict.columns(['manifest_id', 'digest']).doNothing())
+      .execute();
+  }
+  const childIds = [...new Set(manifest.childIds)];
+  if (childIds.length > 0) {
+    await db
+      .insertInto('manifest_children')
+      .values(childIds.map((childId) => ({ parent_id: id, child_id: childId })))
+      .onConflict((conflict) => conflict.columns(['parent_id', 'child_id']).doNothing())
+      .execute();
+  }
+  return id;
+}
+
+/** Digests of the indexes in the repository that name this manifest as a child. */
+export async function findParentDigests(db: MetadataExecutor, manifestId: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('manifest_children')
+    .innerJoin('manifests', 'manifests.id', 'manifest_children.parent_id')
+    .select('manifests.digest')
+    .where('manifest_children.child_id', '=', manifestId)
+    .execute();
+  return rows.map((row) => row.digest);
+}
+
+/** Deletes a manifest row with its references and the tags pointing at it; returns those tags' names. */
+export async function deleteManifest(db: MetadataExecutor, manifestId: number): Promise<string[]> {
+  const tags = await db.selectFrom('tags').select('name').where('manifest_id', '=', manifestId).execute();
+  await db.deleteFrom('tags').where('manifest_id', '=', manifestId).execute();
+  await db.deleteFrom('manifest_blobs').where('manifest_id', '=', manifestId).execute();
+  await db.deleteFrom('manifest_children').where('parent_id', '=', manifestId).execute();
+  await db.deleteFrom('manifests').where('id', '=', manifestId).execute();
+  return tags.map((tag) => tag.name);
+}
+
+export interface ReferrerRow {
+  digest: string;
+  mediaType: string;
+  artifactType: string | null;
+  size: number;
+  payload: Uint8Array;
+}
+
+/** Manifests in the repository whose subject is the given digest, optionally of one artifact type. */
+export async function findReferrers(
+  db: MetadataExecutor,
+  repositoryId: number,
+  subjectDigest: string,
+  artifactType?: string,
+): Promise<ReferrerRow[]> {
+  let query = db
+    .selectFrom('manifests')
+    .select(['digest', 'media_type', 'artifact_type', 'size', 'payload'])
+    .where('repository_id', '=', repositoryId)
+    .where('subject_digest', '=', subjectDigest);
+  if (artifactType !== undefined) query = query.where('artifact_type', '=', artifactType);
+  const rows = await query.orderBy('created_at').orderBy('digest').execute();
+  return rows.map((row) => ({
+    digest: row.digest,
+    mediaType: row.media_type,
+    artifactType: row.artifact_type,
+    size: row.size,
+    payload: row.payload,
+  }));
+}
+
+export async function countManifests(db: MetadataExecutor, repositoryId: number): Promise<number> {
+  const row = await db
+    .selectFrom('manifests')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('repository_id', '=', repositoryId)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
+export async function findManifestById(db: MetadataExecutor, manifestId: number): Promise<ManifestRow | undefined> {
+  const row = await db.selectFrom('manifests').select(manifestColumns).where('manifests.id', '=', manifestId).executeTakeFirst();
+  return row ? toManifestRow(row) : undefined;
+}

@@ -1,0 +1,44 @@
+import { findRepository, listRepositoriesWithManifests } from '../metadata/repositories.js';
+import { listTags } from '../metadata/tags.js';
+import { RegistryError } from '../oci/errors.js';
+import type { RegistryStores } from './context.js';
+
+export interface Page {
+  /** At most this many entries; undefined for all of them. */
+  limit?: number;
+  /** Entries after this one. */
+  last?: string;
+}
+
+export interface PageResult {
+  entries: string[];
+  /** The entries stop short of the end: a next page exists. */
+  more: boolean;
+}
+
+/** Tag lists and the catalog, from the database (never by walking storage). */
+export class ListingService {
+  constructor(
+    private readonly stores: RegistryStores,
+    private readonly catalogMaxEntries = 1000,
+  ) {}
+
+  async tags(repository: string, page: Page): Promise<PageResult> {
+    const repositoryRow = await findRepository(this.stores.metadata, repository);
+    if (!repositoryRow) throw new RegistryError('NAME_UNKNOWN', { detail: { name: repository } });
+    return this.paged(page, Number.MAX_SAFE_INTEGER, (limit, last) => listTags(this.stores.metadata, repositoryRow.id, limit, last));
+  }
+
+  /** Repositories holding at least one manifest. */
+  async catalog(page: Page): Promise<PageResult> {
+    return this.paged(page, this.catalogMaxEntries, (limit, last) => listRepositoriesWithManifests(this.stores.metadata, limit, last));
+  }
+
+  private async paged(page: Page, maxEntries: number, fetch: (limit: number, last?: string) => Promise<string[]>): Promise<PageResult> {
+    const limit = Math.min(page.limit ?? maxEntries, maxEntries);
+    if (limit === 0) return { entries: [], more: false };
+    // One entry more than asked tells whether a next page exists.
+    const entries = await fetch(limit === Number.MAX_SAFE_INTEGER ? limit : limit + 1, page.last);
+    return { entries: entries.slice(0, limit), more: entries.length > limit };
+  }
+}
