@@ -12,7 +12,8 @@ export async function pushBlob(request: supertest.Agent, repository: string, blo
 }
 
 export function envelopeCode(response: { body: unknown }): string | undefined {
-  return (response.body as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
+  const body = Buffer.isBuffer(response.body) ? (JSON.parse(response.body.toString('utf8')) as unknown) : response.body;
+  return (body as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
 }
 
 type ResponseParser = Parameters<supertest.Test['parse']>[0];
