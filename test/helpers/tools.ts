@@ -1,0 +1,40 @@
+import { spawn, spawnSync } from 'node:child_process';
+
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function commandAvailable(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Why a real-client test cannot run here, or undefined when it can. Under CI the clients are
+ * installed by .ci/run, so a missing one is a failure there rather than a skip.
+ */
+export function missingClients(...names: string[]): string | undefined {
+  const missing = names.filter((name) => !commandAvailable(name));
+  if (missing.length === 0) return undefined;
+  if (process.env.CI) throw new Error(`CI must have ${missing.join(', ')} installed (.ci/run installs them)`);
+  return `${missing.join(', ')} not installed (apt-get install -y skopeo docker.io)`;
+}
+
+/** Runs a command to its end; rejects with its output when it exits non-zero. */
+export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      const result = { code, stdout, stderr };
+      if (code === 0) resolve(result);
+      else reject(new Error(`${command} ${args.join(' ')} exited ${code}\n${stdout}\n${stderr}`));
+    });
+  });
+}
