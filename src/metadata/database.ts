@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type Transaction } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type Transaction } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
 import type { MetadataSchema } from './schema.js';
 
@@ -9,6 +9,27 @@ export type MetadataEngine = 'sqlite' | 'postgres';
 export type MetadataDb = Kysely<MetadataSchema>;
 /** Either the database or an open transaction on it: query functions accept both. */
 export type MetadataExecutor = Kysely<MetadataSchema> | Transaction<MetadataSchema>;
+
+const compiledSqlCache = new WeakMap<object, Map<string, string>>();
+
+/**
+ * For a hot query whose SQL text never changes: it is built and compiled once per executor and name,
+ * and later calls run that SQL with their own parameters (in the order the SQL uses them).
+ */
+export function reuseCompiledSql<R>(
+  db: MetadataExecutor,
+  name: string,
+  build: () => CompiledQuery<R>,
+  parameters: readonly unknown[],
+): CompiledQuery<R> {
+  let byName = compiledSqlCache.get(db);
+  if (!byName) compiledSqlCache.set(db, (byName = new Map()));
+  const known = byName.get(name);
+  if (known !== undefined) return CompiledQuery.raw(known, [...parameters]) as CompiledQuery<R>;
+  const compiled = build();
+  byName.set(name, compiled.sql);
+  return compiled;
+}
 
 export interface MetadataDatabase {
   readonly engine: MetadataEngine;
@@ -55,6 +76,35 @@ async function migrateToLatest(db: Kysely<unknown>, engine: MetadataEngine): Pro
   }
 }
 
+/** How many distinct prepared statements are kept per connection. */
+const statementCacheSize = 500;
+
+/**
+ * The connection as Kysely sees it, with prepared statements reused: Kysely prepares every query it
+ * runs, and preparing costs more than running the small queries of the hot paths.
+ */
+function withStatementCache(connection: SQLite.Database): SQLite.Database {
+  const statements = new Map<string, SQLite.Statement>();
+  const prepare = (source: string): SQLite.Statement => {
+    let statement = statements.get(source);
+    if (statement) {
+      statements.delete(source);
+    } else {
+      statement = connection.prepare(source);
+      if (statements.size >= statementCacheSize) statements.delete(statements.keys().next().value as string);
+    }
+    statements.set(source, statement);
+    return statement;
+  };
+  return new Proxy(connection, {
+    get(target, property, receiver) {
+      if (property === 'prepare') return prepare;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 function openSqlite(file: string): SQLite.Database {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const connection = new SQLite(file);
@@ -72,7 +122,7 @@ export async function openMetadataDatabase(url: string): Promise<MetadataDatabas
   if (engine !== 'sqlite') {
     throw new Error('database.url: this build supports only the embedded SQLite engine (sqlite:<path>)');
   }
-  const db = new Kysely<MetadataSchema>({ dialect: new SqliteDialect({ database: openSqlite(target) }) });
+  const db = new Kysely<MetadataSchema>({ dialect: new SqliteDialect({ database: withStatementCache(openSqlite(target)) }) });
   try {
     await migrateToLatest(db as unknown as Kysely<unknown>, engine);
   } catch (error) {

@@ -1,4 +1,4 @@
-import type { MetadataExecutor } from './database.js';
+import { reuseCompiledSql, type MetadataExecutor } from './database.js';
 
 export interface ManifestRow {
   id: number;
@@ -179,7 +179,40 @@ export async function countManifests(db: MetadataExecutor, repositoryId: number)
   return Number(row.count);
 }
 
-export async function findManifestById(db: MetadataExecutor, manifestId: number): Promise<ManifestRow | undefined> {
-  const row = await db.selectFrom('manifests').select(manifestColumns).where('manifests.id', '=', manifestId).executeTakeFirst();
+/** The manifest a tag or digest names in a repository, found by the repository's name in one query. */
+export async function findManifestByReference(
+  db: MetadataExecutor,
+  repositoryName: string,
+  reference: { tag: string } | { digest: string },
+): Promise<ManifestRow | undefined> {
+  // The hot path of every pull: the SQL is compiled once per database and reused with new parameters.
+  const compiled =
+    'tag' in reference
+      ? reuseCompiledSql(db, 'manifestByTag', () => manifestByTagQuery(db, repositoryName, reference.tag).compile(), [repositoryName, reference.tag])
+      : reuseCompiledSql(db, 'manifestByDigest', () => manifestByDigestQuery(db, repositoryName, reference.digest).compile(), [
+          repositoryName,
+          reference.digest,
+        ]);
+  const { rows } = await db.executeQuery(compiled);
+  const row = rows[0];
   return row ? toManifestRow(row) : undefined;
+}
+
+function manifestByTagQuery(db: MetadataExecutor, repositoryName: string, tag: string) {
+  return db
+    .selectFrom('repositories')
+    .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+    .innerJoin('manifests', 'manifests.id', 'tags.manifest_id')
+    .select(manifestColumns)
+    .where('repositories.name', '=', repositoryName)
+    .where('tags.name', '=', tag);
+}
+
+function manifestByDigestQuery(db: MetadataExecutor, repositoryName: string, digest: string) {
+  return db
+    .selectFrom('repositories')
+    .innerJoin('manifests', 'manifests.repository_id', 'repositories.id')
+    .select(manifestColumns)
+    .where('repositories.name', '=', repositoryName)
+    .where('manifests.digest', '=', digest);
 }

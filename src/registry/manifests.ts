@@ -2,7 +2,7 @@ import { findLinkedDigests, insertBlob, linkBlob } from '../metadata/blobs.js';
 import {
   deleteManifest,
   findManifest,
-  findManifestById,
+  findManifestByReference,
   findManifestIds,
   findParentDigests,
   insertManifest,
@@ -14,7 +14,7 @@ import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
 import { isNonDistributableLayer, mediaTypes } from '../oci/media-types.js';
-import { parseManifestReference, type ManifestReference } from '../oci/reference.js';
+import { parseManifestReference } from '../oci/reference.js';
 import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
@@ -133,8 +133,15 @@ export class ManifestService {
    */
   async get(repository: string, referenceText: string, accepted: Set<string>): Promise<ManifestContent> {
     const reference = parseManifestReference(referenceText);
-    const repositoryRow = await this.repositoryOrUnknown(repository);
-    let manifest = await this.resolve(repositoryRow, reference, referenceText);
+    let manifest = await findManifestByReference(
+      this.stores.metadata,
+      repository,
+      reference.kind === 'tag' ? { tag: reference.tag } : { digest: reference.digest.value },
+    );
+    if (!manifest) {
+      await this.repositoryOrUnknown(repository);
+      throw manifestUnknown(referenceText);
+    }
     if (manifest.mediaType === mediaTypes.ociManifest && !accepted.has(mediaTypes.ociManifest)) {
       throw manifestUnknown(referenceText, 'OCI manifest found, but the Accept header does not support OCI manifests');
     }
@@ -142,7 +149,7 @@ export class ManifestService {
       throw manifestUnknown(referenceText, 'OCI index found, but the Accept header does not support OCI indexes');
     }
     if (reference.kind === 'tag' && manifest.mediaType === mediaTypes.dockerManifestList && !accepted.has(mediaTypes.dockerManifestList)) {
-      manifest = await this.defaultPlatformImage(repositoryRow, manifest, referenceText);
+      manifest = await this.defaultPlatformImage(repository, manifest, referenceText);
       if (manifest.mediaType === mediaTypes.dockerManifest && !accepted.has(mediaTypes.dockerManifest)) {
         throw new RegistryError('MANIFEST_INVALID', { message: 'Schema 2 manifest not supported by client' });
       }
@@ -150,12 +157,12 @@ export class ManifestService {
     return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, payload: manifest.payload };
   }
 
-  private async defaultPlatformImage(repository: RepositoryRow, list: ManifestRow, referenceText: string): Promise<ManifestRow> {
+  private async defaultPlatformImage(repository: string, list: ManifestRow, referenceText: string): Promise<ManifestRow> {
     const { manifests } = parseManifest(list.payload, list.mediaType);
     const match = manifests.find(
       (child) => child.platform?.os === defaultPlatform.os && child.platform?.architecture === defaultPlatform.architecture,
     );
-    const child = match ? await findManifest(this.stores.metadata, repository.id, match.digest) : undefined;
+    const child = match ? await findManifestByReference(this.stores.metadata, repository, { digest: match.digest }) : undefined;
     if (!child) throw manifestUnknown(referenceText, 'manifest list has no linux/amd64 image and the client does not accept lists');
     return child;
   }
@@ -164,19 +171,6 @@ export class ManifestService {
     const row = await findRepository(this.stores.metadata, repository);
     if (!row) throw new RegistryError('NAME_UNKNOWN', { detail: { name: repository } });
     return row;
-  }
-
-  private async resolve(repository: RepositoryRow, reference: ManifestReference, referenceText: string): Promise<ManifestRow> {
-    const db = this.stores.metadata;
-    if (reference.kind === 'digest') {
-      const manifest = await findManifest(db, repository.id, reference.digest.value);
-      if (!manifest) throw manifestUnknown(referenceText);
-      return manifest;
-    }
-    const tag = await findTag(db, repository.id, reference.tag);
-    const manifest = tag ? await findManifestById(db, tag.manifestId) : undefined;
-    if (!manifest) throw manifestUnknown(referenceText);
-    return manifest;
   }
 
   /** DELETE by tag removes the tag only; by digest removes the manifest and every tag pointing at it. */

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
       disk: await diskWriteSpeed(directory),
       loopback: await loopbackSpeed(),
     };
-    const server = await startServerProcess({ root: path.join(directory, 'storage') });
+    const server = await startServerProcess({ root: path.join(directory, 'storage'), keepLogs: false });
     try {
       const warm = await streamPush(server.port, 'bench/warmup', 16 * MiB);
       await streamPull(server.port, 'bench/warmup', warm);
