@@ -74,11 +74,10 @@ export class ManifestService {
     const { storage, metadata } = this.stores;
     const payloadKey = storagePaths.blobData(digest);
     if ((await storage.stat(payloadKey))?.size !== payload.length) await putSmallObject(storage, payloadKey, payload);
-    await putSmallObject(
-      storage,
-      storagePaths.repositoryManifest(repository, digest),
-      Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })),
-    );
+    const linkKey = storagePaths.repositoryManifest(repository, digest);
+    if (!(await storage.stat(linkKey))) {
+      await putSmallObject(storage, linkKey, Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })));
+    }
 
     const record = async () => {
       await metadata.transaction().execute(async (transaction) => {
