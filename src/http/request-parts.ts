@@ -49,10 +49,10 @@ export function respondEmpty(ctx: RegistryContext, status: number): void {
 }
 
 /**
- * Reads a request body whole, refusing more than `maxBytes` (by Content-Length before reading, or
- * while reading) with 413. Only for small bodies such as manifests.
+ * Reads a manifest body whole, refusing more than `maxBytes` (by Content-Length before reading, or
+ * while reading) with 413.
  */
-export async function readLimitedBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
+export async function readManifestBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
   const tooLarge = () =>
     new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxBytes} bytes` });
   const announced = parseContentLength(ctx.get('content-length') || undefined);

@@ -1,4 +1,6 @@
+import type { Selectable } from 'kysely';
 import { reuseCompiledSql, type MetadataExecutor } from './database.js';
+import type { ManifestsTable } from './schema.js';
 
 export interface ManifestRow {
   id: number;
@@ -33,15 +35,7 @@ const manifestColumns = [
   'manifests.payload',
 ] as const;
 
-type ManifestSelection = {
-  id: number;
-  digest: string;
-  media_type: string;
-  artifact_type: string | null;
-  subject_digest: string | null;
-  size: number;
-  payload: Uint8Array;
-};
+type ManifestSelection = Omit<Selectable<ManifestsTable>, 'repository_id' | 'created_at'>;
 
 function toManifestRow(row: ManifestSelection): ManifestRow {
   return {

@@ -2,7 +2,7 @@ import { maxManifestBytes } from '../../oci/manifest.js';
 import { acceptedMediaTypes } from '../../oci/media-types.js';
 import type { ManifestContent } from '../../registry/manifests.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
-import { decodeSegment, readLimitedBody, respondEmpty } from '../request-parts.js';
+import { decodeSegment, readManifestBody, respondEmpty } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
 function setManifestHeaders(ctx: RegistryContext, manifest: ManifestContent): void {
@@ -42,7 +42,7 @@ export function manifestHandlers({ manifests }: RegistryServices) {
     },
 
     async put(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const payload = await readLimitedBody(ctx, maxManifestBytes);
+      const payload = await readManifestBody(ctx, maxManifestBytes);
       ctx.state.bytesReceived = payload.length;
       const result = await manifests.put(params.repository, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined);
       ctx.set('Location', `/v2/${params.repository}/manifests/${result.digest}`);
