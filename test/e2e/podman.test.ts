@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,7 +27,9 @@ describe('podman push and pull against a running registry', { skip }, () => {
     ).stdout;
 
   before(async () => {
-    directory = await mkdtemp(path.join(tmpdir(), 'registry-podman-'));
+    // podman names an image pulled from oci:DIR after DIR, and image names must be lower case.
+    directory = path.join(tmpdir(), `registry-podman-${randomBytes(6).toString('hex')}`);
+    await mkdir(directory);
     server = await startServerProcess({ root: path.join(directory, 'storage') });
     host = `127.0.0.1:${server.port}`;
     const layout = new OciLayout(path.join(directory, 'layout'));
