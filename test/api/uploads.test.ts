@@ -329,12 +329,18 @@ describe('blob uploads', () => {
         }, 100);
       });
     });
-    // The server notices the abort asynchronously; wait until the session is free again.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The server notices the abort asynchronously: wait (up to 10 s) for the bytes to be cut back.
+    const data = (await registry.storedFiles()).find((file) => file.startsWith('uploads/'));
+    assert.ok(data);
+    let size: number | undefined;
+    for (let waited = 0; waited < 10_000; waited += 50) {
+      size = (await registry.storage.stat(data))?.size;
+      if (size === 500_000) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(size, 500_000, 'the bytes of the aborted chunk were cut back');
     assert.equal(await uploadSize(location), 500_000, 'the aborted chunk added nothing');
     assert.deepEqual((await registry.storedFiles()).filter((file) => file.startsWith('blobs/')), []);
-    const data = (await registry.storedFiles()).find((file) => file.startsWith('uploads/'));
-    assert.equal(data && (await registry.storage.stat(data))?.size, 500_000, 'the bytes were cut back');
 
     await registry.request.patch(location).set('Content-Type', 'application/octet-stream').send(blob.bytes.subarray(500_000)).expect(202);
     await registry.request.put(`${location}?digest=${blob.digest}`).expect(201);

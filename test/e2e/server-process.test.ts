@@ -69,14 +69,19 @@ describe('the registry as a process', () => {
         outgoing.on('error', reject);
         outgoing.write(blob.bytes.subarray(0, 400_000), () => {
           server.child.kill('SIGTERM');
-          setTimeout(async () => {
+          void (async () => {
             try {
-              assert.ok(await connectionRefused(server.port), 'no new connections once stopping');
+              let refused = false;
+              for (let waited = 0; !refused && waited < 10_000; waited += 100) {
+                await new Promise((resolve) => setTimeout(resolve, 100));
+                refused = await connectionRefused(server.port);
+              }
+              assert.ok(refused, 'no new connections once stopping');
               outgoing.end(blob.bytes.subarray(400_000));
             } catch (error) {
               reject(error);
             }
-          }, 300);
+          })();
         });
       });
       assert.equal(await inFlight, 202, 'the in-flight request completed');
