@@ -75,7 +75,7 @@ export const configSchema = {
     },
   },
   database: {
-    url: string('', 'Metadata database: sqlite:<path>. Empty means sqlite:<storage.filesystem.rootdirectory>/registry.db.'),
+    url: string('', 'Metadata database: sqlite:<path> or postgres://user:password@host:port/database. Empty means sqlite:<storage.filesystem.rootdirectory>/registry.db.'),
   },
 } as const;
 

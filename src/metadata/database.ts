@@ -1,7 +1,18 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type Transaction } from 'kysely';
+import pg from 'pg';
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  type Dialect,
+  type Migration,
+  type MigrationProvider,
+  type Transaction,
+} from 'kysely';
 import * as initial from './migrations/0001-initial.js';
 import type { MetadataSchema } from './schema.js';
 
@@ -116,13 +127,32 @@ function openSqlite(file: string): SQLite.Database {
   return connection;
 }
 
-/** Opens the metadata database named by the URL and brings its schema to the latest migration. */
+const int8TypeId = 20;
+
+/** A PostgreSQL pool whose bigint columns (sizes, times, ids) arrive as numbers, as with SQLite. */
+function openPostgres(connectionString: string): pg.Pool {
+  return new pg.Pool({
+    connectionString,
+    max: 10,
+    types: {
+      getTypeParser: ((typeId: number, format?: 'text' | 'binary') =>
+        typeId === int8TypeId && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(typeId, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+}
+
+function dialectFor(engine: MetadataEngine, target: string): Dialect {
+  if (engine === 'postgres') return new PostgresDialect({ pool: openPostgres(target) });
+  return new SqliteDialect({ database: withStatementCache(openSqlite(target)) });
+}
+
+/**
+ * Opens the metadata database named by the URL and brings its schema to the latest migration.
+ * Several replicas starting together are safe: Kysely's migrator takes a lock while it migrates.
+ */
 export async function openMetadataDatabase(url: string): Promise<MetadataDatabase> {
   const { engine, target } = parseDatabaseUrl(url);
-  if (engine !== 'sqlite') {
-    throw new Error('database.url: this build supports only the embedded SQLite engine (sqlite:<path>)');
-  }
-  const db = new Kysely<MetadataSchema>({ dialect: new SqliteDialect({ database: withStatementCache(openSqlite(target)) }) });
+  const db = new Kysely<MetadataSchema>({ dialect: dialectFor(engine, target) });
   try {
     await migrateToLatest(db as unknown as Kysely<unknown>, engine);
   } catch (error) {

@@ -11,31 +11,15 @@ export async function findTag(db: MetadataExecutor, repositoryId: number, name: 
   return row ? { manifestId: row.manifest_id } : undefined;
 }
 
-/** Points a tag at a manifest, creating it if needed. Returns the manifest it pointed at before, if any. */
-export async function setTag(
-  db: MetadataExecutor,
-  repositoryId: number,
-  name: string,
-  manifestId: number,
-  now = Date.now(),
-): Promise<number | undefined> {
-  const previous = await findTag(db, repositoryId, name);
-  if (previous) {
-    if (previous.manifestId !== manifestId) {
-      await db
-        .updateTable('tags')
-        .set({ manifest_id: manifestId, updated_at: now })
-        .where('repository_id', '=', repositoryId)
-        .where('name', '=', name)
-        .execute();
-    }
-    return previous.manifestId;
-  }
+/** Points a tag at a manifest, creating it if needed; one statement, so concurrent writers cannot collide. */
+export async function setTag(db: MetadataExecutor, repositoryId: number, name: string, manifestId: number, now = Date.now()): Promise<void> {
   await db
     .insertInto('tags')
     .values({ repository_id: repositoryId, name, manifest_id: manifestId, created_at: now, updated_at: now })
+    .onConflict((conflict) =>
+      conflict.columns(['repository_id', 'name']).doUpdateSet({ manifest_id: manifestId, updated_at: now }),
+    )
     .execute();
-  return undefined;
 }
 
 export async function deleteTag(db: MetadataExecutor, repositoryId: number, name: string): Promise<boolean> {

@@ -28,6 +28,8 @@ export interface TestRegistry {
 
 export interface TestRegistryOptions {
   deleteEnabled?: boolean;
+  /** A metadata database URL (e.g. a PostgreSQL test database); a SQLite file in the temp dir otherwise. */
+  databaseUrl?: string;
 }
 
 const silentLogger = pino({ level: 'silent' });
@@ -37,7 +39,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
   const servers: Server[] = [];
   const open = async () => {
     const storage = await FilesystemDriver.open(path.join(root, 'storage'));
-    const metadata = await openMetadataDatabase(`sqlite:${path.join(root, 'registry.db')}`);
+    const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
     const registry = createApp({
       storage,
       metadata: metadata.db,

@@ -79,3 +79,10 @@ describe('configuration', () => {
     assert.deepEqual(parseListenAddress('[::1]:5000'), { host: '::1', port: 5000 });
   });
 });
+
+describe('shipped example configurations', () => {
+  it('config/postgres.yaml is valid and names a PostgreSQL database', () => {
+    const { config } = loadConfig({ file: 'config/postgres.yaml', env: {}, cwd: process.cwd() });
+    assert.match(config.database.url, /^postgres:\/\//);
+  });
+});

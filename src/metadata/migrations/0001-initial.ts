@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { MetadataEngine } from '../database.js';
-import { identityColumn } from './column-types.js';
+import { byteOrderedText, identityColumn } from './column-types.js';
 
 // Migrations take an untyped Kysely: they describe the schema as it was then, not as it is now.
 export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<void> {
@@ -9,7 +9,7 @@ export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<v
   await db.schema
     .createTable('repositories')
     .addColumn('id', identityColumn(engine), (column) => column.primaryKey())
-    .addColumn('name', 'varchar(255)', (column) => column.notNull().unique())
+    .addColumn('name', byteOrderedText(engine, 255), (column) => column.notNull().unique())
     .addColumn('created_at', 'bigint', (column) => column.notNull())
     .execute();
 
@@ -78,7 +78,7 @@ export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<v
     .createTable('tags')
     .addColumn('id', identityColumn(engine), (column) => column.primaryKey())
     .addColumn('repository_id', 'bigint', (column) => column.notNull().references('repositories.id').onDelete('cascade'))
-    .addColumn('name', 'varchar(128)', (column) => column.notNull())
+    .addColumn('name', byteOrderedText(engine, 128), (column) => column.notNull())
     .addColumn('manifest_id', 'bigint', (column) => column.notNull().references('manifests.id'))
     .addColumn('created_at', 'bigint', (column) => column.notNull())
     .addColumn('updated_at', 'bigint', (column) => column.notNull())

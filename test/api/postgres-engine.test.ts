@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest } from '../helpers/images.js';
+import { binary, envelopeCode } from '../helpers/push.js';
+import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
+import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+
+const skip = await postgresSkipReason();
+if (skip) console.log(`# ${skip}`);
+
+describe('the registry on a PostgreSQL metadata database', { skip }, () => {
+  let registry: TestRegistry;
+  let drop: () => Promise<void>;
+  before(async () => {
+    const database = await createTestDatabase();
+    drop = database.drop;
+    registry = await createTestRegistry({ databaseUrl: database.url });
+  });
+  after(async () => {
+    await registry?.close();
+    await drop?.();
+  });
+
+  it('pushes, pulls, lists, refers and deletes as on SQLite', async () => {
+    const amd64 = imageManifest();
+    const arm64 = imageManifest();
+    await pushManifest(registry.request, 'pg/app', amd64.digest, amd64);
+    await pushManifest(registry.request, 'pg/app', arm64.digest, arm64);
+    const index = indexOf([{ manifest: amd64, architecture: 'amd64' }, { manifest: arm64, architecture: 'arm64' }]);
+    await pushManifest(registry.request, 'pg/app', 'v1', index);
+    const pulled = await registry.request.get('/v2/pg/app/manifests/v1').set('Accept', allManifestTypes).buffer(true).parse(binary).expect(200);
+    assert.ok((pulled.body as Buffer).equals(index.bytes));
+    const layer = amd64.blobs[1]!;
+    const blob = await registry.request.get(`/v2/pg/app/blobs/${layer.digest}`).buffer(true).parse(binary).expect(200);
+    assert.ok((blob.body as Buffer).equals(layer.bytes));
+    for (const tag of ['b', 'A', 'a', '_z']) {
+      await registry.request.put(`/v2/pg/app/manifests/${tag}`).set('Content-Type', ociManifestType).send(amd64.bytes.toString()).expect(201);
+    }
+    assert.deepEqual((await registry.request.get('/v2/pg/app/tags/list').expect(200)).body, { name: 'pg/app', tags: ['A', '_z', 'a', 'b', 'v1'] });
+    assert.deepEqual((await registry.request.get('/v2/_catalog').expect(200)).body, { repositories: ['pg/app'] });
+    assert.equal(envelopeCode(await registry.request.delete(`/v2/pg/app/manifests/${amd64.digest}`).expect(409)), 'UNSUPPORTED');
+    await registry.request.delete(`/v2/pg/app/manifests/${index.digest}`).expect(202);
+    await registry.request.delete(`/v2/pg/app/manifests/${amd64.digest}`).expect(202);
+    assert.deepEqual((await registry.request.get('/v2/pg/app/tags/list').expect(200)).body, { name: 'pg/app', tags: [] });
+  });
+
+  it('20 clients pushing one tag at once leave it consistent', async () => {
+    const manifests = Array.from({ length: 20 }, () => imageManifest({ layerSize: 50 }));
+    for (const manifest of manifests) await pushManifest(registry.request, 'pg/race', manifest.digest, manifest);
+    const statuses = await Promise.all(
+      manifests.map(async (manifest) => (await registry.request.put('/v2/pg/race/manifests/latest').set('Content-Type', ociManifestType).send(manifest.bytes.toString())).status),
+    );
+    assert.deepEqual(statuses, Array(20).fill(201));
+    const head = await registry.request.head('/v2/pg/race/manifests/latest').set('Accept', allManifestTypes).expect(200);
+    const link: Buffer[] = [];
+    for await (const chunk of await registry.storage.read('repositories/pg/race/_tags/latest')) link.push(chunk as Buffer);
+    assert.equal(Buffer.concat(link).toString(), head.headers['docker-content-digest']);
+  });
+});

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { findBlob, findLinkedBlob, findLinkedDigests, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
+import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import {
+  countManifests,
+  deleteManifest,
+  findManifest,
+  findManifestByReference,
+  findManifestIds,
+  findParentDigests,
+  findReferrers,
+  insertManifest,
+} from '../../src/metadata/manifests.js';
+import { ensureRepository, findRepository, listRepositoriesWithManifests } from '../../src/metadata/repositories.js';
+import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
+import { advanceUpload, deleteUpload, findUpload, insertUpload } from '../../src/metadata/uploads.js';
+import { testBlob } from '../helpers/blobs.js';
+
+export interface DatabaseUnderTest {
+  url: string;
+  cleanup(): Promise<void>;
+}
+
+/** A digest of fresh random bytes: distinct for every call. */
+const randomDigest = () => testBlob(8).digest;
+
+/** The suite every metadata engine passes: the same queries, the same answers. */
+export function metadataContract(name: string, make: () => Promise<DatabaseUnderTest>, options: { skip?: string } = {}): void {
+  describe(`metadata contract: ${name}`, { skip: options.skip }, () => {
+    let subject: DatabaseUnderTest;
+    let database: MetadataDatabase;
+    before(async () => {
+      subject = await make();
+      database = await openMetadataDatabase(subject.url);
+    });
+    after(async () => {
+      await database?.close();
+      await subject?.cleanup();
+    });
+
+    it('migrates once, however many openers race to do it', async () => {
+      const openers = await Promise.all(Array.from({ length: 4 }, () => openMetadataDatabase(subject.url)));
+      for (const opener of openers) await opener.close();
+      const migrations = await database.db
+        .selectFrom('kysely_migration' as never)
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .executeTakeFirstOrThrow();
+      assert.equal(Number((migrations as { count: number }).count), 1);
+    });
+
+    it('creates a repository once under concurrent callers', async () => {
+      const rows = await Promise.all(Array.from({ length: 10 }, () => ensureRepository(database.db, 'team/app')));
+      assert.equal(new Set(rows.map((row) => row.id)).size, 1);
+      assert.equal((await findRepository(database.db, 'team/app'))?.id, rows[0]!.id);
+      assert.equal(await findRepository(database.db, 'team/none'), undefined);
+    });
+
+    it('records blobs with sizes past 4 GiB and links them per repository', async () => {
+      const repository = await ensureRepository(database.db, 'blobs/repo');
+      const big = { digest: randomDigest(), size: 5 * 1024 ** 3 + 7 };
+      await insertBlob(database.db, big);
+      await insertBlob(database.db, { digest: big.digest, size: 1 });
+      assert.deepEqual(await findBlob(database.db, big.digest), big, 'the first row stays, sizes come back as numbers');
+      assert.equal(await findLinkedBlob(database.db, 'blobs/repo', big.digest), undefined);
+      await linkBlob(database.db, repository.id, big.digest);
+      await linkBlob(database.db, repository.id, big.digest);
+      assert.deepEqual(await findLinkedBlob(database.db, 'blobs/repo', big.digest), big);
+      assert.deepEqual([...(await findLinkedDigests(database.db, repository.id, [big.digest, randomDigest()]))], [big.digest]);
+      assert.equal(await unlinkBlob(database.db, repository.id, big.digest), true);
+      assert.equal(await unlinkBlob(database.db, repository.id, big.digest), false);
+    });
+
+    it('keeps upload sessions and advances them only from the size they were at', async () => {
+      const repository = await ensureRepository(database.db, 'uploads/repo');
+      const id = '6d1c2f0e-8a47-4b5e-9d1a-3f1e2c4b5a69';
+      await insertUpload(database.db, { id, repositoryId: repository.id });
+      assert.equal((await findUpload(database.db, 'uploads/repo', id))?.size, 0);
+      assert.equal(await findUpload(database.db, 'other/repo', id), undefined);
+      assert.equal(await advanceUpload(database.db, id, 0, 6_000_000_000, '{"part":1}'), true);
+      assert.equal(await advanceUpload(database.db, id, 0, 10, null), false, 'a writer that started from 0 lost the race');
+      const upload = await findUpload(database.db, 'uploads/repo', id);
+      assert.equal(upload?.size, 6_000_000_000);
+      assert.equal(upload?.storageState, '{"part":1}');
+      assert.equal(await deleteUpload(database.db, id), true);
+      assert.equal(await findUpload(database.db, 'uploads/repo', id), undefined);
+    });
+
+    it('stores manifests with their references, tags, referrers, and deletes them', async () => {
+      const repository = await ensureRepository(database.db, 'manifests/repo');
+      const layer = randomDigest();
+      await insertBlob(database.db, { digest: layer, size: 10 });
+      const payload = Buffer.from('{"schemaVersion":2}\u0000\u00ff binary-safe');
+      const child = await database.db.transaction().execute(async (transaction) =>
+        insertManifest(transaction, {
+          repositoryId: repository.id,
+          digest: randomDigest(),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          artifactType: null,
+          subjectDigest: null,
+          payload,
+          blobDigests: [layer, layer],
+          childIds: [],
+        }),
+      );
+      const childRow = await database.db.selectFrom('manifests').select('digest').where('id', '=', child).executeTakeFirstOrThrow();
+      const parentDigest = randomDigest();
+      const parent = await insertManifest(database.db, {
+        repositoryId: repository.id,
+        digest: parentDigest,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        artifactType: null,
+        subjectDigest: null,
+        payload: Buffer.from('{}'),
+        blobDigests: [],
+        childIds: [child],
+      });
+      assert.deepEqual(await findParentDigests(database.db, child), [parentDigest]);
+      const stored = await findManifest(database.db, repository.id, childRow.digest);
+      assert.ok(stored && Buffer.from(stored.payload).equals(payload), 'payload bytes round-trip');
+      assert.equal(stored?.size, payload.length);
+      assert.deepEqual([...(await findManifestIds(database.db, repository.id, [childRow.digest, randomDigest()])).keys()], [childRow.digest]);
+
+      await setTag(database.db, repository.id, 'latest', child);
+      await setTag(database.db, repository.id, 'latest', parent);
+      assert.deepEqual(await findTag(database.db, repository.id, 'latest'), { manifestId: parent });
+      assert.equal((await findManifestByReference(database.db, 'manifests/repo', { tag: 'latest' }))?.digest, parentDigest);
+      assert.equal((await findManifestByReference(database.db, 'manifests/repo', { digest: childRow.digest }))?.id, child);
+      assert.equal(await findManifestByReference(database.db, 'other/repo', { tag: 'latest' }), undefined);
+
+      const subject = childRow.digest;
+      for (const artifactType of ['application/vnd.example.sig', 'application/spdx+json']) {
+        await insertManifest(database.db, {
+          repositoryId: repository.id,
+          digest: randomDigest(),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          artifactType,
+          subjectDigest: subject,
+          payload: Buffer.from('{"annotations":{}}'),
+          blobDigests: [],
+          childIds: [],
+        });
+      }
+      assert.equal((await findReferrers(database.db, repository.id, subject)).length, 2);
+      assert.deepEqual((await findReferrers(database.db, repository.id, subject, 'application/spdx+json')).map((row) => row.artifactType), ['application/spdx+json']);
+      assert.equal(await countManifests(database.db, repository.id), 4);
+
+      await setTag(database.db, repository.id, 'stable', parent);
+      assert.deepEqual((await deleteManifest(database.db, parent)).sort(), ['latest', 'stable']);
+      assert.deepEqual(await findParentDigests(database.db, child), []);
+      assert.equal(await findTag(database.db, repository.id, 'latest'), undefined);
+    });
+
+    it('lists tags and repositories in byte order, page by page', async () => {
+      const repository = await ensureRepository(database.db, 'order/repo');
+      const manifest = await insertManifest(database.db, {
+        repositoryId: repository.id,
+        digest: randomDigest(),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        artifactType: null,
+        subjectDigest: null,
+        payload: Buffer.from('{}'),
+        blobDigests: [],
+        childIds: [],
+      });
+      const tags = ['b', 'B', '_x', 'a', 'A', '0', 'a.b', 'a-b', 'Z'];
+      await Promise.all(tags.map((tag) => setTag(database.db, repository.id, tag, manifest)));
+      const byteOrder = [...tags].sort((x, y) => (Buffer.compare(Buffer.from(x), Buffer.from(y))));
+      assert.deepEqual(await listTags(database.db, repository.id, 100), byteOrder);
+      assert.deepEqual(await listTags(database.db, repository.id, 3, byteOrder[2]), byteOrder.slice(3, 6));
+      assert.equal(await deleteTag(database.db, repository.id, 'a'), true);
+      assert.equal(await deleteTag(database.db, repository.id, 'a'), false);
+
+      await ensureRepository(database.db, 'order/empty');
+      const listed = await listRepositoriesWithManifests(database.db, 100);
+      assert.ok(listed.includes('order/repo') && listed.includes('manifests/repo'));
+      assert.ok(!listed.includes('order/empty') && !listed.includes('team/app'), 'repositories without manifests are not listed');
+      assert.deepEqual(listed, [...listed].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+      assert.deepEqual(await listRepositoriesWithManifests(database.db, 1, 'manifests/repo'), ['order/repo']);
+    });
+  });
+}
