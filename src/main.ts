@@ -2,17 +2,25 @@
 import { ConfigError, loadConfig } from './config/load.js';
 import { configSchema, isLeaf, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
+import { ProgressBar } from './cli/progress.js';
+import type { RegistryConfig } from './config/schema.js';
+import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
 import { createLogger, startRegistry } from './server.js';
+import { openStores } from './stores.js';
 
 const usage = `usage: registry [serve] [--config FILE]
+       registry metadata rebuild [--config FILE]
        registry config-keys      list every configuration key, its environment variable and default
 
 Commands:
   serve        run the registry (default). The configuration is read from --config, REGISTRY_CONFIG,
-               or config/registry.yaml when present; REGISTRY_<SECTION>_<KEY> variables override keys.`;
+               or config/registry.yaml when present; REGISTRY_<SECTION>_<KEY> variables override keys.
+  metadata rebuild
+               fill an empty metadata database (database.url) from blob storage alone: repositories,
+               manifests, references, blob links and tags. Also the way from SQLite to PostgreSQL.`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'help';
   configFile?: string;
 }
 
@@ -30,6 +38,9 @@ function parseCommandLine(args: string[]): CommandLine {
       result.command = 'help';
     } else if (arg === 'serve' || arg === 'config-keys') {
       result.command = arg;
+    } else if (arg === 'metadata' && args[index + 1] === 'rebuild') {
+      result.command = 'metadata-rebuild';
+      index++;
     } else {
       throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n${usage}`);
     }
@@ -57,6 +68,10 @@ async function main(): Promise<void> {
     return;
   }
   const { config, source } = loadConfig(commandLine.configFile ? { file: commandLine.configFile } : {});
+  if (commandLine.command === 'metadata-rebuild') {
+    process.exitCode = await rebuildCommand(config);
+    return;
+  }
   const logger = createLogger(config);
   logger.info({ configFile: source ?? null }, 'configuration loaded');
   const registry = await startRegistry(config, logger);
@@ -72,6 +87,30 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+async function rebuildCommand(config: RegistryConfig): Promise<number> {
+  const stores = await openStores(config);
+  try {
+    const progress = new ProgressBar('manifests');
+    const summary = await rebuildMetadata({ storage: stores.storage, metadata: stores.metadata.db }, ({ done, total }) =>
+      progress.update(done, total),
+    );
+    process.stdout.write(
+      `rebuilt ${stores.metadata.engine} metadata from ${stores.storageLocation}: ${summary.repositories} repositories, ` +
+        `${summary.manifests} manifests, ${summary.tags} tags, ${summary.blobLinks} blob links, ${summary.skipped.length} skipped\n`,
+    );
+    for (const skipped of summary.skipped) {
+      process.stdout.write(`  skipped ${skipped.repository} ${skipped.what}: ${skipped.reason}\n`);
+    }
+    return summary.skipped.length === 0 ? 0 : 1;
+  } catch (error) {
+    if (!(error instanceof RebuildRefusedError)) throw error;
+    process.stderr.write(`registry: ${error.message}\n`);
+    return 1;
+  } finally {
+    await stores.metadata.close();
+  }
 }
 
 main().catch((error: unknown) => {

@@ -3,8 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
 import { parseListenAddress, type RegistryConfig } from './config/schema.js';
-import { openMetadataDatabase, type MetadataDatabase } from './metadata/database.js';
-import { FilesystemDriver } from './storage/filesystem.js';
+import { openStores } from './stores.js';
 
 export interface RunningRegistry {
   server: Server;
@@ -24,8 +23,7 @@ export function createLogger(config: RegistryConfig): Logger {
 
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
-  const storage = await FilesystemDriver.open(config.storage.filesystem.rootdirectory);
-  const metadata: MetadataDatabase = await openMetadataDatabase(config.database.url);
+  const { storage, metadata, storageLocation } = await openStores(config);
   const { app } = createApp({
     storage,
     metadata: metadata.db,
@@ -46,7 +44,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   });
   const address = server.address() as AddressInfo;
   logger.info(
-    { address: address.address, port: address.port, storage: storage.root, database: metadata.engine },
+    { address: address.address, port: address.port, storage: storageLocation, database: metadata.engine },
     'registry listening',
   );
 

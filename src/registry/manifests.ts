@@ -1,15 +1,14 @@
-import { findLinkedDigests, insertBlob, linkBlob } from '../metadata/blobs.js';
+import { findLinkedDigests } from '../metadata/blobs.js';
 import {
   deleteManifest,
   findManifest,
   findManifestByReference,
   findManifestIds,
   findParentDigests,
-  insertManifest,
   type ManifestRow,
 } from '../metadata/manifests.js';
-import { ensureRepository, findRepository, type RepositoryRow } from '../metadata/repositories.js';
-import { deleteTag, findTag, setTag } from '../metadata/tags.js';
+import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
+import { deleteTag, findTag } from '../metadata/tags.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
@@ -19,6 +18,7 @@ import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { recordManifest } from './manifest-rows.js';
 
 export interface ManifestContent {
   digest: string;
@@ -79,24 +79,16 @@ export class ManifestService {
       await putSmallObject(storage, linkKey, Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })));
     }
 
-    const record = async () => {
-      await metadata.transaction().execute(async (transaction) => {
-        const repositoryRow = await ensureRepository(transaction, repository);
-        await insertBlob(transaction, { digest: digest.value, size: payload.length });
-        for (const blobDigest of blobDigests) await linkBlob(transaction, repositoryRow.id, blobDigest);
-        const manifestId = await insertManifest(transaction, {
-          repositoryId: repositoryRow.id,
-          digest: digest.value,
-          mediaType: manifest.mediaType,
-          artifactType: manifest.artifactType,
-          subjectDigest: manifest.subject?.digest ?? null,
-          payload,
-          blobDigests,
-          childIds,
-        });
-        if (reference.kind === 'tag') await setTag(transaction, repositoryRow.id, reference.tag, manifestId);
+    const record = () =>
+      recordManifest(metadata, {
+        repository,
+        digest: digest.value,
+        payload,
+        manifest,
+        blobDigests,
+        childIds,
+        tags: reference.kind === 'tag' ? [reference.tag] : [],
       });
-    };
     if (reference.kind === 'tag') {
       await this.tagLocks.run(`${repository}:${reference.tag}`, async () => {
         await putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value));

@@ -22,6 +22,7 @@ export const storagePaths = {
   uploadData(uploadId: string): string {
     return `uploads/${uploadId}/data`;
   },
+  repositoriesRoot: 'repositories',
   repositoryManifest(repository: string, digest: Digest): string {
     return `repositories/${repository}/_manifests/${digest.algorithm}/${digest.hex}`;
   },
