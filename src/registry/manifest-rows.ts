@@ -22,7 +22,16 @@ export interface ManifestRecord {
  * everything it names) are in storage: repository, payload blob, blob links, manifest with its
  * references, tags. Used by a push and by a rebuild from storage. Returns the manifest's id.
  */
-export async function recordManifest(metadata: MetadataDb, record: ManifestRecord): Promise<number> {
+export async function recordManifest(
+  metadata: MetadataDb,
+  record: ManifestRecord,
+  /**
+   * Runs after the tag rows are written and before the commit. Writing a tag's storage link here
+   * orders link writes as the commits are ordered, across replicas too: the tag row stays locked
+   * (PostgreSQL) or the database stays reserved (SQLite) until the commit.
+   */
+  beforeCommit?: () => Promise<void>,
+): Promise<number> {
   return metadata.transaction().execute(async (transaction) => {
     const repository = await ensureRepository(transaction, record.repository);
     await insertBlob(transaction, { digest: record.digest, size: record.payload.length });
@@ -38,6 +47,7 @@ export async function recordManifest(metadata: MetadataDb, record: ManifestRecor
       childIds: record.childIds,
     });
     for (const tag of record.tags) await setTag(transaction, repository.id, tag, manifestId);
+    await beforeCommit?.();
     return manifestId;
   });
 }

@@ -8,7 +8,7 @@ import {
   type ManifestRow,
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
-import { deleteTag, findTag } from '../metadata/tags.js';
+import { deleteTag } from '../metadata/tags.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
@@ -45,11 +45,12 @@ function manifestUnknown(reference: string, message?: string): RegistryError {
 }
 
 /**
- * Manifests and tags. A push writes the manifest bytes (as a content-addressed blob), the repository's
- * manifest link and the tag link to storage first, then its rows in one transaction.
+ * Manifests and tags. A push writes the manifest bytes (as a content-addressed blob) and the
+ * repository's manifest link to storage first, then its rows in one transaction, inside which the
+ * tag's storage link is written before the commit.
  */
 export class ManifestService {
-  /** Serialises writers of one tag, so its storage link and its row always name the same manifest. */
+  /** Queues writers of one tag in this process, rather than have them wait on the database. */
   private readonly tagLocks = new KeyedMutex();
 
   constructor(
@@ -79,23 +80,23 @@ export class ManifestService {
       await putSmallObject(storage, linkKey, Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })));
     }
 
-    const record = () =>
-      recordManifest(metadata, {
-        repository,
-        digest: digest.value,
-        payload,
-        manifest,
-        blobDigests,
-        childIds,
-        tags: reference.kind === 'tag' ? [reference.tag] : [],
-      });
+    const record = {
+      repository,
+      digest: digest.value,
+      payload,
+      manifest,
+      blobDigests,
+      childIds,
+      tags: reference.kind === 'tag' ? [reference.tag] : [],
+    };
     if (reference.kind === 'tag') {
-      await this.tagLocks.run(`${repository}:${reference.tag}`, async () => {
-        await putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value));
-        await record();
-      });
+      await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
+        recordManifest(metadata, record, () =>
+          putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
+        ),
+      );
     } else {
-      await record();
+      await recordManifest(metadata, record);
     }
     return { digest: digest.value, subject: manifest.subject?.digest ?? null };
   }
@@ -173,11 +174,12 @@ export class ManifestService {
     const repositoryRow = await this.repositoryOrUnknown(repository);
     const { storage, metadata } = this.stores;
     if (reference.kind === 'tag') {
-      await this.tagLocks.run(`${repository}:${reference.tag}`, async () => {
-        if (!(await findTag(metadata, repositoryRow.id, reference.tag))) throw manifestUnknown(referenceText);
-        await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
-        await deleteTag(metadata, repositoryRow.id, reference.tag);
-      });
+      await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
+        metadata.transaction().execute(async (transaction) => {
+          if (!(await deleteTag(transaction, repositoryRow.id, reference.tag))) throw manifestUnknown(referenceText);
+          await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
+        }),
+      );
       return;
     }
     const manifest = await findManifest(metadata, repositoryRow.id, reference.digest.value);
