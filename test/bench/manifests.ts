@@ -1,11 +1,12 @@
 /**
  * Manifest GET by tag under 50 concurrent connections (req/s, p50, p99), next to a bare Node HTTP
- * server answering the same bytes under the same load in the same run; then pushing 10,000 tags and
- * listing them. Figures only: nothing here passes or fails on speed.
+ * server answering the same bytes under the same load in the same run, and on PostgreSQL where one
+ * answers; then pushing 10,000 tags and listing them. Figures only: nothing here passes or fails on speed.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { testBlob } from '../helpers/blobs.js';
+import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { loadTest, type LoadResult } from './load.js';
@@ -47,6 +48,26 @@ async function bareServerLoad(body: Buffer): Promise<LoadResult> {
     return await loadTest({ port, path: '/', connections, seconds: loadSeconds });
   } finally {
     bare.kill('SIGTERM');
+  }
+}
+
+/** The same manifest GET load against a registry whose metadata is in PostgreSQL; a reason when it cannot run. */
+async function postgresManifestLoad(root: string): Promise<LoadResult | string> {
+  const skip = await postgresSkipReason();
+  if (skip) return skip;
+  const database = await createTestDatabase();
+  try {
+    const server = await startServerProcess({ root, keepLogs: false, env: { REGISTRY_DATABASE_URL: database.url } });
+    try {
+      await pushImage(server.port);
+      const options = { port: server.port, path: `/v2/${repository}/manifests/latest`, headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' }, connections };
+      await loadTest({ ...options, seconds: 1 });
+      return await loadTest({ ...options, seconds: loadSeconds });
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await database.drop();
   }
 }
 
@@ -98,6 +119,8 @@ async function main(): Promise<void> {
         pages.push(await timeMs(() => rawRequest(server.port, 'GET', `/v2/${repository}/tags/list?n=100&last=t05000`)));
       }
 
+      const postgres = await postgresManifestLoad(path.join(directory, 'storage-postgres'));
+
       const row = (label: string, value: string) => console.log(`  ${label.padEnd(50)} ${value}`);
       const describe = (result: LoadResult) =>
         `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms (${result.requests} requests)`;
@@ -105,6 +128,12 @@ async function main(): Promise<void> {
       row('bare Node HTTP server, same bytes (machine limit)', describe(bare));
       row('registry GET /v2/<name>/manifests/<tag>', describe(registry));
       row('registry / bare, req/s', (registry.perSecond / bare.perSecond).toFixed(2));
+      if (typeof postgres === 'string') {
+        row('registry on PostgreSQL', postgres);
+      } else {
+        row('registry on PostgreSQL (same load)', describe(postgres));
+        row('PostgreSQL / SQLite, req/s', (postgres.perSecond / registry.perSecond).toFixed(2));
+      }
       console.log(`tags: ${tagCount} pushed, then listed`);
       row('tag PUTs (16 clients)', `${(tagCount / tagSeconds).toFixed(0)} tags/s`);
       row(`GET tags/list, all ${listed} tags (median of 15)`, `${median(fullListing).toFixed(1)} ms`);
