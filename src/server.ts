@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
 import { parseListenAddress, type RegistryConfig } from './config/schema.js';
+import type { UploadService } from './registry/uploads.js';
 import { openStores } from './stores.js';
 
 export interface RunningRegistry {
@@ -24,7 +25,7 @@ export function createLogger(config: RegistryConfig): Logger {
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
   const { storage, metadata, storageLocation } = await openStores(config);
-  const { app } = createApp({
+  const { app, services } = createApp({
     storage,
     metadata: metadata.db,
     logger,
@@ -48,10 +49,13 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     'registry listening',
   );
 
+  const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
+
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       logger.info({ drainTimeoutMs: config.http.draintimeout }, 'shutting down: finishing in-flight requests');
+      stopPurging();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => {
@@ -66,4 +70,31 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     return stopping;
   };
   return { server, address, logger, shutdown };
+}
+
+/** The first purge runs this long after start, so a restart loop does not purge on every start. */
+const firstPurgeDelayMs = 60_000;
+
+/** Purges abandoned uploads now and then (storage.maintenance.uploadpurging); returns a stop function. */
+function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, logger: Logger): () => void {
+  const purging = config.storage.maintenance.uploadpurging;
+  if (!purging.enabled) return () => {};
+  let timer: NodeJS.Timeout | undefined;
+  const run = async () => {
+    try {
+      const { sessions, orphans } = await uploads.purge(Date.now() - purging.age, purging.dryrun);
+      if (sessions.length > 0 || orphans.length > 0) {
+        logger.info({ sessions: sessions.length, orphans: orphans.length, dryRun: purging.dryrun }, 'abandoned uploads purged');
+      }
+    } catch (error) {
+      logger.error({ err: error }, 'upload purge failed');
+    }
+  };
+  const tick = () => {
+    void run().finally(() => {
+      timer = setTimeout(tick, purging.interval).unref();
+    });
+  };
+  timer = setTimeout(tick, Math.min(firstPurgeDelayMs, purging.interval)).unref();
+  return () => clearTimeout(timer);
 }

@@ -71,7 +71,15 @@ export const configSchema = {
       ),
     },
     delete: {
-      enabled: boolean(true, 'Whether DELETE of blobs (and later manifests and tags) is allowed; 405 UNSUPPORTED when false.'),
+      enabled: boolean(true, 'Whether DELETE of blobs, manifests and tags is allowed; 405 UNSUPPORTED when false.'),
+    },
+    maintenance: {
+      uploadpurging: {
+        enabled: boolean(true, 'Remove upload sessions (and their bytes) untouched for longer than age.'),
+        age: duration(168 * 3_600_000, 'How long an upload may sit untouched before it is purged.'),
+        interval: duration(24 * 3_600_000, 'How often to look for abandoned uploads (first run about a minute after start).'),
+        dryrun: boolean(false, 'Only log what would be purged.'),
+      },
     },
   },
   database: {

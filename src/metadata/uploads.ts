@@ -75,3 +75,22 @@ export async function deleteUpload(db: MetadataExecutor, id: string): Promise<bo
   const result = await db.deleteFrom('uploads').where('id', '=', id).executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
+
+/** Ids of upload sessions last touched before the cutoff (milliseconds since the epoch). */
+export async function findStaleUploads(db: MetadataExecutor, touchedBefore: number): Promise<string[]> {
+  const rows = await db.selectFrom('uploads').select('id').where('updated_at', '<', touchedBefore).execute();
+  return rows.map((row) => row.id);
+}
+
+/** Those of the given ids that are upload sessions. */
+export async function findUploadIds(db: MetadataExecutor, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db.selectFrom('uploads').select('id').where('id', 'in', ids).execute();
+  return new Set(rows.map((row) => row.id));
+}
+
+/** Deletes the session only if it is still untouched since the cutoff. */
+export async function deleteUploadIfStale(db: MetadataExecutor, id: string, touchedBefore: number): Promise<boolean> {
+  const result = await db.deleteFrom('uploads').where('id', '=', id).where('updated_at', '<', touchedBefore).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}

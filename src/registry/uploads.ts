@@ -3,7 +3,16 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
-import { advanceUpload, deleteUpload, findUpload, insertUpload, type UploadRow } from '../metadata/uploads.js';
+import {
+  advanceUpload,
+  deleteUpload,
+  findStaleUploads,
+  findUpload,
+  deleteUploadIfStale,
+  findUploadIds,
+  insertUpload,
+  type UploadRow,
+} from '../metadata/uploads.js';
 import { digestOf, newHash, parseDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../storage/driver.js';
@@ -111,6 +120,40 @@ export class UploadService {
       await this.load(repository, id);
       await this.discard(id);
     });
+  }
+
+  /**
+   * Removes upload sessions untouched since the cutoff, with their bytes, and upload bytes in storage
+   * that no session owns (left by a crash) and that are as old. Returns what was (or would be) removed.
+   */
+  async purge(touchedBefore: number, dryRun = false): Promise<{ sessions: string[]; orphans: string[] }> {
+    const { storage, metadata } = this.stores;
+    const sessions = await findStaleUploads(metadata, touchedBefore);
+    const orphans: string[] = [];
+    const storedIds = new Map<string, string>();
+    for await (const key of storage.list(storagePaths.uploadsRoot)) {
+      const id = key.split('/')[1];
+      if (id && !storedIds.has(id)) storedIds.set(id, key);
+    }
+    const owned = await findUploadIds(metadata, [...storedIds.keys()]);
+    for (const [id, key] of storedIds) {
+      if (owned.has(id)) continue;
+      const info = await storage.stat(key);
+      if (info && info.modifiedAt.getTime() < touchedBefore) orphans.push(id);
+    }
+    if (!dryRun) {
+      for (const id of sessions) {
+        await this.locks.run(id, async () => {
+          // Still untouched now that no request holds it: a PATCH may have come in meanwhile.
+          if (await deleteUploadIfStale(metadata, id, touchedBefore)) {
+            this.hashStates.forget(id);
+            await storage.delete(storagePaths.uploadDirectory(id));
+          }
+        });
+      }
+      for (const id of orphans) await storage.delete(storagePaths.uploadDirectory(id));
+    }
+    return { sessions, orphans };
   }
 
   private async load(repository: string, id: string): Promise<UploadRow> {

@@ -17,6 +17,7 @@ describe('configuration', () => {
     assert.equal(config.storage.delete.enabled, true);
     assert.equal(config.log.level, 'info');
     assert.equal(config.http.draintimeout, 30_000);
+    assert.deepEqual(config.storage.maintenance.uploadpurging, { enabled: true, age: 168 * 3_600_000, interval: 24 * 3_600_000, dryrun: false });
   });
 
   it('reads the file and lets REGISTRY_<SECTION>_<KEY> override it', () => {
