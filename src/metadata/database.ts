@@ -131,7 +131,7 @@ const int8TypeId = 20;
 
 /** A PostgreSQL pool whose bigint columns (sizes, times, ids) arrive as numbers, as with SQLite. */
 function openPostgres(connectionString: string): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString,
     max: 10,
     types: {
@@ -139,6 +139,10 @@ function openPostgres(connectionString: string): pg.Pool {
         typeId === int8TypeId && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(typeId, format)) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection that the server ends (restart, failover, terminated backend) is dropped from the
+  // pool; without a listener its error would crash the process. Queries in flight still see their error.
+  pool.on('error', () => {});
+  return pool;
 }
 
 function dialectFor(engine: MetadataEngine, target: string): Dialect {

@@ -37,15 +37,6 @@ export function parseDigest(text: string): Digest {
   return { algorithm, hex, value: `${algorithm}:${hex}` };
 }
 
-export function isDigest(text: string): boolean {
-  try {
-    parseDigest(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function newHash(algorithm: DigestAlgorithm): Hash {
   return createHash(algorithm);
 }

@@ -6,9 +6,9 @@ import { ensureRepository } from '../metadata/repositories.js';
 import {
   advanceUpload,
   deleteUpload,
+  deleteUploadIfStale,
   findStaleUploads,
   findUpload,
-  deleteUploadIfStale,
   findUploadIds,
   insertUpload,
   type UploadRow,
