@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from './config/load.js';
-import { configSchema, isLeaf, type SchemaNode } from './config/schema.js';
+import { configSchema, formatDefault, isLeaf, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
 import type { RegistryConfig } from './config/schema.js';
@@ -50,7 +50,7 @@ function parseCommandLine(args: string[]): CommandLine {
 
 function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
   if (isLeaf(node)) {
-    const shown = JSON.stringify(node.kind === 'duration' ? `${Number(node.defaultValue) / 1000}s` : node.defaultValue);
+    const shown = JSON.stringify(formatDefault(node));
     process.stdout.write(`${keyPath.join('.')}  (${envNameOf(keyPath)}, default ${shown})\n    ${node.doc}\n`);
     return;
   }
@@ -110,6 +110,7 @@ async function rebuildCommand(config: RegistryConfig): Promise<number> {
     return 1;
   } finally {
     await stores.metadata.close();
+    stores.closeStorage();
   }
 }
 

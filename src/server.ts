@@ -24,7 +24,7 @@ export function createLogger(config: RegistryConfig): Logger {
 
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
-  const { storage, metadata, storageLocation } = await openStores(config);
+  const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
   const { app, services } = createApp({
     storage,
     metadata: metadata.db,
@@ -65,6 +65,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       await closed;
       clearTimeout(timer);
       await metadata.close();
+      closeStorage();
       logger.info('registry stopped');
     })();
     return stopping;

@@ -1,18 +1,45 @@
+import type { Logger } from 'pino';
 import type { RegistryConfig } from './config/schema.js';
 import { openMetadataDatabase, type MetadataDatabase } from './metadata/database.js';
-import { FilesystemDriver } from './storage/filesystem.js';
 import type { StorageDriver } from './storage/driver.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { S3Driver } from './storage/s3.js';
 
 export interface OpenStores {
   storage: StorageDriver;
   metadata: MetadataDatabase;
   /** Where blob storage lives, for logs. */
   storageLocation: string;
+  /** Releases connections the stores hold (the metadata database is closed by its owner). */
+  closeStorage(): void;
+}
+
+/** The blob storage driver the configuration selects: S3 when a bucket is set, else the filesystem. */
+export async function openStorage(config: RegistryConfig, logger?: Logger): Promise<{ storage: StorageDriver; location: string; close(): void }> {
+  const s3 = config.storage.s3;
+  if (s3.bucket === '') {
+    const storage = await FilesystemDriver.open(config.storage.filesystem.rootdirectory);
+    return { storage, location: storage.root, close: () => {} };
+  }
+  const storage = new S3Driver({
+    bucket: s3.bucket,
+    rootDirectory: s3.rootdirectory,
+    region: s3.region,
+    endpoint: s3.regionendpoint,
+    forcePathStyle: s3.forcepathstyle,
+    ...(s3.accesskey !== '' ? { credentials: { accessKeyId: s3.accesskey, secretAccessKey: s3.secretkey } } : {}),
+    partSize: s3.chunksize,
+    partConcurrency: s3.partconcurrency,
+    maxAttempts: s3.maxattempts,
+    redirectLifetime: config.storage.redirect.enabled ? config.storage.redirect.expiry : null,
+    ...(logger ? { logger } : {}),
+  });
+  return { storage, location: storage.location, close: () => storage.destroy() };
 }
 
 /** Opens blob storage and the metadata database (migrated) as the configuration says. */
-export async function openStores(config: RegistryConfig): Promise<OpenStores> {
-  const storage = await FilesystemDriver.open(config.storage.filesystem.rootdirectory);
+export async function openStores(config: RegistryConfig, logger?: Logger): Promise<OpenStores> {
+  const { storage, location, close } = await openStorage(config, logger);
   const metadata = await openMetadataDatabase(config.database.url);
-  return { storage, metadata, storageLocation: storage.root };
+  return { storage, metadata, storageLocation: location, closeStorage: close };
 }

@@ -64,6 +64,13 @@ export function resolveConfig(document: unknown, env: NodeJS.ProcessEnv = {}, cw
   if (!/^(sqlite:|postgres(ql)?:\/\/)/.test(url)) {
     throw new ConfigError(`database.url: expected sqlite:<path> or postgres://…, got ${JSON.stringify(url)}`);
   }
+  const s3 = config.storage.s3;
+  if ((s3.accesskey === '') !== (s3.secretkey === '')) {
+    throw new ConfigError('storage.s3: accesskey and secretkey go together (or leave both empty for the AWS credential chain)');
+  }
+  if (config.storage.redirect.enabled && s3.bucket === '') {
+    throw new ConfigError('storage.redirect.enabled: redirects need a storage that presigns URLs (set storage.s3.bucket)');
+  }
   return { ...config, storage, database: { url } };
 }
 
@@ -114,7 +121,22 @@ function coerce(leaf: Leaf<unknown>, raw: unknown, where: string): unknown {
       throw new ConfigError(`${where}: expected one of ${leaf.choices?.join(', ')}, got ${describe(raw)}`);
     case 'duration':
       return parseDuration(raw, where);
+    case 'integer':
+      if (typeof raw === 'number' && Number.isSafeInteger(raw)) return raw;
+      if (typeof raw === 'string' && /^-?\d+$/.test(raw.trim())) return Number(raw);
+      throw new ConfigError(`${where}: expected a whole number, got ${describe(raw)}`);
+    case 'size':
+      return parseSize(raw, where);
   }
+}
+
+const sizeUnits: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+function parseSize(raw: unknown, where: string): number {
+  if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) return raw;
+  const match = typeof raw === 'string' ? /^(\d+)\s*([KMG]iB|B)?$/i.exec(raw.trim()) : null;
+  if (!match) throw new ConfigError(`${where}: expected a size such as 10MiB or 5242880, got ${describe(raw)}`);
+  return Number(match[1]) * (sizeUnits[(match[2] ?? '').toLowerCase()] ?? 1);
 }
 
 const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -5,7 +5,7 @@
  */
 
 export interface Leaf<T> {
-  readonly kind: 'string' | 'boolean' | 'duration' | 'enum';
+  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size';
   readonly defaultValue: T;
   readonly doc: string;
   readonly choices?: readonly string[];
@@ -24,6 +24,20 @@ const string = (defaultValue: string, doc: string, check?: (value: string) => st
 const boolean = (defaultValue: boolean, doc: string): Leaf<boolean> => ({ kind: 'boolean', defaultValue, doc });
 /** Durations are written `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds; held in milliseconds. */
 const duration = (defaultValue: number, doc: string): Leaf<number> => ({ kind: 'duration', defaultValue, doc });
+const integer = (defaultValue: number, doc: string, minimum: number, maximum: number): Leaf<number> => ({
+  kind: 'integer',
+  defaultValue,
+  doc,
+  check: (value) => (value < minimum || value > maximum ? `must be from ${minimum} to ${maximum}` : undefined),
+});
+/** Sizes are written as bytes (`10485760`) or with a binary unit: `512KiB`, `10MiB`, `1GiB`. */
+const size = (defaultValue: number, doc: string, minimum: number): Leaf<number> => ({
+  kind: 'size',
+  defaultValue,
+  doc,
+  check: (value) => (value < minimum ? `must be at least ${minimum} bytes` : undefined),
+});
+const mebibyte = 1024 * 1024;
 const oneOf = <T extends string>(choices: readonly T[], defaultValue: T, doc: string): Leaf<T> => ({
   kind: 'enum',
   defaultValue,
@@ -70,6 +84,22 @@ export const configSchema = {
         value.trim() === '' ? 'must not be empty' : undefined,
       ),
     },
+    s3: {
+      bucket: string('', 'S3 bucket for blob storage. Setting it selects the S3 driver instead of the filesystem.'),
+      region: string('us-east-1', 'Region of the bucket.'),
+      regionendpoint: string('', 'Endpoint of an S3-compatible store (http://minio:9000); empty for AWS.'),
+      forcepathstyle: boolean(false, 'Path-style addressing (endpoint/bucket/key), as most S3-compatible stores need.'),
+      accesskey: string('', 'Access key id; empty uses the standard AWS chain (AWS_* env, shared files, instance role).'),
+      secretkey: string('', 'Secret access key, with accesskey.'),
+      rootdirectory: string('', 'Key prefix under which everything is stored; empty for the bucket root.'),
+      chunksize: size(10 * mebibyte, 'Part size of multipart uploads; each buffered part is held in memory.', 5 * mebibyte),
+      partconcurrency: integer(3, 'Parts of one upload held in memory (filling or being sent) at once.', 1, 64),
+      maxattempts: integer(5, 'Attempts per S3 request, with exponential backoff, before a 503.', 1, 20),
+    },
+    redirect: {
+      enabled: boolean(false, 'Answer blob GETs with 307 to a presigned URL of the storage (S3 only); HEAD stays local.'),
+      expiry: duration(20 * 60_000, 'Lifetime of the presigned URLs.'),
+    },
     delete: {
       enabled: boolean(true, 'Whether DELETE of blobs, manifests and tags is allowed; 405 UNSUPPORTED when false.'),
     },
@@ -93,6 +123,14 @@ export type RegistryConfig = ValueOf<typeof configSchema>;
 
 export function isLeaf(node: SchemaNode): node is Leaf<unknown> {
   return typeof (node as Leaf<unknown>).kind === 'string' && 'defaultValue' in node;
+}
+
+/** A leaf's default written as the configuration file would write it. */
+export function formatDefault(leaf: Leaf<unknown>): unknown {
+  const value = leaf.defaultValue;
+  if (leaf.kind === 'duration') return `${Number(value) / 1000}s`;
+  if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
+  return value;
 }
 
 /** Top-level keys accepted in the file for compatibility and otherwise ignored (Distribution's `version`). */

@@ -21,9 +21,8 @@ export async function insertUpload(
     .execute();
 }
 
-/** The upload session if it exists and belongs to the named repository. */
-export async function findUpload(db: MetadataExecutor, repositoryName: string, id: string): Promise<UploadRow | undefined> {
-  const row = await db
+function selectUploads(db: MetadataExecutor) {
+  return db
     .selectFrom('uploads')
     .innerJoin('repositories', 'repositories.id', 'uploads.repository_id')
     .select([
@@ -34,11 +33,12 @@ export async function findUpload(db: MetadataExecutor, repositoryName: string, i
       'uploads.storage_state',
       'uploads.started_at',
       'uploads.updated_at',
-    ])
-    .where('uploads.id', '=', id)
-    .where('repositories.name', '=', repositoryName)
-    .executeTakeFirst();
-  if (!row) return undefined;
+    ]);
+}
+
+type SelectedUpload = NonNullable<Awaited<ReturnType<ReturnType<typeof selectUploads>['executeTakeFirst']>>>;
+
+function toUploadRow(row: SelectedUpload): UploadRow {
   return {
     id: row.id,
     repositoryId: row.repository_id,
@@ -48,6 +48,17 @@ export async function findUpload(db: MetadataExecutor, repositoryName: string, i
     startedAt: row.started_at,
     updatedAt: row.updated_at,
   };
+}
+
+/** The upload session if it exists and belongs to the named repository. */
+export async function findUpload(db: MetadataExecutor, repositoryName: string, id: string): Promise<UploadRow | undefined> {
+  const row = await selectUploads(db).where('uploads.id', '=', id).where('repositories.name', '=', repositoryName).executeTakeFirst();
+  return row && toUploadRow(row);
+}
+
+export async function findUploadById(db: MetadataExecutor, id: string): Promise<UploadRow | undefined> {
+  const row = await selectUploads(db).where('uploads.id', '=', id).executeTakeFirst();
+  return row && toUploadRow(row);
 }
 
 /**

@@ -38,6 +38,12 @@ export class BlobService {
     }
   }
 
+  /** Where the client may fetch the blob's bytes directly (a presigned storage URL), when the driver offers it. */
+  async redirectURL(blob: BlobDescriptor): Promise<string | null> {
+    const { storage } = this.stores;
+    return storage.redirectURL ? storage.redirectURL(storagePaths.blobData(parseDigest(blob.digest)), 'GET') : null;
+  }
+
   /** Unlinks the blob from the repository; its bytes stay until garbage collection finds them unused. */
   async delete(repository: string, digestText: string): Promise<void> {
     if (!this.options.deleteEnabled) {

@@ -10,7 +10,8 @@ interface HashState {
 
 /**
  * Running digests of uploads in progress, kept in this process so finishing an upload needs no re-read.
- * Only a cache: an upload whose state is missing or behind (restart, another replica) is re-hashed from storage.
+ * Only a cache: an upload whose state is missing or behind (restart, another replica) is hashed by
+ * reading it back once it is complete.
  */
 export class HashStates {
   private readonly states = new Map<string, HashState>();

@@ -2,12 +2,12 @@ import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { RegistryError } from '../oci/errors.js';
 
-/** Passes bytes through while feeding a hash and counting them; refuses more than `limit` bytes. */
+/** Passes bytes through while counting them and feeding a hash (if given); refuses more than `limit` bytes. */
 export class HashingStream extends Transform {
   bytes = 0;
 
   constructor(
-    readonly hash: Hash,
+    readonly hash: Hash | null,
     private readonly limit = Number.POSITIVE_INFINITY,
   ) {
     super({ highWaterMark: 1024 * 1024 });
@@ -19,7 +19,7 @@ export class HashingStream extends Transform {
       callback(new RegistryError('SIZE_INVALID', { message: `body is longer than the ${this.limit} bytes announced` }));
       return;
     }
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     callback(null, chunk);
   }
 }

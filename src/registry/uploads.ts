@@ -1,5 +1,5 @@
 import { randomUUID, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
@@ -9,15 +9,15 @@ import {
   deleteUploadIfStale,
   findStaleUploads,
   findUpload,
+  findUploadById,
   findUploadIds,
   insertUpload,
   type UploadRow,
 } from '../metadata/uploads.js';
 import { digestOf, newHash, parseDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import type { ByteRange } from '../storage/driver.js';
+import { noProgress, type AppendProgress, type ByteRange, type JsonValue } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
-import { putSmallObject } from '../storage/small-objects.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
 import { HashStates } from './hash-states.js';
 import { HashingStream } from './hashing-stream.js';
@@ -49,9 +49,10 @@ export function uploadRangeHeader(size: number): string {
 }
 
 /**
- * Blob uploads: sessions in the database, bytes under uploads/<id>/ in blob storage, digest computed
- * as bytes arrive. Finishing verifies the digest, moves the bytes into the content store and only then
- * writes the rows that make the blob visible.
+ * Blob uploads: sessions in the database (with the storage driver's append progress, so any replica
+ * can take the next request), bytes under uploads/<id>/ in blob storage, digest computed as bytes
+ * arrive. Finishing seals the bytes, verifies the digest, moves them into the content store and only
+ * then writes the rows that make the blob visible.
  */
 export class UploadService {
   private readonly locks = new KeyedMutex();
@@ -75,7 +76,7 @@ export class UploadService {
   async append(repository: string, id: string, body: Readable, chunk: ChunkDescription): Promise<UploadStatus> {
     return this.locks.run(id, async () => {
       const upload = await this.load(repository, id);
-      const size = await this.writeChunk(upload, body, chunk, streamingAlgorithm);
+      const { size } = await this.writeChunk(upload, body, chunk, streamingAlgorithm);
       return { id, repository, size, received: size - upload.size };
     });
   }
@@ -91,9 +92,8 @@ export class UploadService {
     const expected = parseDigest(digestText);
     return this.locks.run(id, async () => {
       const upload = await this.load(repository, id);
-      const size = body ? await this.writeChunk(upload, body, chunk, expected.algorithm) : upload.size;
-      const hash = await this.hashAt({ ...upload, size }, expected.algorithm);
-      const actual = digestOf(expected.algorithm, hash);
+      const { size, hash } = await this.seal(upload, body, chunk, expected.algorithm);
+      const actual = digestOf(expected.algorithm, hash ?? (await this.hashSealed(upload.id, expected.algorithm)));
       if (actual.value !== expected.value) {
         await this.discard(upload.id);
         throw new RegistryError('DIGEST_INVALID', { detail: { expected: expected.value, actual: actual.value } });
@@ -145,9 +145,10 @@ export class UploadService {
       for (const id of sessions) {
         await this.locks.run(id, async () => {
           // Still untouched now that no request holds it: a PATCH may have come in meanwhile.
-          if (await deleteUploadIfStale(metadata, id, touchedBefore)) {
+          const upload = await findUploadById(metadata, id);
+          if (upload && (await deleteUploadIfStale(metadata, id, touchedBefore))) {
             this.hashStates.forget(id);
-            await storage.delete(storagePaths.uploadDirectory(id));
+            await this.removeBytes(upload);
           }
         });
       }
@@ -184,14 +185,27 @@ export class UploadService {
   }
 
   /**
-   * Streams a chunk onto the end of the upload's bytes and advances the session. On any failure
-   * (bad length, client gone) the bytes are cut back and the session stays where it was.
+   * Streams a chunk onto the end of the upload's bytes and advances the session; with `seal`, the bytes
+   * are then complete and readable. On any failure (bad length, client gone, storage down) the session
+   * stays where it was. Answers the hash of all bytes when this process has followed the upload from
+   * its start, null otherwise (the bytes are then hashed once sealed).
    */
-  private async writeChunk(upload: UploadRow, body: Readable, chunk: ChunkDescription, algorithm: DigestAlgorithm): Promise<number> {
+  private async writeChunk(
+    upload: UploadRow,
+    body: Readable,
+    chunk: ChunkDescription,
+    algorithm: DigestAlgorithm,
+    seal = false,
+  ): Promise<{ size: number; hash: Hash | null }> {
+    const progress = progressOf(upload);
+    if (progress.sealed) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'the upload is already being completed; only the final PUT may be retried' });
+    }
     const expectedLength = this.checkChunk(upload, chunk);
-    const hash = await this.hashAt(upload, algorithm);
+    const hash = upload.size === 0 ? newHash(algorithm) : (this.hashStates.take(upload.id, algorithm, upload.size) ?? null);
     const hashing = new HashingStream(hash, expectedLength);
-    const writer = await this.stores.storage.writer(storagePaths.uploadData(upload.id), { offset: upload.size });
+    const writer = await this.stores.storage.append(storagePaths.uploadData(upload.id), progress);
+    let advanced: AppendProgress;
     try {
       await pipeline(body, hashing, writer.stream);
       if (expectedLength !== undefined && hashing.bytes !== expectedLength) {
@@ -199,29 +213,39 @@ export class UploadService {
           message: `received ${hashing.bytes} bytes where ${expectedLength} were announced`,
         });
       }
-      await writer.commit();
+      advanced = await writer.commit({ seal });
     } catch (error) {
       await writer.cancel();
       throw error;
     }
-    const size = upload.size + hashing.bytes;
-    const advanced = await advanceUpload(this.stores.metadata, upload.id, upload.size, size, upload.storageState);
-    if (!advanced) {
+    const stored = await advanceUpload(this.stores.metadata, upload.id, upload.size, advanced.size, storageStateOf(advanced));
+    if (!stored) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'the upload was changed by another request' });
     }
-    this.hashStates.remember(upload.id, algorithm, size, hash.copy());
-    return size;
+    if (hash && !seal) this.hashStates.remember(upload.id, algorithm, advanced.size, hash.copy());
+    return { size: advanced.size, hash };
   }
 
-  /** The hash of the upload's first `size` bytes: from memory, or rebuilt by re-reading them. */
-  private async hashAt(upload: UploadRow, algorithm: DigestAlgorithm): Promise<Hash> {
-    const held = this.hashStates.take(upload.id, algorithm, upload.size);
-    if (held) return held;
-    const hash = newHash(algorithm);
-    if (upload.size > 0) {
-      const stream = await this.stores.storage.read(storagePaths.uploadData(upload.id), { start: 0, end: upload.size - 1 });
-      for await (const piece of stream) hash.update(piece as Buffer);
+  /** Takes the final PUT's chunk (if any) and seals the bytes; a retried PUT finds them sealed already. */
+  private async seal(
+    upload: UploadRow,
+    body: Readable | null,
+    chunk: ChunkDescription,
+    algorithm: DigestAlgorithm,
+  ): Promise<{ size: number; hash: Hash | null }> {
+    if (progressOf(upload).sealed) {
+      if (body && (chunk.length ?? 0) > 0) {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'the upload is already complete; the final PUT may not add bytes' });
+      }
+      return { size: upload.size, hash: null };
     }
+    return this.writeChunk(upload, body ?? Readable.from([]), chunk, algorithm, true);
+  }
+
+  /** The digest of a sealed upload's bytes, read back from storage. */
+  private async hashSealed(id: string, algorithm: DigestAlgorithm): Promise<Hash> {
+    const hash = newHash(algorithm);
+    for await (const piece of await this.stores.storage.read(storagePaths.uploadData(id))) hash.update(piece as Buffer);
     return hash;
   }
 
@@ -230,12 +254,7 @@ export class UploadService {
     const blobKey = storagePaths.blobData(digest);
     const existing = await storage.stat(blobKey);
     if (!existing || existing.size !== size) {
-      if (size === 0) {
-        // An upload that never received a byte has no data object to move.
-        await putSmallObject(storage, blobKey, new Uint8Array(0));
-      } else {
-        await storage.move(storagePaths.uploadData(upload.id), blobKey);
-      }
+      await storage.move(storagePaths.uploadData(upload.id), blobKey);
     }
     await metadata.transaction().execute(async (transaction) => {
       await insertBlob(transaction, { digest: digest.value, size });
@@ -248,7 +267,33 @@ export class UploadService {
 
   private async discard(id: string): Promise<void> {
     this.hashStates.forget(id);
+    const upload = await findUploadById(this.stores.metadata, id);
+    if (!upload) return;
     await deleteUpload(this.stores.metadata, id);
-    await this.stores.storage.delete(storagePaths.uploadDirectory(id));
+    await this.removeBytes(upload);
   }
+
+  /** Removes an upload's bytes, and whatever the driver keeps for an unfinished one. */
+  private async removeBytes(upload: UploadRow): Promise<void> {
+    const { storage } = this.stores;
+    const progress = progressOf(upload);
+    if (!progress.sealed) await storage.abandon(storagePaths.uploadData(upload.id), progress);
+    await storage.delete(storagePaths.uploadDirectory(upload.id));
+  }
+}
+
+interface StoredState {
+  sealed: boolean;
+  driver: JsonValue;
+}
+
+function progressOf(upload: UploadRow): AppendProgress {
+  if (upload.storageState === null) return { ...noProgress, size: upload.size };
+  const stored = JSON.parse(upload.storageState) as StoredState;
+  return { size: upload.size, sealed: stored.sealed, state: stored.driver };
+}
+
+function storageStateOf(progress: AppendProgress): string {
+  const stored: StoredState = { sealed: progress.sealed, driver: progress.state };
+  return JSON.stringify(stored);
 }

@@ -11,24 +11,46 @@ export interface ObjectInfo {
   modifiedAt: Date;
 }
 
-export interface WriterOptions {
-  /**
-   * Continue an object at this byte offset instead of writing a new one. Bytes before the offset are
-   * kept, bytes after it are replaced. The offset may not be past the object's current size.
-   * Without it the object is written whole and becomes visible only on commit.
-   */
-  offset?: number;
-}
-
 /**
  * A write in progress. Pipe bytes into `stream`; after the stream has finished, `commit()` makes them
- * durable and visible. `cancel()` discards what this writer wrote (for an offset write: back to the offset).
+ * durable and visible. `cancel()` discards what this writer wrote.
  */
 export interface StorageWriter {
   readonly stream: Writable;
   /** Bytes accepted so far by this writer. */
   readonly written: number;
   commit(): Promise<void>;
+  cancel(): Promise<void>;
+}
+
+/** A JSON value: what a driver may keep in an append's progress, persisted by the caller. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * Where an object built by several appends (an upload: one per request, maybe on different replicas)
+ * stands. The caller persists it after each commit and hands it to the next append; the driver keeps
+ * nothing in memory between appends.
+ */
+export interface AppendProgress {
+  /** Bytes appended and committed so far. */
+  size: number;
+  /** Sealed: the object is complete and readable at its key; no more appends. */
+  sealed: boolean;
+  /** The driver's own bookkeeping (for S3: the multipart upload, its parts, the carried-over tail). */
+  state: JsonValue;
+}
+
+export const noProgress: AppendProgress = { size: 0, sealed: false, state: null };
+
+/**
+ * One append in progress. Pipe bytes into `stream`, then `commit()` keeps them and answers the new
+ * progress; with `seal` the object also becomes readable at its key. `cancel()` leaves the object as
+ * the progress it started from says, so the same progress can be appended to again.
+ */
+export interface AppendWriter {
+  readonly stream: Writable;
+  readonly written: number;
+  commit(options?: { seal?: boolean }): Promise<AppendProgress>;
   cancel(): Promise<void>;
 }
 
@@ -41,7 +63,15 @@ export interface StorageDriver {
   stat(key: string): Promise<ObjectInfo | null>;
   /** A stream of the object's bytes, or of one range of them. Rejects with StorageNotFoundError. */
   read(key: string, range?: ByteRange): Promise<Readable>;
-  writer(key: string, options?: WriterOptions): Promise<StorageWriter>;
+  writer(key: string): Promise<StorageWriter>;
+  /**
+   * Continues an object built over several appends from the progress the last commit answered
+   * (`noProgress` to begin). Until sealed it is not readable; bytes committed are never lost, and an
+   * append from an older progress (a retried request) replaces whatever was appended after it.
+   */
+  append(key: string, progress: AppendProgress): Promise<AppendWriter>;
+  /** Discards an unsealed object being built by appends, with everything the driver keeps for it. */
+  abandon(key: string, progress: AppendProgress): Promise<void>;
   /** Moves an object, replacing the destination if it exists. */
   move(fromKey: string, toKey: string): Promise<void>;
   /** Deletes an object, or every object under a prefix; deleting nothing is not an error. */
@@ -56,6 +86,14 @@ export class StorageNotFoundError extends Error {
   constructor(readonly key: string) {
     super(`no object at ${key}`);
     this.name = 'StorageNotFoundError';
+  }
+}
+
+/** The storage backend could not be reached or kept failing after retries; nothing was changed. */
+export class StorageUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageUnavailableError';
   }
 }
 

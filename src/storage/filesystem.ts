@@ -8,9 +8,10 @@ import {
   StorageNotFoundError,
   type ByteRange,
   type ObjectInfo,
+  type AppendProgress,
+  type AppendWriter,
   type StorageDriver,
   type StorageWriter,
-  type WriterOptions,
 } from './driver.js';
 
 const streamChunkSize = 1024 * 1024;
@@ -75,35 +76,60 @@ export class FilesystemDriver implements StorageDriver {
     });
   }
 
-  async writer(key: string, options: WriterOptions = {}): Promise<StorageWriter> {
+  async writer(key: string): Promise<StorageWriter> {
     const finalPath = this.pathOf(key);
-    if (options.offset === undefined) {
-      const temporaryPath = path.join(this.temporaryDirectory, randomUUID());
-      const handle = await open(temporaryPath, 'wx');
-      return new FileWriter(handle, 0, {
-        commit: async () => {
-          await this.renameIntoPlace(temporaryPath, finalPath);
-        },
-        cancel: async () => {
-          await rm(temporaryPath, { force: true });
-        },
-      });
-    }
-    const offset = options.offset;
+    const temporaryPath = path.join(this.temporaryDirectory, randomUUID());
+    const handle = await open(temporaryPath, 'wx');
+    const writer = new FileWriter(handle, 0);
+    return {
+      stream: writer.stream,
+      get written() {
+        return writer.written;
+      },
+      commit: async () => {
+        await writer.commit();
+        await this.renameIntoPlace(temporaryPath, finalPath);
+      },
+      cancel: async () => {
+        await writer.cancel();
+        await rm(temporaryPath, { force: true });
+      },
+    };
+  }
+
+  /** Appends write in place at the key (the upload's own file), so sealing has nothing left to do. */
+  async append(key: string, progress: AppendProgress): Promise<AppendWriter> {
+    const finalPath = this.pathOf(key);
+    if (progress.sealed) throw new Error(`${key} is sealed`);
     await mkdir(path.dirname(finalPath), { recursive: true });
     let handle: FileHandle;
     try {
       handle = await open(finalPath, 'r+');
     } catch (error) {
-      if (!isErrno(error, 'ENOENT') || offset !== 0) throw error;
+      if (!isErrno(error, 'ENOENT') || progress.size !== 0) throw error;
       handle = await open(finalPath, 'w');
     }
     const { size } = await handle.stat();
-    if (offset > size) {
+    if (progress.size > size) {
       await handle.close();
-      throw new RangeError(`offset ${offset} is past the end of ${key} (${size} bytes)`);
+      throw new Error(`${key} holds ${size} bytes, fewer than the ${progress.size} committed`);
     }
-    return new FileWriter(handle, offset, { commit: async () => {}, cancel: async () => {} });
+    const writer = new FileWriter(handle, progress.size);
+    return {
+      stream: writer.stream,
+      get written() {
+        return writer.written;
+      },
+      commit: async ({ seal = false } = {}) => {
+        await writer.commit();
+        return { size: progress.size + writer.written, sealed: seal, state: null };
+      },
+      cancel: () => writer.cancel(),
+    };
+  }
+
+  async abandon(key: string): Promise<void> {
+    await this.delete(key);
   }
 
   private async renameIntoPlace(from: string, to: string): Promise<void> {
@@ -194,11 +220,6 @@ async function syncDirectory(directory: string): Promise<void> {
   }
 }
 
-interface FinishSteps {
-  commit(): Promise<void>;
-  cancel(): Promise<void>;
-}
-
 /** Writes into an open file from a position; the handle stays open for commit or cancel. */
 class PositionedFileStream extends Writable {
   bytesWritten = 0;
@@ -252,14 +273,14 @@ function dropWritten(buffers: Buffer[], count: number): Buffer[] {
   return rest;
 }
 
-class FileWriter implements StorageWriter {
+/** Writes into an open file from an offset; commit cuts the file there and syncs, cancel cuts it back. */
+class FileWriter {
   readonly stream: PositionedFileStream;
   private closed = false;
 
   constructor(
     private readonly handle: FileHandle,
     private readonly offset: number,
-    private readonly steps: FinishSteps,
   ) {
     this.stream = new PositionedFileStream(handle, offset);
   }
@@ -277,7 +298,6 @@ class FileWriter implements StorageWriter {
     } finally {
       await this.handle.close();
     }
-    await this.steps.commit();
   }
 
   async cancel(): Promise<void> {
@@ -291,6 +311,5 @@ class FileWriter implements StorageWriter {
       // the handle may already be unusable; the steps below still discard what was written
     }
     await this.handle.close().catch(() => {});
-    await this.steps.cancel();
   }
 }

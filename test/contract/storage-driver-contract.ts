@@ -3,12 +3,38 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
-import { InvalidStorageKeyError, StorageNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
+import {
+  InvalidStorageKeyError,
+  noProgress,
+  StorageNotFoundError,
+  type AppendProgress,
+  type StorageDriver,
+} from '../../src/storage/driver.js';
 import { patternStream } from '../helpers/blobs.js';
 
 export interface DriverUnderTest {
   driver: StorageDriver;
+  /** A second driver on the same storage, as another replica would have. */
+  another?(): Promise<StorageDriver>;
   cleanup(): Promise<void>;
+}
+
+/** Progress as the caller persists it: through JSON, so no driver may keep live objects in it. */
+function persisted(progress: AppendProgress): AppendProgress {
+  return JSON.parse(JSON.stringify(progress)) as AppendProgress;
+}
+
+async function appendBytes(
+  driver: StorageDriver,
+  key: string,
+  progress: AppendProgress,
+  bytes: Buffer | string,
+  options: { seal?: boolean } = {},
+): Promise<AppendProgress> {
+  const writer = await driver.append(key, persisted(progress));
+  await pipeline(Readable.from([Buffer.from(bytes)]), writer.stream);
+  assert.equal(writer.written, Buffer.from(bytes).length);
+  return persisted(await writer.commit(options));
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -68,27 +94,57 @@ export function storageDriverContract(name: string, make: () => Promise<DriverUn
       assert.deepEqual(await collect(driver.list('pending')), []);
     });
 
-    it('continues an object at an offset, replacing what lies past it', async () => {
-      const first = await driver.writer('offset/object', { offset: 0 });
-      await pipeline(Readable.from([Buffer.from('hello')]), first.stream);
-      await first.commit();
-      const second = await driver.writer('offset/object', { offset: 5 });
-      await pipeline(Readable.from([Buffer.from(', world')]), second.stream);
-      assert.equal(second.written, 7);
-      await second.commit();
-      assert.equal((await readAll(await driver.read('offset/object'))).toString(), 'hello, world');
-
-      const rewrite = await driver.writer('offset/object', { offset: 3 });
-      await pipeline(Readable.from([Buffer.from('p!')]), rewrite.stream);
-      await rewrite.commit();
-      assert.equal((await readAll(await driver.read('offset/object'))).toString(), 'help!');
-
-      const cancelled = await driver.writer('offset/object', { offset: 5 });
-      await pipeline(Readable.from([Buffer.from(' more bytes')]), cancelled.stream);
+    it('builds an object over appends that resume from persisted progress, readable once sealed', async () => {
+      const key = 'append/object';
+      let progress = await appendBytes(driver, key, noProgress, 'hello');
+      assert.deepEqual([progress.size, progress.sealed], [5, false]);
+      const afterHello = progress;
+      progress = await appendBytes(driver, key, progress, ', world');
+      assert.equal(progress.size, 12);
+      // A retried request starts again from the earlier progress: what followed it is replaced.
+      progress = await appendBytes(driver, key, afterHello, ', there');
+      assert.equal(progress.size, 12);
+      const cancelled = await driver.append(key, persisted(progress));
+      await pipeline(Readable.from([Buffer.from(' and more bytes')]), cancelled.stream);
       await cancelled.cancel();
-      assert.equal((await readAll(await driver.read('offset/object'))).toString(), 'help!');
+      progress = await appendBytes(driver, key, progress, '!', { seal: true });
+      assert.deepEqual([progress.size, progress.sealed], [13, true]);
+      assert.equal((await readAll(await driver.read(key))).toString(), 'hello, there!');
+      assert.equal((await driver.stat(key))?.size, 13);
+      await assert.rejects(driver.append(key, progress));
+    });
 
-      await assert.rejects(driver.writer('offset/object', { offset: 6 }));
+    it('seals an append that received nothing as an empty object', async () => {
+      const progress = await appendBytes(driver, 'append/empty', noProgress, '', { seal: true });
+      assert.equal(progress.size, 0);
+      assert.equal((await driver.stat('append/empty'))?.size, 0);
+      assert.equal((await readAll(await driver.read('append/empty'))).length, 0);
+    });
+
+    it('assembles appends of any sizes byte for byte, across driver instances', async () => {
+      const sizes = [1, 1024 * 1024, 7 * 1024 * 1024, 3, 5 * 1024 * 1024 + 1, 12 * 1024 * 1024, 2 * 1024 * 1024, 1];
+      const whole = randomBytes(sizes.reduce((total, size) => total + size, 0));
+      let progress = noProgress;
+      let offset = 0;
+      for (const [index, size] of sizes.entries()) {
+        const target = index % 2 === 0 ? driver : (await subject.another?.()) ?? driver;
+        progress = await appendBytes(target, 'append/pieces', progress, whole.subarray(offset, offset + size));
+        offset += size;
+      }
+      progress = await appendBytes(driver, 'append/pieces', progress, '', { seal: true });
+      assert.equal(progress.size, whole.length);
+      const stored = await readAll(await driver.read('append/pieces'));
+      assert.equal(stored.length, whole.length);
+      assert.ok(stored.equals(whole), 'the sealed object holds exactly the appended bytes');
+    });
+
+    it('abandons an unsealed append without leaving anything', async () => {
+      let progress = await appendBytes(driver, 'abandoned/data', noProgress, Buffer.alloc(3 * 1024 * 1024, 7));
+      progress = await appendBytes(driver, 'abandoned/data', progress, Buffer.alloc(6 * 1024 * 1024, 8));
+      progress = await appendBytes(driver, 'abandoned/data', progress, Buffer.alloc(1024, 9));
+      await driver.abandon('abandoned/data', progress);
+      await driver.delete('abandoned');
+      assert.deepEqual(await collect(driver.list('abandoned')), []);
     });
 
     it('streams a large object through with its digest intact', async () => {
@@ -169,7 +225,8 @@ export function storageDriverContract(name: string, make: () => Promise<DriverUn
     it('leaves nothing behind but committed objects', async () => {
       const all = await collect(driver.list(''));
       for (const key of all) {
-        assert.ok(!key.startsWith('pending/'), `left behind: ${key}`);
+        assert.ok(!key.startsWith('pending/') && !key.startsWith('abandoned/'), `left behind: ${key}`);
+        assert.ok(!key.includes('.carry-'), `carried-over tail left behind: ${key}`);
         assert.ok((await driver.stat(key)) !== null, `listed but not stat-able: ${key}`);
       }
     });

@@ -50,6 +50,12 @@ describe('configuration', () => {
     ['section given a value', { storage: 'fs' }, {}, /^storage: expected a section/],
     ['bad database url', { database: { url: 'mysql://x' } }, {}, /^database\.url: expected sqlite/],
     ['empty root', { storage: { filesystem: { rootdirectory: ' ' } } }, {}, /^storage\.filesystem\.rootdirectory: must not be empty/],
+    ['part size under the S3 minimum', { storage: { s3: { chunksize: '4MiB' } } }, {}, /^storage\.s3\.chunksize: must be at least 5242880 bytes/],
+    ['size without a number', {}, { REGISTRY_STORAGE_S3_CHUNKSIZE: 'big' }, /storage\.s3\.chunksize \(from REGISTRY_STORAGE_S3_CHUNKSIZE\): expected a size/],
+    ['fractional integer', { storage: { s3: { partconcurrency: 2.5 } } }, {}, /^storage\.s3\.partconcurrency: expected a whole number/],
+    ['integer out of range', {}, { REGISTRY_STORAGE_S3_MAXATTEMPTS: '0' }, /storage\.s3\.maxattempts \(from REGISTRY_STORAGE_S3_MAXATTEMPTS\): must be from 1 to 20/],
+    ['access key without secret', { storage: { s3: { bucket: 'b', accesskey: 'AKIA' } } }, {}, /^storage\.s3: accesskey and secretkey go together/],
+    ['redirect without S3', { storage: { redirect: { enabled: true } } }, {}, /^storage\.redirect\.enabled: redirects need/],
   ];
   for (const [what, document, env, message] of rejected) {
     it(`names the key in the error: ${what}`, () => {
@@ -72,6 +78,33 @@ describe('configuration', () => {
   it('the shipped config/registry.yaml is valid and matches the defaults', () => {
     const shipped = loadConfig({ file: 'config/registry.yaml', env: {}, cwd: process.cwd() }).config;
     assert.deepEqual(shipped, resolveConfig({}, {}, process.cwd()));
+  });
+
+  it('reads the S3 and redirect keys, with sizes in bytes or binary units', () => {
+    const defaults = resolveConfig({}, {}, cwd).storage;
+    assert.deepEqual(defaults.s3, {
+      bucket: '', region: 'us-east-1', regionendpoint: '', forcepathstyle: false, accesskey: '', secretkey: '',
+      rootdirectory: '', chunksize: 10 * 1024 * 1024, partconcurrency: 3, maxattempts: 5,
+    });
+    assert.deepEqual(defaults.redirect, { enabled: false, expiry: 20 * 60_000 });
+    const document = { storage: { s3: { bucket: 'images', regionendpoint: 'http://minio:9000', forcepathstyle: true, chunksize: '64MiB', partconcurrency: 8 } } };
+    const env = {
+      REGISTRY_STORAGE_S3_ACCESSKEY: 'key',
+      REGISTRY_STORAGE_S3_SECRETKEY: 'secret',
+      REGISTRY_STORAGE_S3_MAXATTEMPTS: '7',
+      REGISTRY_STORAGE_REDIRECT_ENABLED: 'true',
+      REGISTRY_STORAGE_REDIRECT_EXPIRY: '5m',
+    };
+    const config = resolveConfig(document, env, cwd).storage;
+    assert.equal(config.s3.bucket, 'images');
+    assert.equal(config.s3.forcepathstyle, true);
+    assert.equal(config.s3.chunksize, 64 * 1024 * 1024);
+    assert.equal(config.s3.partconcurrency, 8);
+    assert.equal(config.s3.maxattempts, 7);
+    assert.equal(config.s3.accesskey, 'key');
+    assert.deepEqual(config.redirect, { enabled: true, expiry: 300_000 });
+    assert.equal(resolveConfig({}, { REGISTRY_STORAGE_S3_CHUNKSIZE: '5242880' }, cwd).storage.s3.chunksize, 5 * 1024 * 1024);
+    assert.equal(resolveConfig({ storage: { s3: { chunksize: '1GiB' } } }, {}, cwd).storage.s3.chunksize, 1024 ** 3);
   });
 
   it('parses listen addresses', () => {

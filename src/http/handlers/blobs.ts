@@ -28,6 +28,15 @@ export function blobHandlers({ blobs }: RegistryServices) {
       if (wanted.kind === 'unsatisfiable') {
         throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${blob.size}` } });
       }
+      const redirect = await blobs.redirectURL(blob);
+      if (redirect) {
+        // As Distribution: the client fetches the bytes (and any range of them) from storage itself.
+        ctx.set('Docker-Content-Digest', blob.digest);
+        ctx.status = 307;
+        ctx.set('Location', redirect);
+        ctx.body = '';
+        return;
+      }
       const range = wanted.kind === 'partial' ? wanted.range : undefined;
       const stream = await blobs.read(blob, range);
       setContentHeaders(ctx, blob);

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { errorEnvelope, RegistryError } from '../../oci/errors.js';
+import { StorageUnavailableError } from '../../storage/driver.js';
 import type { RegistryContext } from '../context.js';
 
 const apiVersionHeader = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
@@ -15,6 +16,9 @@ function unroutedRequestError(ctx: RegistryContext): RegistryError {
 /** Known HTTP errors from Koa and the router, mapped onto the catalogue. */
 function toRegistryError(error: unknown): RegistryError | undefined {
   if (error instanceof RegistryError) return error;
+  if (error instanceof StorageUnavailableError) {
+    return new RegistryError('UNAVAILABLE', { message: 'blob storage is unavailable; try again later', headers: { 'Retry-After': '5' } });
+  }
   const status = (error as { status?: unknown; expose?: unknown })?.status;
   if (typeof status !== 'number' || !(error as { expose?: unknown }).expose) return undefined;
   const headers = (error as { headers?: Record<string, string> }).headers ?? {};
@@ -36,6 +40,9 @@ export function errorEnvelopeMiddleware(logger: Logger) {
       if (ctx.body === undefined && !ctx.state.route) throw unroutedRequestError(ctx);
     } catch (caught) {
       let error = toRegistryError(caught);
+      if (caught instanceof StorageUnavailableError) {
+        logger.warn({ err: caught, requestId: ctx.state.requestId }, 'blob storage unavailable');
+      }
       if (!error) {
         if (ctx.req.destroyed && ctx.req.readableAborted) {
           logger.info({ requestId: ctx.state.requestId }, 'client went away during the request');
