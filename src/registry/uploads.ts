@@ -56,6 +56,8 @@ export function uploadRangeHeader(size: number): string {
  */
 export class UploadService {
   private readonly locks = new KeyedMutex();
+  /** Completions of the same digest take turns, so concurrent pushes of one blob copy it into place once. */
+  private readonly publishLocks = new KeyedMutex();
   private readonly hashStates = new HashStates();
 
   constructor(private readonly stores: RegistryStores) {}
@@ -252,10 +254,10 @@ export class UploadService {
   private async publish(upload: UploadRow, digest: Digest, size: number): Promise<void> {
     const { storage, metadata } = this.stores;
     const blobKey = storagePaths.blobData(digest);
-    const existing = await storage.stat(blobKey);
-    if (!existing || existing.size !== size) {
-      await storage.move(storagePaths.uploadData(upload.id), blobKey);
-    }
+    await this.publishLocks.run(digest.value, async () => {
+      const existing = await storage.stat(blobKey);
+      if (!existing || existing.size !== size) await storage.move(storagePaths.uploadData(upload.id), blobKey);
+    });
     await metadata.transaction().execute(async (transaction) => {
       await insertBlob(transaction, { digest: digest.value, size });
       await linkBlob(transaction, upload.repositoryId, digest.value);

@@ -7,16 +7,30 @@ import pino from 'pino';
 import supertest from 'supertest';
 import { createApp, type RegistryApp } from '../../src/app.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
+import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
+import { startS3Server, type S3TestServer } from './s3-server.js';
+
+export type TestStorageKind = 'filesystem' | 's3';
+
+/**
+ * The blob storage API tests run on: the filesystem unless REGISTRY_TEST_STORAGE=s3, which runs the
+ * same tests against the S3 driver on an s3rver process (npm test runs the API suite both ways).
+ */
+export const testStorageKind: TestStorageKind = process.env.REGISTRY_TEST_STORAGE === 's3' ? 's3' : 'filesystem';
 
 export interface TestRegistry {
   root: string;
-  storage: FilesystemDriver;
+  storageKind: TestStorageKind;
+  storage: StorageDriver;
   metadata: MetadataDatabase;
   registry: RegistryApp;
   /** supertest against the app's callback: no port of ours is opened. */
   request: supertest.Agent;
-  /** Every file under the storage root except the database files, relative, sorted. */
+  /** The S3 server behind the storage, when it is S3. */
+  s3: S3TestServer | null;
+  /** Every stored object (file under the storage root, or key in the bucket) except the database files, relative, sorted. */
   storedFiles(): Promise<string[]>;
   rowCounts(): Promise<Record<string, number>>;
   /** A real HTTP server on a random port, for requests supertest cannot make (aborts, raw paths). */
@@ -30,15 +44,26 @@ export interface TestRegistryOptions {
   deleteEnabled?: boolean;
   /** A metadata database URL (e.g. a PostgreSQL test database); a SQLite file in the temp dir otherwise. */
   databaseUrl?: string;
+  storage?: TestStorageKind;
+  /** Options for the S3 driver (redirects, part size…), when the storage is S3. */
+  s3?: Partial<S3DriverOptions>;
 }
+
+const s3Bucket = 'registry-test';
+const s3Prefix = 'registry';
 
 const silentLogger = pino({ level: 'silent' });
 
 export async function createTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
   const root = await mkdtemp(path.join(tmpdir(), 'registry-test-'));
   const servers: Server[] = [];
+  const storageKind = options.storage ?? testStorageKind;
+  const s3 = storageKind === 's3' ? await startS3Server() : null;
+  await s3?.createBucket(s3Bucket);
+  const openStorage = async (): Promise<StorageDriver> =>
+    s3 ? s3.driver(s3Bucket, { rootDirectory: s3Prefix, ...options.s3 }) : FilesystemDriver.open(path.join(root, 'storage'));
   const open = async () => {
-    const storage = await FilesystemDriver.open(path.join(root, 'storage'));
+    const storage = await openStorage();
     const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
     const registry = createApp({
       storage,
@@ -55,9 +80,12 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     await current.metadata.close();
+    if (current.storage instanceof S3Driver) current.storage.destroy();
   };
   const test: TestRegistry = {
     root,
+    storageKind,
+    s3,
     get storage() {
       return current.storage;
     },
@@ -70,7 +98,11 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     get request() {
       return current.request;
     },
-    storedFiles: () => listFiles(path.join(root, 'storage')),
+    storedFiles: async () => {
+      if (!s3) return listFiles(path.join(root, 'storage'));
+      const keys = await s3.keys(s3Bucket);
+      return keys.map((key) => (key.startsWith(`${s3Prefix}/`) ? key.slice(s3Prefix.length + 1) : key)).sort();
+    },
     async rowCounts() {
       const db = current.metadata.db;
       const tables = ['repositories', 'blobs', 'repository_blobs', 'uploads'] as const;
@@ -96,6 +128,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     },
     async close() {
       await closeCurrent();
+      await s3?.dispose();
       await rm(root, { recursive: true, force: true });
     },
   };

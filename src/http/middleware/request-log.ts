@@ -11,6 +11,8 @@ export function requestLogMiddleware(logger: Logger) {
     const offered = ctx.get('x-request-id');
     ctx.state.requestId = clientRequestId.test(offered) ? offered : randomUUID();
     ctx.set('X-Request-Id', ctx.state.requestId);
+    // Read now: once the client is gone the socket (and so ctx.ip) may no longer be there.
+    const remote = ctx.ip;
     ctx.res.once('close', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       logger.info(
@@ -24,7 +26,7 @@ export function requestLogMiddleware(logger: Logger) {
           bytesOut: ctx.res.writableFinished ? (ctx.response.length ?? 0) : null,
           completed: ctx.res.writableFinished,
           durationMs: Math.round(durationMs * 100) / 100,
-          remote: ctx.ip,
+          remote,
         },
         'request',
       );
