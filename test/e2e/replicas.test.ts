@@ -1,88 +1,148 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testBlob } from '../helpers/blobs.js';
 import { imageManifest, ociManifestType } from '../helpers/images.js';
+import { OciLayout } from '../helpers/oci-layout.js';
+import { ociPushPullChecks } from '../helpers/oci-checks.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { missingClients, run } from '../helpers/tools.js';
 
+const MiB = 1024 * 1024;
 const skip = await postgresSkipReason();
 if (skip) console.log(`# ${skip}`);
+const bucket = 'replicas';
 
-describe('two replicas sharing blob storage and a PostgreSQL database', { skip }, () => {
-  let directory: string;
-  let root: string;
-  let drop: () => Promise<void>;
-  let replicas: ServerProcess[] = [];
-
-  before(async () => {
-    directory = await mkdtemp(path.join(tmpdir(), 'registry-replicas-'));
-    root = path.join(directory, 'storage');
-    const database = await createTestDatabase();
-    drop = database.drop;
-    // Started together: the migration runs once.
-    replicas = await Promise.all([0, 1].map(() => startServerProcess({ root, env: { REGISTRY_DATABASE_URL: database.url } })));
-  });
-  after(async () => {
-    for (const replica of replicas) await replica.stop();
-    await drop?.();
-    await rm(directory, { recursive: true, force: true });
-  });
-
-  it('a chunked upload alternates between replicas and finishes on the other one', async () => {
-    const [a, b] = replicas as [ServerProcess, ServerProcess];
-    const blob = testBlob(3 * 1024 * 1024);
-    const started = await rawRequest(a.port, 'POST', '/v2/shared/app/blobs/uploads/');
-    const location = String(started.headers.location);
-    const chunk = 1024 * 1024;
-    for (let index = 0; index < 3; index++) {
-      const replica = index % 2 === 0 ? a : b;
-      const body = blob.bytes.subarray(index * chunk, (index + 1) * chunk);
-      const patched = await rawRequest(replica.port, 'PATCH', location, {
-        headers: { 'Content-Range': `${index * chunk}-${(index + 1) * chunk - 1}`, 'Content-Length': String(body.length) },
-        body,
-      });
-      assert.equal(patched.status, 202, `chunk ${index} on replica ${index % 2}`);
-    }
-    const done = await rawRequest(b.port, 'PUT', `${location}?digest=${blob.digest}`);
-    assert.equal(done.status, 201, done.body.toString());
-    const pulled = await rawRequest(a.port, 'GET', `/v2/shared/app/blobs/${blob.digest}`);
-    assert.ok(pulled.body.equals(blob.bytes));
-  });
-
-  it('20 pushes of one tag through both replicas at once leave one answer everywhere', async () => {
-    const [a, b] = replicas as [ServerProcess, ServerProcess];
-    const manifests = Array.from({ length: 20 }, () => imageManifest({ layerSize: 64 }));
-    for (const manifest of manifests) {
-      for (const blob of manifest.blobs) {
-        const response = await rawRequest(a.port, 'POST', `/v2/shared/race/blobs/uploads/?digest=${blob.digest}`, {
-          headers: { 'Content-Length': String(blob.bytes.length) },
-          body: blob.bytes,
-        });
-        assert.equal(response.status, 201);
+for (const storage of ['filesystem', 's3'] as const) {
+  describe(`two replicas sharing ${storage === 's3' ? 'an S3 bucket' : 'a storage directory'} and a PostgreSQL database`, { skip }, () => {
+    let directory: string;
+    let root: string;
+    let s3: S3TestServer | null = null;
+    let drop: () => Promise<void>;
+    let replicas: ServerProcess[] = [];
+    /** The bytes of one stored object, wherever the replicas keep them. */
+    const readStored = async (key: string): Promise<string> => {
+      if (!s3) return readFile(path.join(root, key), 'utf8');
+      const chunks: Buffer[] = [];
+      const driver = s3.driver(bucket);
+      try {
+        for await (const chunk of await driver.read(key)) chunks.push(chunk as Buffer);
+      } finally {
+        driver.destroy();
       }
-    }
-    const statuses = await Promise.all(
-      manifests.map(async (manifest, index) => {
+      return Buffer.concat(chunks).toString('utf8');
+    };
+
+    before(async () => {
+      directory = await mkdtemp(path.join(tmpdir(), 'registry-replicas-'));
+      root = path.join(directory, 'storage');
+      if (storage === 's3') {
+        s3 = await startS3Server();
+        await s3.createBucket(bucket);
+      }
+      const database = await createTestDatabase();
+      drop = database.drop;
+      const env = { REGISTRY_DATABASE_URL: database.url, ...(s3 ? s3.registryEnv(bucket) : {}) };
+      // Started together: the migration runs once. Each replica has its own local directory, so
+      // with S3 nothing but the bucket and the database is shared.
+      replicas = await Promise.all([0, 1].map((index) => startServerProcess({ root: s3 ? path.join(directory, `local-${index}`) : root, env })));
+    });
+    after(async () => {
+      for (const replica of replicas) await replica.stop();
+      await drop?.();
+      await s3?.dispose();
+      await rm(directory, { recursive: true, force: true });
+    });
+
+    it('a chunked upload alternates between replicas (chunks of 1 MiB, 7 MiB, 1 byte, 3 MiB…) and finishes on the other one', async () => {
+      const [a, b] = replicas as [ServerProcess, ServerProcess];
+      const blob = testBlob(14 * MiB + 3);
+      const sizes = [MiB, 7 * MiB, 1, 3 * MiB];
+      const started = await rawRequest(a.port, 'POST', '/v2/shared/app/blobs/uploads/');
+      const location = String(started.headers.location);
+      let offset = 0;
+      for (const [index, size] of sizes.entries()) {
         const replica = index % 2 === 0 ? a : b;
-        const response = await rawRequest(replica.port, 'PUT', '/v2/shared/race/manifests/latest', {
-          headers: { 'Content-Type': ociManifestType, 'Content-Length': String(manifest.bytes.length) },
-          body: manifest.bytes,
+        const body = blob.bytes.subarray(offset, offset + size);
+        const patched = await rawRequest(replica.port, 'PATCH', location, {
+          headers: { 'Content-Range': `${offset}-${offset + size - 1}`, 'Content-Length': String(body.length) },
+          body,
         });
-        return response.status;
-      }),
-    );
-    assert.deepEqual(statuses, Array(20).fill(201));
-    const heads = await Promise.all(
-      [a, b].map((replica) => rawRequest(replica.port, 'HEAD', '/v2/shared/race/manifests/latest', { headers: { Accept: ociManifestType } })),
-    );
-    const digest = heads[0]!.headers['docker-content-digest'];
-    assert.equal(heads[1]!.headers['docker-content-digest'], digest, 'both replicas give the same answer');
-    assert.ok(manifests.some((manifest) => manifest.digest === digest));
-    const link = await readFile(path.join(root, 'repositories', 'shared', 'race', '_tags', 'latest'), 'utf8');
-    assert.equal(link, digest, 'the storage link agrees with the database');
+        assert.equal(patched.status, 202, `chunk ${index} on replica ${index % 2}: ${patched.body.toString()}`);
+        offset += size;
+      }
+      const rest = blob.bytes.subarray(offset);
+      const done = await rawRequest(a.port, 'PUT', `${location}?digest=${blob.digest}`, {
+        headers: { 'Content-Range': `${offset}-${blob.bytes.length - 1}`, 'Content-Length': String(rest.length) },
+        body: rest,
+      });
+      assert.equal(done.status, 201, done.body.toString());
+      const pulled = await rawRequest(b.port, 'GET', `/v2/shared/app/blobs/${blob.digest}`);
+      assert.ok(pulled.body.equals(blob.bytes));
+      if (s3) {
+        const keys = await s3.keys(bucket);
+        assert.deepEqual(keys.filter((key) => key.startsWith('uploads/')), [], 'no parts, carried remainders or session objects stay behind');
+      }
+    });
+
+    it('the OCI push and pull workflows pass through each replica, read back through the other', async () => {
+      const [a, b] = replicas as [ServerProcess, ServerProcess];
+      await ociPushPullChecks(a.port, b.port, 'checks/a-to-b');
+      await ociPushPullChecks(b.port, a.port, 'checks/b-to-a');
+    });
+
+    it('skopeo pushes through one replica and pulls through the other', { skip: missingClients('skopeo') }, async () => {
+      const [a, b] = replicas as [ServerProcess, ServerProcess];
+      const layout = new OciLayout(path.join(directory, 'layout'));
+      const image = await layout.addImage({ layers: [{ files: [{ name: 'a.txt', size: 3000 }] }, { files: [{ name: 'big.bin', size: 24 * MiB }] }] });
+      await layout.tag(image, 'v1');
+      const skopeo = (...args: string[]) => run('skopeo', args, { timeoutMs: 300_000 });
+      await skopeo('copy', '--dest-tls-verify=false', `oci:${layout.directory}:v1`, `docker://127.0.0.1:${a.port}/shared/skopeo:v1`);
+      const out = path.join(directory, 'out');
+      await skopeo('copy', '--src-tls-verify=false', `docker://127.0.0.1:${b.port}/shared/skopeo:v1`, `oci:${out}:v1`);
+      for (const descriptor of [image, image.config, ...image.layers]) {
+        const bytes = await readFile(path.join(out, 'blobs', 'sha256', descriptor.digest.slice(7)));
+        assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, descriptor.digest);
+      }
+    });
+
+    it('20 pushes of one tag through both replicas at once leave one answer everywhere', async () => {
+      const [a, b] = replicas as [ServerProcess, ServerProcess];
+      const manifests = Array.from({ length: 20 }, () => imageManifest({ layerSize: 64 }));
+      for (const manifest of manifests) {
+        for (const blob of manifest.blobs) {
+          const response = await rawRequest(a.port, 'POST', `/v2/shared/race/blobs/uploads/?digest=${blob.digest}`, {
+            headers: { 'Content-Length': String(blob.bytes.length) },
+            body: blob.bytes,
+          });
+          assert.equal(response.status, 201);
+        }
+      }
+      const statuses = await Promise.all(
+        manifests.map(async (manifest, index) => {
+          const replica = index % 2 === 0 ? a : b;
+          const response = await rawRequest(replica.port, 'PUT', '/v2/shared/race/manifests/latest', {
+            headers: { 'Content-Type': ociManifestType, 'Content-Length': String(manifest.bytes.length) },
+            body: manifest.bytes,
+          });
+          return response.status;
+        }),
+      );
+      assert.deepEqual(statuses, Array(20).fill(201));
+      const heads = await Promise.all(
+        [a, b].map((replica) => rawRequest(replica.port, 'HEAD', '/v2/shared/race/manifests/latest', { headers: { Accept: ociManifestType } })),
+      );
+      const digest = heads[0]!.headers['docker-content-digest'];
+      assert.equal(heads[1]!.headers['docker-content-digest'], digest, 'both replicas give the same answer');
+      assert.ok(manifests.some((manifest) => manifest.digest === digest));
+      const link = await readStored('repositories/shared/race/_tags/latest');
+      assert.equal(link, digest, 'the storage link agrees with the database');
+    });
   });
-});
+}
