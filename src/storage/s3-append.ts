@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -37,10 +38,16 @@ export interface S3AppendState {
   parts: StoredPart[];
   /** Bytes of the carried-over tail, which starts where the parts end. */
   carry: number;
+  /** sha256 (hex) of the tail: what is read back must be what was written. */
+  carryDigest: string | null;
   superseded: number[];
 }
 
-const emptyState: S3AppendState = { uploadId: null, parts: [], carry: 0, superseded: [] };
+const emptyState: S3AppendState = { uploadId: null, parts: [], carry: 0, carryDigest: null, superseded: [] };
+
+function sha256Hex(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
 
 /** The object holding an append's carried-over tail that starts at `offset`. */
 export function carryKey(objectKey: string, offset: number): string {
@@ -68,6 +75,7 @@ export function readAppendState(progress: AppendProgress): S3AppendState {
     Array.isArray(state.parts) &&
     state.parts.every((part) => isCount(part?.number) && typeof part.etag === 'string' && isCount(part.size)) &&
     isCount(state.carry) &&
+    (state.carry === 0 ? state.carryDigest === null : typeof state.carryDigest === 'string') &&
     Array.isArray(state.superseded) &&
     state.superseded.every(isCount);
   if (!valid) throw new Error('malformed S3 append state');
@@ -76,6 +84,47 @@ export function readAppendState(progress: AppendProgress): S3AppendState {
     throw new Error(`S3 append state holds ${partsEnd(checked.parts) + checked.carry} bytes, progress says ${progress.size}`);
   }
   return checked;
+}
+
+/**
+ * Carried-over tails this process wrote lately, up to a byte budget (oldest dropped first), so that the
+ * next append of the same upload here (typically the PUT after docker's one PATCH) need not read them
+ * back from S3. Another replica, or this one after a restart, reads the object instead.
+ */
+export class RecentTails {
+  private readonly entries = new Map<string, { digest: string; bytes: Buffer }>();
+  private held = 0;
+
+  constructor(private readonly budget: number) {}
+
+  remember(key: string, digest: string, bytes: Buffer): void {
+    this.forget(key);
+    if (bytes.length > this.budget) return;
+    this.entries.set(key, { digest, bytes: Buffer.from(bytes) });
+    this.held += bytes.length;
+    for (const oldest of this.entries.keys()) {
+      if (this.held <= this.budget) break;
+      this.forget(oldest);
+    }
+  }
+
+  /** The tail written under `key` with this digest, once; undefined when not held (or not the same). */
+  take(key: string, digest: string): Buffer | undefined {
+    const entry = this.entries.get(key);
+    this.forget(key);
+    return entry?.digest === digest ? entry.bytes : undefined;
+  }
+
+  forget(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.held -= entry.bytes.length;
+  }
+
+  get size(): number {
+    return this.held;
+  }
 }
 
 export interface MultipartSettings {
@@ -88,12 +137,15 @@ export interface MultipartSettings {
 /** The S3 calls appends are made of, on one bucket. */
 export class S3Multipart {
   private warnedAboutAbort = false;
+  readonly recentTails: RecentTails;
 
   constructor(
     readonly client: S3Client,
     readonly bucket: string,
     readonly settings: MultipartSettings,
-  ) {}
+  ) {
+    this.recentTails = new RecentTails(settings.partSize * settings.partConcurrency);
+  }
 
   async create(key: string): Promise<string> {
     const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }));
@@ -186,7 +238,23 @@ export class S3Multipart {
   async abandon(key: string, state: S3AppendState): Promise<void> {
     if (state.uploadId) await this.abort(key, state.uploadId);
     const carries = [...state.superseded, ...(state.carry > 0 ? [partsEnd(state.parts)] : [])];
-    for (const offset of carries) await this.deleteObject(carryKey(key, offset));
+    for (const offset of carries) {
+      this.recentTails.forget(carryKey(key, offset));
+      await this.deleteObject(carryKey(key, offset));
+    }
+  }
+
+  /** A carried-over tail into `target`: from memory when this process wrote it, else from S3, checked against its digest. */
+  async loadCarry(key: string, length: number, digest: string, target: Buffer): Promise<void> {
+    const held = this.recentTails.take(key, digest);
+    if (held && held.length === length) {
+      held.copy(target);
+      return;
+    }
+    await this.readInto(key, length, target);
+    if (sha256Hex(target.subarray(0, length)) !== digest) {
+      throw new Error(`the carried-over bytes in ${key} changed after they were written (two requests appended to one upload at once?)`);
+    }
   }
 }
 
@@ -211,6 +279,8 @@ export class S3Appender implements AppendWriter {
   private readonly sending = new Set<Promise<void>>();
   private failure: unknown = null;
   private finished = false;
+  /** The carried-over tail is loaded when bytes come after it, or at a seal; an empty commit leaves it be. */
+  private carryPending: boolean;
 
   private constructor(
     private readonly multipart: S3Multipart,
@@ -221,6 +291,7 @@ export class S3Appender implements AppendWriter {
     this.parts = [...state.parts];
     this.nextPartNumber = state.parts.reduce((highest, part) => Math.max(highest, part.number), 0) + 1;
     this.uploadId = state.uploadId;
+    this.carryPending = state.carry > 0;
     this.stream = new Writable({
       highWaterMark: 1024 * 1024,
       write: (chunk: Buffer, _encoding, callback) => {
@@ -229,22 +300,25 @@ export class S3Appender implements AppendWriter {
     });
   }
 
-  /** Starts an append: drops tails earlier progress superseded and reloads the carried-over one. */
+  /** Starts an append, dropping the tails that earlier progress superseded. */
   static async open(multipart: S3Multipart, key: string, state: S3AppendState): Promise<S3Appender> {
     for (const offset of state.superseded) await multipart.deleteObject(carryKey(key, offset));
-    const start = partsEnd(state.parts);
-    const appender = new S3Appender(multipart, key, state, start + state.carry);
-    if (state.carry > 0) {
-      const buffer = await appender.acquire();
-      await multipart.readInto(carryKey(key, start), state.carry, buffer);
-      appender.current = buffer;
-      appender.filled = state.carry;
-    }
-    return appender;
+    return new S3Appender(multipart, key, state, partsEnd(state.parts) + state.carry);
+  }
+
+  /** Puts the carried-over tail at the start of the first part buffer. */
+  private async loadCarry(): Promise<void> {
+    if (!this.carryPending) return;
+    this.carryPending = false;
+    const buffer = await this.acquire();
+    await this.multipart.loadCarry(carryKey(this.key, partsEnd(this.state.parts)), this.state.carry, this.state.carryDigest ?? '', buffer);
+    this.current = buffer;
+    this.filled = this.state.carry;
   }
 
   private async take(chunk: Buffer): Promise<void> {
     const { partSize } = this.multipart.settings;
+    await this.loadCarry();
     let offset = 0;
     while (offset < chunk.length) {
       if (this.failure) throw this.failure;
@@ -315,8 +389,14 @@ export class S3Appender implements AppendWriter {
     if (this.finished) throw new Error('append already finished');
     this.finished = true;
     await this.drain();
-    const tail = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
     const size = this.startSize + this.written;
+    if (this.carryPending && !seal) {
+      // Nothing arrived: the progress stands as it was (the superseded tails are gone since open).
+      this.release();
+      return { size, sealed: false, state: { ...this.state, superseded: [] } as unknown as JsonValue };
+    }
+    await this.loadCarry();
+    const tail = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
     const oldCarry = this.state.carry > 0 ? [partsEnd(this.state.parts)] : [];
     if (seal) {
       if (this.uploadId === null) {
@@ -330,11 +410,15 @@ export class S3Appender implements AppendWriter {
       return { size, sealed: true, state: null };
     }
     let carry = 0;
+    let carryDigest: string | null = null;
     if (tail.length >= this.multipart.settings.minimumPartSize) {
       const uploadId = await this.ensureUpload();
       this.parts.push(await this.multipart.uploadPart(this.key, uploadId, this.nextPartNumber++, tail));
     } else if (tail.length > 0) {
-      await this.multipart.putObject(carryKey(this.key, partsEnd(this.parts)), tail);
+      const key = carryKey(this.key, partsEnd(this.parts));
+      carryDigest = sha256Hex(tail);
+      await this.multipart.putObject(key, tail);
+      this.multipart.recentTails.remember(key, carryDigest, tail);
       carry = tail.length;
     }
     this.release();
@@ -344,6 +428,7 @@ export class S3Appender implements AppendWriter {
       uploadId: this.uploadId,
       parts: [...this.parts].sort((a, b) => a.number - b.number),
       carry,
+      carryDigest,
       superseded,
     };
     return { size, sealed: false, state: state as unknown as JsonValue };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testBlob } from '../helpers/blobs.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
+import { S3Driver } from '../../src/storage/s3.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
 const MiB = 1024 * 1024;
@@ -38,6 +39,58 @@ describe('S3 storage: blob GET redirects to a presigned URL when turned on', () 
     await pushBlob(registry.request, 'team/other', blob);
     const response = await registry.request.get(`/v2/team/app/blobs/${blob.digest}`).redirects(0).expect(404);
     assert.equal(envelopeCode(response), 'BLOB_UNKNOWN');
+  });
+});
+
+describe('S3 storage: finishing an upload', () => {
+  let registry: TestRegistry;
+  /** S3 commands the registry's driver sends, in order: name and key. */
+  let commands: Array<{ name: string; key: string }>;
+  before(async () => {
+    registry = await createTestRegistry({ storage: 's3' });
+  });
+  after(async () => registry.close());
+
+  const recordCommands = () => {
+    const driver = registry.storage;
+    assert.ok(driver instanceof S3Driver);
+    commands = [];
+    driver.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        commands.push({ name: String(context.commandName), key: String((args.input as { Key?: string }).Key ?? '') });
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordCommands' },
+    );
+  };
+
+  it('assembles the blob in S3 without reading it back when the digest state is in memory', async () => {
+    recordCommands();
+    const blob = testBlob(13 * MiB);
+    await pushBlob(registry.request, 'team/app', blob);
+    const names = commands.map((command) => command.name);
+    assert.ok(names.includes('CompleteMultipartUploadCommand'));
+    assert.ok(names.includes('CopyObjectCommand'), 'moved into place by a copy inside S3');
+    assert.ok(!names.includes('GetObjectCommand'), `no byte was downloaded: ${names.join(', ')}`);
+  });
+
+  it('after a restart (digest state lost) the sealed object is read once to verify the digest', async () => {
+    const blob = testBlob(9 * MiB);
+    const started = await registry.request.post('/v2/team/app/blobs/uploads/').expect(202);
+    const location = started.headers.location as string;
+    await registry.request.patch(location).set('Content-Type', 'application/octet-stream').send(blob.bytes.subarray(0, 6 * MiB)).expect(202);
+    await registry.restart();
+    recordCommands();
+    await registry.request
+      .put(`${location}?digest=${blob.digest}`)
+      .set('Content-Type', 'application/octet-stream')
+      .set('Content-Range', `${6 * MiB}-${blob.bytes.length - 1}`)
+      .send(blob.bytes.subarray(6 * MiB))
+      .expect(201);
+    const reads = commands.filter((command) => command.name === 'GetObjectCommand').map((command) => command.key);
+    assert.equal(reads.filter((key) => key.endsWith('/data')).length, 1, `the sealed bytes were read once: ${reads.join(', ')}`);
+    const back = await registry.request.get(`/v2/team/app/blobs/${blob.digest}`).buffer(true).parse(binary).expect(200);
+    assert.ok(Buffer.isBuffer(back.body) && back.body.equals(blob.bytes));
   });
 });
 

@@ -116,7 +116,7 @@ async function registryOverHttp(s3: S3TestServer, directory: string): Promise<{ 
 }
 
 async function main(): Promise<void> {
-  const s3 = await startS3Server();
+  const s3 = await startS3Server({ direct: true });
   try {
     await s3.createBucket(bucket);
     await withTemporaryDirectory('registry-bench-s3-', async (directory) => {

@@ -5,9 +5,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { noProgress, StorageUnavailableError, type AppendProgress } from '../../src/storage/driver.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Driver } from '../../src/storage/s3.js';
+import { RecentTails } from '../../src/storage/s3-append.js';
+import { startS3Proxy } from '../helpers/s3-proxy.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
-import { storageDriverContract } from './storage-driver-contract.js';
+import { readAll, storageDriverContract } from './storage-driver-contract.js';
 
 const mebibyte = 1024 * 1024;
 
@@ -57,6 +60,19 @@ function recordMultipart(driver: S3Driver) {
     { step: 'initialize', name: 'recordMultipart' },
   );
   return { partSizes, completions };
+}
+
+/** Keys the driver reads with GetObject, in order. */
+function recordReads(driver: S3Driver): string[] {
+  const keys: string[] = [];
+  driver.client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'GetObjectCommand') keys.push(String((args.input as { Key?: string }).Key));
+      return next(args);
+    },
+    { step: 'initialize', name: 'recordReads' },
+  );
+  return keys;
 }
 
 async function append(driver: S3Driver, key: string, progress: AppendProgress, bytes: Buffer, seal = false): Promise<AppendProgress> {
@@ -116,6 +132,57 @@ describe('s3 driver specifics', () => {
     driver.destroy();
   });
 
+  it('reads a carried-over tail back from S3 only when another process continues the upload', async () => {
+    const bucket = await freshBucket();
+    const bytes = randomBytes(7 * mebibyte);
+    const here = server.driver(bucket);
+    const hereReads = recordReads(here);
+    // The same process seals: the 3 MiB tail it wrote is still in memory.
+    const progress = await append(here, 'uploads/r/data', noProgress, bytes.subarray(0, 3 * mebibyte));
+    await append(here, 'uploads/r/data', progress, bytes.subarray(3 * mebibyte), true);
+    assert.deepEqual(hereReads, [], 'nothing was read back');
+    assert.ok((await readAll(await here.read('uploads/r/data'))).equals(bytes));
+    // Another process (a new driver) continues from the persisted progress: it reads the tail once.
+    const other = await append(here, 'uploads/s/data', noProgress, bytes.subarray(0, 3 * mebibyte));
+    const there = server.driver(bucket);
+    const thereReads = recordReads(there);
+    await append(there, 'uploads/s/data', other, bytes.subarray(3 * mebibyte), true);
+    assert.deepEqual(thereReads, ['uploads/s/data.carry-0']);
+    assert.ok((await readAll(await there.read('uploads/s/data'))).equals(bytes));
+    here.destroy();
+    there.destroy();
+  });
+
+  it('refuses a carried-over tail that changed after it was written', async () => {
+    const bucket = await freshBucket();
+    const first = server.driver(bucket);
+    const progress = await append(first, 'uploads/c/data', noProgress, Buffer.alloc(2 * mebibyte, 1));
+    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'uploads/c/data.carry-0', Body: Buffer.alloc(2 * mebibyte, 2) }));
+    const second = server.driver(bucket);
+    await assert.rejects(append(second, 'uploads/c/data', progress, Buffer.alloc(10, 3), true), /changed after they were written/);
+    await assert.rejects(
+      append(second, 'uploads/c/data', { ...progress, state: { ...(progress.state as object), carryDigest: 7 } }, Buffer.alloc(1)),
+      /malformed S3 append state/,
+    );
+    first.destroy();
+    second.destroy();
+  });
+
+  it('keeps recent tails within a byte budget, oldest dropped first', () => {
+    const tails = new RecentTails(10);
+    tails.remember('a', 'da', Buffer.alloc(4, 1));
+    tails.remember('b', 'db', Buffer.alloc(4, 2));
+    tails.remember('c', 'dc', Buffer.alloc(4, 3));
+    assert.equal(tails.size, 8);
+    assert.equal(tails.take('a', 'da'), undefined, 'the oldest went to make room');
+    assert.equal(tails.take('b', 'other digest'), undefined, 'a tail is only given back for its digest');
+    assert.equal(tails.take('b', 'db'), undefined, 'and is dropped either way');
+    assert.deepEqual(tails.take('c', 'dc'), Buffer.alloc(4, 3));
+    assert.equal(tails.size, 0);
+    tails.remember('big', 'dbig', Buffer.alloc(11));
+    assert.equal(tails.size, 0, 'a tail over the budget is not kept');
+  });
+
   it('holds at most part size × part concurrency in buffers while streaming', async () => {
     const bucket = await freshBucket();
     const driver = server.driver(bucket, { partSize: 5 * mebibyte, partConcurrency: 2 });
@@ -160,6 +227,26 @@ describe('s3 driver specifics', () => {
     assert.equal(await off.redirectURL('blobs/x', 'GET'), null, 'off by default');
     driver.destroy();
     off.destroy();
+  });
+
+  it('retries transient failures (503 SlowDown, 500, reset connections) and succeeds', async () => {
+    // Every other request fails, in turn as throttling, an internal error and a reset connection.
+    const kinds = ['throttled', 'internal', 'reset'] as const;
+    const proxy = await startS3Proxy(server.serverPort, { fault: (number) => (number % 2 === 1 ? kinds[((number - 1) / 2) % 3]! : null) });
+    const bucket = await freshBucket();
+    const driver = server.driver(bucket, { endpoint: `http://127.0.0.1:${proxy.port}`, maxAttempts: 3 });
+    try {
+      const bytes = randomBytes(12 * mebibyte + 5);
+      let progress = await append(driver, 'uploads/flaky/data', noProgress, bytes.subarray(0, 7 * mebibyte));
+      progress = await append(driver, 'uploads/flaky/data', progress, bytes.subarray(7 * mebibyte), true);
+      assert.equal(progress.size, bytes.length);
+      await driver.move('uploads/flaky/data', 'blobs/flaky/data');
+      assert.ok((await readAll(await driver.read('blobs/flaky/data'))).equals(bytes), 'the object came through whole');
+      assert.ok(proxy.faults.length >= 6, `every kind of failure was met and retried (${proxy.faults.join(', ')})`);
+    } finally {
+      driver.destroy();
+      await proxy.close();
+    }
   });
 
   it('reports an unreachable S3 as StorageUnavailableError after retrying', async () => {

@@ -18,6 +18,8 @@ const MiB = 1024 * 1024;
 const skip = await postgresSkipReason();
 if (skip) console.log(`# ${skip}`);
 const bucket = 'replicas';
+/** The key prefix config/s3-postgres.yaml sets. */
+const s3Prefix = 'registry';
 
 for (const storage of ['filesystem', 's3'] as const) {
   describe(`two replicas sharing ${storage === 's3' ? 'an S3 bucket' : 'a storage directory'} and a PostgreSQL database`, { skip }, () => {
@@ -30,7 +32,7 @@ for (const storage of ['filesystem', 's3'] as const) {
     const readStored = async (key: string): Promise<string> => {
       if (!s3) return readFile(path.join(root, key), 'utf8');
       const chunks: Buffer[] = [];
-      const driver = s3.driver(bucket);
+      const driver = s3.driver(bucket, { rootDirectory: s3Prefix });
       try {
         for await (const chunk of await driver.read(key)) chunks.push(chunk as Buffer);
       } finally {
@@ -48,9 +50,14 @@ for (const storage of ['filesystem', 's3'] as const) {
       }
       const database = await createTestDatabase();
       drop = database.drop;
-      const env = { REGISTRY_DATABASE_URL: database.url, ...(s3 ? s3.registryEnv(bucket) : {}) };
-      // Started together: the migration runs once. Each replica has its own local directory, so
-      // with S3 nothing but the bucket and the database is shared.
+      // With S3: the README's deployment example, config/s3-postgres.yaml, pointed at the test's S3
+      // server and database. Each replica has its own local directory: only the bucket and the
+      // database are shared.
+      const env = {
+        REGISTRY_DATABASE_URL: database.url,
+        ...(s3 ? { REGISTRY_CONFIG: 'config/s3-postgres.yaml', ...s3.registryEnv(bucket) } : {}),
+      };
+      // Started together: the migration runs once.
       replicas = await Promise.all([0, 1].map((index) => startServerProcess({ root: s3 ? path.join(directory, `local-${index}`) : root, env })));
     });
     after(async () => {
@@ -87,7 +94,9 @@ for (const storage of ['filesystem', 's3'] as const) {
       assert.ok(pulled.body.equals(blob.bytes));
       if (s3) {
         const keys = await s3.keys(bucket);
-        assert.deepEqual(keys.filter((key) => key.startsWith('uploads/')), [], 'no parts, carried remainders or session objects stay behind');
+        assert.ok(keys.some((key) => key.startsWith(`${s3Prefix}/blobs/`)), 'blobs are stored under the configured prefix');
+        assert.deepEqual(keys.filter((key) => !key.startsWith(`${s3Prefix}/`)), [], 'nothing outside the prefix');
+        assert.deepEqual(keys.filter((key) => key.startsWith(`${s3Prefix}/uploads/`)), [], 'no parts, carried remainders or session objects stay behind');
       }
     });
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
+import { startS3Proxy, type S3Proxy } from './s3-proxy.js';
 import { projectRoot } from './server-process.js';
 
 const s3rverScript = path.join(projectRoot, 'node_modules/s3rver/bin/s3rver.js');
@@ -12,8 +13,10 @@ export const s3rverCredentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RV
 
 /** An s3rver process on a random port over a temporary directory, restartable on the same port. */
 export interface S3TestServer {
+  /** Where clients connect: the write-serialising proxy, unless started `direct`. */
   endpoint: string;
-  port: number;
+  /** The s3rver process's own port. */
+  serverPort: number;
   directory: string;
   /** A client for looking at the bucket directly. */
   client: S3Client;
@@ -57,10 +60,16 @@ async function waitForPort(port: number, child: ChildProcess, output: () => stri
   }
 }
 
-export async function startS3Server(): Promise<S3TestServer> {
+/**
+ * Starts s3rver. Unless `direct`, clients reach it through a proxy that forwards writes of one key one
+ * at a time, as S3's atomic PUTs would leave them (s3rver alone can interleave two PUTs of one key).
+ * Benchmarks go direct, measuring the server without the extra hop.
+ */
+export async function startS3Server(options: { direct?: boolean } = {}): Promise<S3TestServer> {
   const directory = await mkdtemp(path.join(tmpdir(), 's3rver-'));
   const port = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const proxy: S3Proxy | null = options.direct ? null : await startS3Proxy(port, { serializeWrites: true });
+  const endpoint = `http://127.0.0.1:${proxy ? proxy.port : port}`;
   let child: ChildProcess | null = null;
   const client = new S3Client({
     region: 'us-east-1',
@@ -108,7 +117,7 @@ export async function startS3Server(): Promise<S3TestServer> {
 
   return {
     endpoint,
-    port,
+    serverPort: port,
     directory,
     client,
     createBucket: async (name) => {
@@ -139,6 +148,7 @@ export async function startS3Server(): Promise<S3TestServer> {
     start,
     dispose: async () => {
       await stop();
+      await proxy?.close();
       client.destroy();
       await rm(directory, { recursive: true, force: true });
     },

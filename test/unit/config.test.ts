@@ -119,4 +119,11 @@ describe('shipped example configurations', () => {
     const { config } = loadConfig({ file: 'config/postgres.yaml', env: {}, cwd: process.cwd() });
     assert.match(config.database.url, /^postgres:\/\//);
   });
+
+  it('config/s3-postgres.yaml is valid and names a bucket and a PostgreSQL database', () => {
+    const { config } = loadConfig({ file: 'config/s3-postgres.yaml', env: {}, cwd: process.cwd() });
+    assert.equal(config.storage.s3.bucket, 'registry');
+    assert.equal(config.storage.s3.forcepathstyle, true);
+    assert.match(config.database.url, /^postgres:\/\//);
+  });
 });
