@@ -1,5 +1,6 @@
 import Koa from 'koa';
 import type { Logger } from 'pino';
+import { noAuth, type RegistryAuth } from './auth/setup.js';
 import type { MetadataDb } from './metadata/database.js';
 import type { RegistryServices, RegistryState } from './http/context.js';
 import { errorEnvelopeMiddleware } from './http/middleware/errors.js';
@@ -20,6 +21,8 @@ export interface AppDependencies {
   options: {
     deleteEnabled: boolean;
   };
+  /** Access control and the built-in token service; open to all when absent. */
+  auth?: RegistryAuth;
 }
 
 export interface RegistryApp {
@@ -41,7 +44,8 @@ export function createApp(deps: AppDependencies): RegistryApp {
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
   // is a response stream failing after its headers were sent.
   app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));
-  const router = buildRouter(registryRoutes(services));
+  const auth = deps.auth ?? noAuth;
+  const router = buildRouter(registryRoutes(services, auth.tokens), auth);
   app.use(requestLogMiddleware(deps.logger));
   app.use(errorEnvelopeMiddleware(deps.logger));
   app.use(router.routes());

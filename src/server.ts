@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
+import { openAuth } from './auth/setup.js';
 import { parseListenAddress, type RegistryConfig } from './config/schema.js';
 import type { UploadService } from './registry/uploads.js';
 import { openStores } from './stores.js';
@@ -24,12 +25,14 @@ export function createLogger(config: RegistryConfig): Logger {
 
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
+  const auth = await openAuth(config);
   const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
   const { app, services } = createApp({
     storage,
     metadata: metadata.db,
     logger,
     options: { deleteEnabled: config.storage.delete.enabled },
+    auth,
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -45,7 +48,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   });
   const address = server.address() as AddressInfo;
   logger.info(
-    { address: address.address, port: address.port, storage: storageLocation, database: metadata.engine },
+    { address: address.address, port: address.port, storage: storageLocation, database: metadata.engine, auth: config.auth.mode },
     'registry listening',
   );
 

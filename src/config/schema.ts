@@ -115,6 +115,25 @@ export const configSchema = {
   database: {
     url: string('', 'Metadata database: sqlite:<path> or postgres://user:password@host:port/database. Empty means sqlite:<storage.filesystem.rootdirectory>/registry.db.'),
   },
+  auth: {
+    mode: oneOf(['none', 'token', 'htpasswd'] as const, 'none', 'none: open to all; token: Docker token auth (Bearer JWTs); htpasswd: HTTP Basic on every request.'),
+    policy: string('', 'Access policy file (YAML): users, robots, groups and ordered rules. Empty: every signed-in account may do everything, anonymous nothing.'),
+    htpasswd: {
+      path: string('', 'htpasswd file of users (bcrypt entries, as htpasswd -B writes); read at start.'),
+      realm: string('registry', 'Realm of the Basic challenge in htpasswd mode.'),
+    },
+    token: {
+      realm: string('', 'Token endpoint clients are sent to; empty: /auth/token on this registry, as the request reached it.'),
+      service: string('registry', 'Service name: the aud of tokens, checked on every request.'),
+      issuer: string('registry-token-service', 'The iss of tokens, checked on every request (an external issuer\'s name when it signs them).'),
+      builtin: boolean(true, 'Serve the built-in token service at /auth/token (false: tokens come from an external issuer only).'),
+      signingkey: string('', 'PEM private key (RSA or EC P-256) the built-in service signs with; empty: generated at first start as <rootdirectory>/auth/token-signing-key.pem, mode 0600.'),
+      algorithm: oneOf(['ES256', 'RS256'] as const, 'ES256', 'Algorithm of a generated signing key.'),
+      expiration: duration(5 * 60_000, 'Lifetime of access tokens.'),
+      rootcertbundle: string('', 'PEM certificates of an external issuer (Harbor, GitLab, docker_auth): tokens signed by their keys are trusted.'),
+      jwks: string('', 'JWKS file or http(s) URL of an external issuer; keys chosen by kid.'),
+    },
+  },
 } as const;
 
 type ValueOf<N> = N extends Leaf<infer T> ? T : { readonly [K in keyof N]: ValueOf<N[K]> };

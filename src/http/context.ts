@@ -1,4 +1,5 @@
 import type { RouterContext } from '@koa/router';
+import type { RequestGrant } from '../auth/access-control.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ListingService } from '../registry/listings.js';
 import type { ManifestService } from '../registry/manifests.js';
@@ -13,6 +14,10 @@ export interface RegistryState {
   repository?: string;
   /** Request body bytes taken in, where a handler streamed one. */
   bytesReceived?: number;
+  /** The account the request proved (auth on), for the log. */
+  user?: string;
+  /** What the request may do, as auth found it. */
+  grant?: RequestGrant;
 }
 
 export type RegistryContext = RouterContext<RegistryState>;

@@ -52,9 +52,12 @@ export function respondEmpty(ctx: RegistryContext, status: number): void {
  * Reads a manifest body whole, refusing more than `maxBytes` (by Content-Length before reading, or
  * while reading) with 413.
  */
-export async function readManifestBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
-  const tooLarge = () =>
-    new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxBytes} bytes` });
+export function readManifestBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
+  return readSmallBody(ctx, maxBytes, () => new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxBytes} bytes` }));
+}
+
+/** Reads a small request body whole; more than `maxBytes` (announced or received) throws `tooLarge()`. */
+export async function readSmallBody(ctx: RegistryContext, maxBytes: number, tooLarge: () => RegistryError): Promise<Buffer> {
   const announced = parseContentLength(ctx.get('content-length') || undefined);
   if (announced !== undefined && announced > maxBytes) throw tooLarge();
   const chunks: Buffer[] = [];

@@ -3,9 +3,17 @@ import { apiVersionCheck } from './handlers/base.js';
 import { blobHandlers } from './handlers/blobs.js';
 import { listingHandlers } from './handlers/listings.js';
 import { manifestHandlers } from './handlers/manifests.js';
+import { tokenHandlers } from './handlers/token.js';
 import { uploadHandlers } from './handlers/uploads.js';
+import type { TokenService } from '../auth/token-service.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * What a route needs when auth is on: nothing (the token endpoint), a valid identity (`GET /v2/`),
+ * the catalog, or actions on the route's repository (push also needs pull, as in Distribution).
+ */
+export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'pull' | 'push' | 'delete';
 
 /** Path parts a route captures: the repository name (validated) and the last segment, raw. */
 export interface RouteParams {
@@ -21,6 +29,7 @@ export interface Route {
   pattern: RegExp;
   /** Whether group 1 is a repository name (validated before the handler runs). */
   scoped: boolean;
+  access: RouteAccess;
   handle(ctx: RegistryContext, params: RouteParams): Promise<void>;
 }
 
@@ -34,31 +43,40 @@ const paths = {
   blob: /^\/v2\/(.+)\/blobs\/([^/]+)$/,
   uploads: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
   upload: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
+  token: /^\/auth\/token$/,
 } as const;
 
 /** The route table: every endpoint, its method and its handler. */
-export function registryRoutes(services: RegistryServices): Route[] {
+export function registryRoutes(services: RegistryServices, tokenService: TokenService | null): Route[] {
   const blobs = blobHandlers(services);
   const uploads = uploadHandlers(services);
   const manifests = manifestHandlers(services);
   const listings = listingHandlers(services);
   const scoped = true;
+  const token = tokenService ? tokenHandlers(tokenService) : null;
+  const tokenRoutes: Route[] = token
+    ? [
+        { name: 'token.get', method: 'GET', pattern: paths.token, scoped: false, access: 'public', handle: token.get },
+        { name: 'token.post', method: 'POST', pattern: paths.token, scoped: false, access: 'public', handle: token.post },
+      ]
+    : [];
   return [
-    { name: 'base', method: 'GET', pattern: paths.base, scoped: false, handle: apiVersionCheck },
-    { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, handle: listings.catalog },
-    { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, handle: blobs.head },
-    { name: 'blob.get', method: 'GET', pattern: paths.blob, scoped, handle: blobs.get },
-    { name: 'blob.delete', method: 'DELETE', pattern: paths.blob, scoped, handle: blobs.delete },
-    { name: 'upload.start', method: 'POST', pattern: paths.uploads, scoped, handle: uploads.start },
-    { name: 'upload.status', method: 'GET', pattern: paths.upload, scoped, handle: uploads.status },
-    { name: 'upload.patch', method: 'PATCH', pattern: paths.upload, scoped, handle: uploads.patch },
-    { name: 'upload.complete', method: 'PUT', pattern: paths.upload, scoped, handle: uploads.complete },
-    { name: 'upload.cancel', method: 'DELETE', pattern: paths.upload, scoped, handle: uploads.cancel },
-    { name: 'manifest.head', method: 'HEAD', pattern: paths.manifest, scoped, handle: manifests.head },
-    { name: 'manifest.get', method: 'GET', pattern: paths.manifest, scoped, handle: manifests.get },
-    { name: 'manifest.put', method: 'PUT', pattern: paths.manifest, scoped, handle: manifests.put },
-    { name: 'manifest.delete', method: 'DELETE', pattern: paths.manifest, scoped, handle: manifests.delete },
-    { name: 'tags.list', method: 'GET', pattern: paths.tags, scoped, handle: listings.tags },
-    { name: 'referrers.list', method: 'GET', pattern: paths.referrers, scoped, handle: listings.referrers },
+    ...tokenRoutes,
+    { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
+    { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
+    { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },
+    { name: 'blob.get', method: 'GET', pattern: paths.blob, scoped, access: 'pull', handle: blobs.get },
+    { name: 'blob.delete', method: 'DELETE', pattern: paths.blob, scoped, access: 'delete', handle: blobs.delete },
+    { name: 'upload.start', method: 'POST', pattern: paths.uploads, scoped, access: 'push', handle: uploads.start },
+    { name: 'upload.status', method: 'GET', pattern: paths.upload, scoped, access: 'pull', handle: uploads.status },
+    { name: 'upload.patch', method: 'PATCH', pattern: paths.upload, scoped, access: 'push', handle: uploads.patch },
+    { name: 'upload.complete', method: 'PUT', pattern: paths.upload, scoped, access: 'push', handle: uploads.complete },
+    { name: 'upload.cancel', method: 'DELETE', pattern: paths.upload, scoped, access: 'delete', handle: uploads.cancel },
+    { name: 'manifest.head', method: 'HEAD', pattern: paths.manifest, scoped, access: 'pull', handle: manifests.head },
+    { name: 'manifest.get', method: 'GET', pattern: paths.manifest, scoped, access: 'pull', handle: manifests.get },
+    { name: 'manifest.put', method: 'PUT', pattern: paths.manifest, scoped, access: 'push', handle: manifests.put },
+    { name: 'manifest.delete', method: 'DELETE', pattern: paths.manifest, scoped, access: 'delete', handle: manifests.delete },
+    { name: 'tags.list', method: 'GET', pattern: paths.tags, scoped, access: 'pull', handle: listings.tags },
+    { name: 'referrers.list', method: 'GET', pattern: paths.referrers, scoped, access: 'pull', handle: listings.referrers },
   ];
 }

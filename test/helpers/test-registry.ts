@@ -3,9 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import supertest from 'supertest';
 import { createApp, type RegistryApp } from '../../src/app.js';
+import { openAuth } from '../../src/auth/setup.js';
+import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
@@ -47,6 +49,9 @@ export interface TestRegistryOptions {
   storage?: TestStorageKind;
   /** Options for the S3 driver (redirects, part size…), when the storage is S3. */
   s3?: Partial<S3DriverOptions>;
+  /** The `auth` section of a configuration file (a generated signing key goes under the temp dir). */
+  auth?: Record<string, unknown>;
+  logger?: Logger;
 }
 
 const s3Bucket = 'registry-test';
@@ -65,11 +70,13 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
   const open = async () => {
     const storage = await openStorage();
     const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
+    const config = resolveConfig({ storage: { filesystem: { rootdirectory: root } }, ...(options.auth ? { auth: options.auth } : {}) }, {}, root);
     const registry = createApp({
       storage,
       metadata: metadata.db,
-      logger: silentLogger,
+      logger: options.logger ?? silentLogger,
       options: { deleteEnabled: options.deleteEnabled ?? true },
+      auth: await openAuth(config),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };

@@ -26,8 +26,12 @@ export function uploadHandlers({ blobs, uploads }: RegistryServices) {
     /** POST: mount, monolithic upload (?digest=), or a new session. */
     async start(ctx: RegistryContext, { repository }: RouteParams): Promise<void> {
       const mount = queryParameter(ctx, 'mount');
-      if (mount !== undefined) {
-        const mounted = await blobs.mount(repository, mount, queryParameter(ctx, 'from'));
+      const from = queryParameter(ctx, 'from');
+      // With auth on, a mount needs pull on a named source; without it the client just uploads.
+      const grant = ctx.state.grant;
+      const mayMount = !grant || grant.unrestricted || (from !== undefined && grant.allows('repository', from, 'pull'));
+      if (mount !== undefined && mayMount) {
+        const mounted = await blobs.mount(repository, mount, from);
         if (mounted) return respondBlobCreated(ctx, repository, mounted);
       }
       const digest = mount === undefined ? queryParameter(ctx, 'digest') : undefined;

@@ -21,6 +21,7 @@ export function requestLogMiddleware(logger: Logger) {
           method: ctx.method,
           route: ctx.state.route ?? null,
           repository: ctx.state.repository ?? null,
+          user: ctx.state.user ?? null,
           status: ctx.res.statusCode,
           bytesIn: ctx.state.bytesReceived ?? 0,
           bytesOut: ctx.res.writableFinished ? (ctx.response.length ?? 0) : null,

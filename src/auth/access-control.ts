@@ -1,0 +1,125 @@
+import { RegistryError } from '../oci/errors.js';
+import type { AccountDirectory } from './accounts.js';
+import { accountOf, anonymous, grant, type AccessPolicy, type Principal } from './policy.js';
+import { actionsCover, formatScope, type AccessEntry } from './scopes.js';
+import type { LoginThrottle } from './throttle.js';
+import { TokenError, type TokenVerifier } from './tokens.js';
+
+/** What a request proved: who is asking, and a way to ask what else it may do (a mount's source). */
+export interface RequestGrant {
+  /** The account name ('' for anonymous). */
+  account: string;
+  /** Auth is off: everything is allowed, even a mount that names no source repository. */
+  unrestricted: boolean;
+  allows(type: string, name: string, action: string): boolean;
+}
+
+export interface AccessControl {
+  /** Checks a request's Authorization header for the access it needs (null: only a valid identity, as for `GET /v2/`). */
+  authorize(request: { authorization: string | undefined; address: string; realm: string }, needed: AccessEntry | null): Promise<RequestGrant>;
+}
+
+/** Auth off: everyone may do everything. */
+export const openAccess: AccessControl = {
+  authorize: async () => ({ account: '', unrestricted: true, allows: () => true }),
+};
+
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/** Credentials of an HTTP Basic header, or undefined when it is not one. */
+export function parseBasic(authorization: string | undefined): { username: string; password: string } | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization ?? '');
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/**
+ * Docker token auth on the registry side: a Bearer JWT from the token service must carry the needed
+ * actions for the resource. No or a bad token → 401 with a challenge naming the realm, service and
+ * scope; a token granting less than needed for this resource → 403 DENIED; a token for other
+ * resources → 401 `insufficient_scope`, so the client fetches one for this scope.
+ */
+export class TokenAccessControl implements AccessControl {
+  constructor(
+    private readonly verifier: TokenVerifier,
+    private readonly service: string,
+  ) {}
+
+  private challenge(realm: string, needed: AccessEntry | null, error?: string): RegistryError {
+    let header = `Bearer realm=${quoted(realm)},service=${quoted(this.service)}`;
+    if (needed) header += `,scope=${quoted(formatScope(needed))}`;
+    if (error) header += `,error=${quoted(error)}`;
+    return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': header }, ...(needed ? { detail: [needed] } : {}) });
+  }
+
+  async authorize(request: { authorization: string | undefined; realm: string }, needed: AccessEntry | null): Promise<RequestGrant> {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.authorization ?? '');
+    if (!match) throw this.challenge(request.realm, needed);
+    let access: AccessEntry[];
+    let account: string;
+    try {
+      const claims = await this.verifier.verifyAccess(match[1]!);
+      access = claims.access;
+      account = typeof claims.sub === 'string' ? claims.sub : '';
+    } catch (error) {
+      if (error instanceof TokenError) throw this.challenge(request.realm, needed, 'invalid_token');
+      throw error;
+    }
+    const allows = (type: string, name: string, action: string) =>
+      access.some((entry) => entry?.type === type && entry.name === name && Array.isArray(entry.actions) && actionsCover(entry.actions, action));
+    const grantObject: RequestGrant = { account, unrestricted: false, allows };
+    if (!needed || needed.actions.every((action) => allows(needed.type, needed.name, action))) return grantObject;
+    const forThisResource = access.some((entry) => entry?.type === needed.type && entry.name === needed.name);
+    if (forThisResource) throw new RegistryError('DENIED', { detail: [needed] });
+    throw this.challenge(request.realm, needed, 'insufficient_scope');
+  }
+}
+
+/** The login check shared by Basic auth and the token service: throttled, and null for wrong credentials. */
+export async function checkLogin(
+  directory: AccountDirectory,
+  throttle: LoginThrottle,
+  address: string,
+  credentials: { username: string; password: string },
+): Promise<Principal | null> {
+  const retryAfter = throttle.retryAfterSeconds(address);
+  if (retryAfter > 0) {
+    throw new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins from this address', headers: { 'Retry-After': String(retryAfter) } });
+  }
+  const principal = await directory.authenticate(credentials.username, credentials.password);
+  if (principal) throttle.succeeded(address);
+  else throttle.failed(address);
+  return principal;
+}
+
+/** HTTP Basic auth without tokens (Distribution's htpasswd mode), with the access policy applied. */
+export class BasicAccessControl implements AccessControl {
+  constructor(
+    private readonly directory: AccountDirectory,
+    private readonly policy: AccessPolicy,
+    private readonly throttle: LoginThrottle,
+    private readonly realm: string,
+  ) {}
+
+  async authorize(request: { authorization: string | undefined; address: string }, needed: AccessEntry | null): Promise<RequestGrant> {
+    const challenge = () => new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': `Basic realm=${quoted(this.realm)}` } });
+    const credentials = parseBasic(request.authorization);
+    let principal: Principal = anonymous;
+    if (credentials) {
+      const proven = await checkLogin(this.directory, this.throttle, request.address, credentials);
+      if (!proven) throw challenge();
+      principal = proven;
+    }
+    const allows = (type: string, name: string, action: string) => grant(this.policy, principal, { type, name, actions: [action] }).actions.length > 0;
+    const result: RequestGrant = { account: accountOf(principal), unrestricted: false, allows };
+    const permitted = needed ? needed.actions.every((action) => allows(needed.type, needed.name, action)) : principal.kind !== 'anonymous';
+    if (permitted) return result;
+    if (principal.kind === 'anonymous') throw challenge();
+    throw new RegistryError('DENIED', { ...(needed ? { detail: [needed] } : {}) });
+  }
+}
