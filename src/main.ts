@@ -4,6 +4,7 @@ import { configSchema, formatDefault, isLeaf, type SchemaNode } from './config/s
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
 import type { RegistryConfig } from './config/schema.js';
+import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
 import { createLogger, startRegistry } from './server.js';
 import { openStores } from './stores.js';
@@ -11,6 +12,8 @@ import { openStores } from './stores.js';
 const usage = `usage: registry [serve] [--config FILE]
        registry metadata rebuild [--config FILE]
        registry config-keys      list every configuration key, its environment variable and default
+       registry auth robot NAME  create a robot account: prints its secret and the policy entry
+       registry auth hash        read a password on standard input, print its bcrypt hash
 
 Commands:
   serve        run the registry (default). The configuration is read from --config, REGISTRY_CONFIG,
@@ -20,8 +23,9 @@ Commands:
                manifests, references, blob links and tags. Also the way from SQLite to PostgreSQL.`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'help';
   configFile?: string;
+  robotName?: string;
 }
 
 function parseCommandLine(args: string[]): CommandLine {
@@ -38,6 +42,14 @@ function parseCommandLine(args: string[]): CommandLine {
       result.command = 'help';
     } else if (arg === 'serve' || arg === 'config-keys') {
       result.command = arg;
+    } else if (arg === 'auth' && args[index + 1] === 'robot') {
+      result.command = 'auth-robot';
+      result.robotName = args[index + 2];
+      if (!result.robotName) throw new ConfigError('auth robot needs a name');
+      index += 2;
+    } else if (arg === 'auth' && args[index + 1] === 'hash') {
+      result.command = 'auth-hash';
+      index++;
     } else if (arg === 'metadata' && args[index + 1] === 'rebuild') {
       result.command = 'metadata-rebuild';
       index++;
@@ -65,6 +77,19 @@ async function main(): Promise<void> {
   }
   if (commandLine.command === 'config-keys') {
     printConfigKeys(configSchema);
+    return;
+  }
+  if (commandLine.command === 'auth-robot') {
+    const robot = newRobot(commandLine.robotName ?? '');
+    process.stdout.write(`user name: ${robot.username}\nsecret:    ${robot.secret}\n\nadd to the access policy (the secret itself is not kept anywhere):\n${robot.policyEntry}\n`);
+    return;
+  }
+  if (commandLine.command === 'auth-hash') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+    if (password === '') throw new ConfigError('auth hash reads the password on standard input');
+    process.stdout.write(`${hashSecret(password)}\n`);
     return;
   }
   const { config, source } = loadConfig(commandLine.configFile ? { file: commandLine.configFile } : {});

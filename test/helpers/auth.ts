@@ -12,8 +12,8 @@ export const passwords = {
 } as const;
 
 /**
- * An access policy for the tests: alice (group team-a) may do everything in team-a/** and read the
- * catalog; bob may only pull team-a/**; carol is in the htpasswd file only, with no rule of her own;
+ * An access policy for the tests: alice (group team-a) may do everything in team-a/**, read the
+ * catalog and publish to public/**; bob may only pull team-a/**; carol is in the htpasswd file only, with no rule of her own;
  * the robot `ci` may pull and push team-b/**; anybody may pull public/**.
  */
 export async function writeTestPolicy(): Promise<{ directory: string; policy: string; htpasswd: string }> {
@@ -32,6 +32,7 @@ export async function writeTestPolicy(): Promise<{ directory: string; policy: st
       'rules:',
       '  - { groups: [team-a], repositories: ["team-a/**"], actions: [pull, push, delete] }',
       '  - { accounts: [alice], catalog: true }',
+      '  - { accounts: [alice], repositories: ["public/**"], actions: [pull, push] }',
       '  - { accounts: [bob], repositories: ["team-a/**"], actions: [pull] }',
       '  - { robots: [ci], repositories: ["team-b/**"], actions: [pull, push] }',
       '  - { groups: [readers], repositories: ["**"], actions: [pull] }',

@@ -18,13 +18,14 @@ export function missingClients(...names: string[]): string | undefined {
   const missing = names.filter((name) => !commandAvailable(name));
   if (missing.length === 0) return undefined;
   if (process.env.CI) throw new Error(`CI must have ${missing.join(', ')} installed (.ci/run installs them)`);
-  return `${missing.join(', ')} not installed (apt-get install -y skopeo docker.io)`;
+  return `${missing.join(', ')} not installed (apt-get install -y skopeo podman docker.io apache2-utils)`;
 }
 
-/** Runs a command to its end; rejects with its output when it exits non-zero. */
-export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+/** Runs a command to its end (with `input` on its standard input); rejects with its output when it exits non-zero. */
+export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.end(options.input ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

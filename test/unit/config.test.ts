@@ -120,6 +120,28 @@ describe('shipped example configurations', () => {
     assert.match(config.database.url, /^postgres:\/\//);
   });
 
+  it('the auth examples are valid, and the example policy grants what its comments say', async () => {
+    const token = loadConfig({ file: 'config/auth-token.yaml', env: {}, cwd: process.cwd() }).config.auth;
+    assert.equal(token.mode, 'token');
+    const external = loadConfig({ file: 'config/auth-external.yaml', env: {}, cwd: process.cwd() }).config.auth;
+    assert.equal(external.token.builtin, false);
+    assert.equal(loadConfig({ file: 'config/auth-htpasswd.yaml', env: {}, cwd: process.cwd() }).config.auth.mode, 'htpasswd');
+    const { loadPolicy, grant } = await import('../../src/auth/policy.js');
+    const { AccountDirectory } = await import('../../src/auth/accounts.js');
+    const { parseScope } = await import('../../src/auth/scopes.js');
+    const policy = loadPolicy(token.policy);
+    const directory = new AccountDirectory(policy);
+    const alice = await directory.authenticate('alice', 'alice-password');
+    const bob = await directory.authenticate('bob', 'bob-password');
+    const robot = await directory.authenticate('robot$ci', 'ci-robot-secret-change-me');
+    assert.ok(alice && bob && robot, 'the example credentials match their hashes');
+    assert.deepEqual(grant(policy, bob, parseScope('repository:team-a/app:pull,push')!).actions, []);
+    assert.deepEqual(grant(policy, bob, parseScope('repository:team-b/app:*')!).actions, ['pull', 'push', 'delete']);
+    assert.deepEqual(grant(policy, robot, parseScope('repository:team-a/app:pull,push,delete')!).actions, ['pull', 'push']);
+    assert.deepEqual(grant(policy, { kind: 'anonymous' }, parseScope('repository:public/x:pull')!).actions, ['pull']);
+    assert.deepEqual(grant(policy, alice, parseScope('registry:catalog:*')!).actions, ['*']);
+  });
+
   it('config/s3-postgres.yaml is valid and names a bucket and a PostgreSQL database', () => {
     const { config } = loadConfig({ file: 'config/s3-postgres.yaml', env: {}, cwd: process.cwd() });
     assert.equal(config.storage.s3.bucket, 'registry');
