@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import jwt from 'jsonwebtoken';
@@ -99,6 +101,30 @@ describe('token mode with an external issuer', () => {
       assert.equal(envelopeCode(push), 'DENIED');
     } finally {
       await registry.close();
+    }
+  });
+
+  it('fetches a JWKS from a URL at start', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    let fetches = 0;
+    const jwksServer = createServer((_request, response) => {
+      fetches++;
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'url-key' }] }));
+    });
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    const jwks = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const registry = await createTestRegistry({ auth: { mode: 'token', token: { builtin: false, jwks, issuer, service, realm: 'https://auth.example.com/token' } } });
+    try {
+      assert.equal(fetches, 1);
+      const good = jwt.sign(claims(['pull']), privateKey, { algorithm: 'ES256', keyid: 'url-key', expiresIn: 300 });
+      await registry.request.get('/v2/').set('Authorization', `Bearer ${good}`).expect(200);
+      const other = jwt.sign(claims(['pull']), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, { algorithm: 'ES256', keyid: 'url-key', expiresIn: 300 });
+      await registry.request.get('/v2/').set('Authorization', `Bearer ${other}`).expect(401);
+    } finally {
+      await registry.close();
+      jwksServer.closeAllConnections();
+      await new Promise<void>((resolve) => jwksServer.close(() => resolve()));
     }
   });
 
