@@ -20,6 +20,8 @@ export interface AppDependencies {
   logger: Logger;
   options: {
     deleteEnabled: boolean;
+    /** Trust X-Forwarded-* headers (http.trustproxy). */
+    trustProxy?: boolean;
   };
   /** Access control and the built-in token service; open to all when absent. */
   auth?: RegistryAuth;
@@ -40,7 +42,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     referrers: new ReferrersService(stores),
     listings: new ListingService(stores),
   };
-  const app = new Koa<RegistryState>();
+  const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
   // is a response stream failing after its headers were sent.
   app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));

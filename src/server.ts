@@ -31,7 +31,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     storage,
     metadata: metadata.db,
     logger,
-    options: { deleteEnabled: config.storage.delete.enabled },
+    options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy },
     auth,
   });
   const server = createServer(app.callback());

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RegistryError } from '../oci/errors.js';
 import type { AccountDirectory } from './accounts.js';
 import { accountOf, anonymous, grant, type AccessPolicy, type Principal } from './policy.js';
@@ -97,8 +98,14 @@ export async function checkLogin(
   return principal;
 }
 
-/** HTTP Basic auth without tokens (Distribution's htpasswd mode), with the access policy applied. */
+/**
+ * HTTP Basic auth without tokens (Distribution's htpasswd mode), with the access policy applied.
+ * Credentials proven lately are remembered for a minute (by a SHA-256 of them), so that a push of
+ * hundreds of requests does not pay a bcrypt comparison for each.
+ */
 export class BasicAccessControl implements AccessControl {
+  private readonly proven = new Map<string, { principal: Principal; until: number }>();
+
   constructor(
     private readonly directory: AccountDirectory,
     private readonly policy: AccessPolicy,
@@ -111,7 +118,7 @@ export class BasicAccessControl implements AccessControl {
     const credentials = parseBasic(request.authorization);
     let principal: Principal = anonymous;
     if (credentials) {
-      const proven = await checkLogin(this.directory, this.throttle, request.address, credentials);
+      const proven = await this.login(request.address, credentials);
       if (!proven) throw challenge();
       principal = proven;
     }
@@ -121,5 +128,18 @@ export class BasicAccessControl implements AccessControl {
     if (permitted) return result;
     if (principal.kind === 'anonymous') throw challenge();
     throw new RegistryError('DENIED', { ...(needed ? { detail: [needed] } : {}) });
+  }
+
+  private async login(address: string, credentials: { username: string; password: string }): Promise<Principal | null> {
+    const key = createHash('sha256').update(`${credentials.username}\0${credentials.password}`).digest('base64');
+    const now = Date.now();
+    const remembered = this.proven.get(key);
+    if (remembered && remembered.until > now) return remembered.principal;
+    const principal = await checkLogin(this.directory, this.throttle, address, credentials);
+    if (principal) {
+      if (this.proven.size >= 1000) this.proven.clear();
+      this.proven.set(key, { principal, until: now + 60_000 });
+    }
+    return principal;
   }
 }

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
-import { ConfigError } from '../config/load.js';
+import { ConfigError, readYamlFile } from '../config/load.js';
+import { globToRegExp } from '../oci/name-patterns.js';
 import { actionsCover, type AccessEntry, type Scope } from './scopes.js';
 
 /** Who is asking: nobody (no credentials), a user, or a robot account (`robot$<name>`). */
@@ -47,25 +46,6 @@ export class PolicyError extends ConfigError {
 }
 
 const knownActions = new Set(['pull', 'push', 'delete', '*']);
-
-/**
- * A repository glob as a regular expression: `*` is any run of characters but `/`, `**` any run at
- * all (slashes included), `?` one character but `/`. `team-a/**` matches `team-a/app` and
- * `team-a/x/y`.
- */
-export function globToRegExp(glob: string): RegExp {
-  let source = '';
-  for (let index = 0; index < glob.length; index++) {
-    const char = glob[index]!;
-    if (char === '*' && glob[index + 1] === '*') {
-      source += '.*';
-      index++;
-    } else if (char === '*') source += '[^/]*';
-    else if (char === '?') source += '[^/]';
-    else source += char.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${source}$`);
-}
 
 /** Every authenticated account may do everything; anonymous requests nothing. Used without a policy file. */
 export const openToAccountsPolicy: AccessPolicy = {
@@ -142,14 +122,9 @@ export function parsePolicy(document: unknown): AccessPolicy {
 }
 
 export function loadPolicy(file: string): AccessPolicy {
-  let text: string;
+  const document = readYamlFile(file, 'access policy');
   try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new PolicyError(`cannot read access policy ${file}: ${(error as Error).message}`);
-  }
-  try {
-    return parsePolicy(parseYaml(text));
+    return parsePolicy(document);
   } catch (error) {
     throw new PolicyError(`access policy ${file}: ${(error as Error).message}`);
   }

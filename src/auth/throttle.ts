@@ -29,6 +29,8 @@ export class LoginThrottle {
 
   failed(address: string): void {
     this.failures.set(address, [...this.recent(address), this.now()]);
+    // Many addresses failing once each (a spray) must not grow the map without end.
+    if (this.failures.size > 10_000) for (const known of [...this.failures.keys()]) this.recent(known);
   }
 
   succeeded(address: string): void {

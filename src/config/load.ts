@@ -39,20 +39,25 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   let document: unknown = {};
   let source: string | undefined;
   if (named || existsSync(file)) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read configuration file ${file}: ${(error as Error).message}`);
-    }
-    try {
-      document = parseYaml(text) ?? {};
-    } catch (error) {
-      throw new ConfigError(`configuration file ${file} is not valid YAML: ${(error as Error).message}`);
-    }
+    document = readYamlFile(file, 'configuration file') ?? {};
     source = file;
   }
   return { config: resolveConfig(document, env, cwd), source };
+}
+
+/** A YAML file's document; ConfigError naming `what` and the file when it cannot be read or parsed. */
+export function readYamlFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read ${what} ${file}: ${(error as Error).message}`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`${what} ${file} is not valid YAML: ${(error as Error).message}`);
+  }
 }
 
 /** Builds the configuration from a parsed document and the environment; throws ConfigError naming the key. */

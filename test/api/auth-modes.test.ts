@@ -166,3 +166,34 @@ describe('token mode with an external issuer', () => {
     }
   });
 });
+
+describe('auth behind a reverse proxy (http.trustproxy)', () => {
+  it('names the public token realm and throttles by the client address the proxy forwards', async () => {
+    const files = await writeTestPolicy();
+    const registry = await createTestRegistry({ auth: { mode: 'token', policy: files.policy }, trustProxy: true });
+    try {
+      const challenge = await registry.request.get('/v2/').set('X-Forwarded-Proto', 'https').set('X-Forwarded-Host', 'registry.example.com').expect(401);
+      assert.match(String(challenge.headers['www-authenticate']), /^Bearer realm="https:\/\/registry\.example\.com\/auth\/token"/);
+      for (let attempt = 0; attempt < 10; attempt++) {
+        await registry.request.get('/auth/token').set('X-Forwarded-For', '203.0.113.7').set('Authorization', basic('alice', 'guess')).expect(401);
+      }
+      await registry.request.get('/auth/token').set('X-Forwarded-For', '203.0.113.7').set('Authorization', basic('alice', passwords.alice)).expect(429);
+      await registry.request.get('/auth/token').set('X-Forwarded-For', '198.51.100.9').set('Authorization', basic('alice', passwords.alice)).expect(200);
+    } finally {
+      await registry.close();
+      await rm(files.directory, { recursive: true, force: true });
+    }
+  });
+
+  it('without it, forwarded headers are ignored', async () => {
+    const files = await writeTestPolicy();
+    const registry = await createTestRegistry({ auth: { mode: 'token', policy: files.policy } });
+    try {
+      const challenge = await registry.request.get('/v2/').set('X-Forwarded-Proto', 'https').set('X-Forwarded-Host', 'evil.example.com').expect(401);
+      assert.match(String(challenge.headers['www-authenticate']), /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/auth\/token"/);
+    } finally {
+      await registry.close();
+      await rm(files.directory, { recursive: true, force: true });
+    }
+  });
+});

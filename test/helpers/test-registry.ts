@@ -52,6 +52,7 @@ export interface TestRegistryOptions {
   /** The `auth` section of a configuration file (a generated signing key goes under the temp dir). */
   auth?: Record<string, unknown>;
   logger?: Logger;
+  trustProxy?: boolean;
 }
 
 const s3Bucket = 'registry-test';
@@ -75,7 +76,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       storage,
       metadata: metadata.db,
       logger: options.logger ?? silentLogger,
-      options: { deleteEnabled: options.deleteEnabled ?? true },
+      options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false },
       auth: await openAuth(config),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey } from 'node:crypto';
 import { describe, it } from 'node:test';
+import bcrypt from 'bcryptjs';
+import { BasicAccessControl } from '../../src/auth/access-control.js';
+import { AccountDirectory } from '../../src/auth/accounts.js';
 import { libtrustKeyId } from '../../src/auth/keys.js';
-import { globToRegExp, grant, parsePolicy, PolicyError, type Principal } from '../../src/auth/policy.js';
+import { grant, openToAccountsPolicy, parsePolicy, PolicyError, type Principal } from '../../src/auth/policy.js';
+import { globToRegExp } from '../../src/oci/name-patterns.js';
 import { parseScope, parseScopes } from '../../src/auth/scopes.js';
 import { LoginThrottle } from '../../src/auth/throttle.js';
 import { ConfigError, resolveConfig } from '../../src/config/load.js';
@@ -154,5 +158,30 @@ describe('auth configuration', () => {
       [{ auth: { mode: 'ldap' } }, /auth\.mode: expected one of none, token, htpasswd/],
     ];
     for (const [document, message] of cases) assert.throws(() => resolveConfig(document, {}, '/srv'), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+  });
+});
+
+describe('Basic auth', () => {
+  it('remembers proven credentials for a while, so each request does not pay a bcrypt comparison; wrong ones are checked every time', async () => {
+    class CountingDirectory extends AccountDirectory {
+      checks = 0;
+      override async authenticate(username: string, password: string): Promise<Principal | null> {
+        this.checks++;
+        return super.authenticate(username, password);
+      }
+    }
+    const directory = new CountingDirectory(openToAccountsPolicy, new Map([['alice', bcrypt.hashSync('pw', 4)]]));
+    const access = new BasicAccessControl(directory, openToAccountsPolicy, new LoginThrottle(), 'registry');
+    const header = (password: string) => `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
+    const needed = { type: 'repository', name: 'team/app', actions: ['pull', 'push'] };
+    for (let request = 0; request < 5; request++) {
+      const grant = await access.authorize({ authorization: header('pw'), address: '10.0.0.1' }, needed);
+      assert.equal(grant.account, 'alice');
+    }
+    assert.equal(directory.checks, 1);
+    for (let request = 0; request < 3; request++) {
+      await assert.rejects(access.authorize({ authorization: header('wrong'), address: '10.0.0.1' }, needed), /authentication required/);
+    }
+    assert.equal(directory.checks, 4);
   });
 });
