@@ -13,6 +13,9 @@ import { ManifestService } from './registry/manifests.js';
 import { ReferrersService } from './registry/referrers.js';
 import { UploadService } from './registry/uploads.js';
 import type { StorageDriver } from './storage/driver.js';
+import { MirrorService } from './mirror/mirror-service.js';
+import type { MirrorSettings } from './mirror/settings.js';
+import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
 
 export interface AppDependencies {
   storage: StorageDriver;
@@ -25,6 +28,8 @@ export interface AppDependencies {
   };
   /** Access control and the built-in token service; open to all when absent. */
   auth?: RegistryAuth;
+  /** Upstreams to mirror (pull-through cache); none when absent. */
+  mirror?: MirrorSettings | null;
 }
 
 export interface RegistryApp {
@@ -35,21 +40,25 @@ export interface RegistryApp {
 /** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
 export function createApp(deps: AppDependencies): RegistryApp {
   const stores = { storage: deps.storage, metadata: deps.metadata };
+  const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled });
+  const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled });
   const services: RegistryServices = {
-    blobs: new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled }),
+    blobs,
     uploads: new UploadService(stores),
-    manifests: new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled }),
+    manifests,
     referrers: new ReferrersService(stores),
     listings: new ListingService(stores),
+    mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs }, deps.mirror, deps.logger) : null,
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
   // is a response stream failing after its headers were sent.
   app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));
   const auth = deps.auth ?? noAuth;
-  const router = buildRouter(registryRoutes(services, auth.tokens), auth);
+  const router = buildRouter(registryRoutes(services, auth.tokens), auth, services.mirror?.addressing ?? null);
   app.use(requestLogMiddleware(deps.logger));
   app.use(errorEnvelopeMiddleware(deps.logger));
+  if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return { app, services };

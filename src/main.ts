@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from './config/load.js';
-import { configSchema, formatDefault, isLeaf, type SchemaNode } from './config/schema.js';
+import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
 import type { RegistryConfig } from './config/schema.js';
@@ -64,6 +64,11 @@ function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
   if (isLeaf(node)) {
     const shown = JSON.stringify(formatDefault(node));
     process.stdout.write(`${keyPath.join('.')}  (${envNameOf(keyPath)}, default ${shown})\n    ${node.doc}\n`);
+    return;
+  }
+  if (isNamedSections(node)) {
+    process.stdout.write(`${keyPath.join('.')}.<name>\n    ${node.doc}\n`);
+    printConfigKeys(node.entry, [...keyPath, '<name>']);
     return;
   }
   for (const [key, child] of Object.entries(node)) printConfigKeys(child, [...keyPath, key]);

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
 import { openAuth } from './auth/setup.js';
+import { mirrorSettings } from './mirror/settings.js';
 import { parseListenAddress, type RegistryConfig } from './config/schema.js';
 import type { UploadService } from './registry/uploads.js';
 import { openStores } from './stores.js';
@@ -26,6 +27,7 @@ export function createLogger(config: RegistryConfig): Logger {
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
   const auth = await openAuth(config);
+  const mirror = mirrorSettings(config);
   const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
   const { app, services } = createApp({
     storage,
@@ -33,6 +35,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     logger,
     options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy },
     auth,
+    mirror,
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -48,7 +51,14 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   });
   const address = server.address() as AddressInfo;
   logger.info(
-    { address: address.address, port: address.port, storage: storageLocation, database: metadata.engine, auth: config.auth.mode },
+    {
+      address: address.address,
+      port: address.port,
+      storage: storageLocation,
+      database: metadata.engine,
+      auth: config.auth.mode,
+      mirror: mirror ? mirror.upstreams.map((upstream) => `${upstream.name}=${upstream.url} (/v2/${upstream.prefix}/…)`) : [],
+    },
     'registry listening',
   );
 

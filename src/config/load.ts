@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { configSchema, ignoredTopLevelKeys, isLeaf, type Leaf, type RegistryConfig, type SchemaNode } from './schema.js';
+import { configSchema, ignoredTopLevelKeys, isLeaf, isNamedSections, type Leaf, type RegistryConfig, type SchemaNode } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -27,7 +27,7 @@ export interface LoadedConfig {
 
 /** Environment variable that overrides a key: storage.delete.enabled → REGISTRY_STORAGE_DELETE_ENABLED. */
 export function envNameOf(keyPath: readonly string[]): string {
-  return `REGISTRY_${keyPath.join('_').toUpperCase()}`;
+  return `REGISTRY_${keyPath.join('_').toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`;
 }
 
 /** Reads the file (REGISTRY_CONFIG, --config, or config/registry.yaml if present), applies env overrides, validates. */
@@ -86,11 +86,53 @@ export function resolveConfig(document: unknown, env: NodeJS.ProcessEnv = {}, cw
   if (auth.mode === 'token' && !auth.token.builtin && auth.token.realm === '') {
     throw new ConfigError('auth.token.realm: with builtin false, clients must be sent to the external token service: set its URL');
   }
+  checkMirror(config.mirror);
   return { ...config, storage, database: { url } };
+}
+
+const prefixPattern = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+
+function checkMirror(mirror: RegistryConfig['mirror']): void {
+  const prefixes = new Map<string, string>();
+  for (const [name, upstream] of Object.entries(mirror.upstreams)) {
+    const where = `mirror.upstreams.${name}`;
+    let url: URL | undefined;
+    try {
+      url = new URL(upstream.url);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !['http:', 'https:'].includes(url.protocol)) {
+      throw new ConfigError(`${where}.url: expected the upstream's base URL such as https://registry-1.docker.io, got ${JSON.stringify(upstream.url)}`);
+    }
+    const prefix = upstream.prefix !== '' ? upstream.prefix : name;
+    if (!prefixPattern.test(prefix)) {
+      throw new ConfigError(`${where}.prefix: ${JSON.stringify(prefix)} cannot start a repository name; set a prefix such as dockerhub`);
+    }
+    const clash = prefixes.get(prefix);
+    if (clash) throw new ConfigError(`${where}.prefix: ${JSON.stringify(prefix)} is already the prefix of mirror.upstreams.${clash}`);
+    prefixes.set(prefix, name);
+    if (upstream.password !== '' && upstream.passwordfile !== '') {
+      throw new ConfigError(`${where}: set password or passwordfile, not both`);
+    }
+    if ((upstream.token !== '' || upstream.tokenfile !== '') && upstream.username !== '') {
+      throw new ConfigError(`${where}: set a token or a username and password, not both`);
+    }
+  }
+  if (mirror.default !== '' && !(mirror.default in mirror.upstreams)) {
+    throw new ConfigError(`mirror.default: ${JSON.stringify(mirror.default)} is not one of mirror.upstreams (${Object.keys(mirror.upstreams).join(', ') || 'none configured'})`);
+  }
 }
 
 function resolveNode(node: SchemaNode, value: unknown, keyPath: string[], env: NodeJS.ProcessEnv, top = false): unknown {
   if (isLeaf(node)) return resolveLeaf(node, value, keyPath, env);
+  if (isNamedSections(node)) {
+    if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
+      throw new ConfigError(`${keyPath.join('.')}: expected named sections (name: {keys}), got ${describe(value)}`);
+    }
+    const entries = Object.entries((value ?? {}) as Record<string, unknown>);
+    return Object.fromEntries(entries.map(([name, entry]) => [name, resolveNode(node.entry, entry, [...keyPath, name], env)]));
+  }
   if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
     throw new ConfigError(`${keyPath.join('.')}: expected a section of keys, got ${describe(value)}`);
   }
@@ -142,6 +184,10 @@ function coerce(leaf: Leaf<unknown>, raw: unknown, where: string): unknown {
       throw new ConfigError(`${where}: expected a whole number, got ${describe(raw)}`);
     case 'size':
       return parseSize(raw, where);
+    case 'list':
+      if (typeof raw === 'string') return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
+      if (Array.isArray(raw) && raw.every((item) => typeof item === 'string')) return raw;
+      throw new ConfigError(`${where}: expected a list of strings, got ${describe(raw)}`);
   }
 }
 

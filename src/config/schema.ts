@@ -5,7 +5,7 @@
  */
 
 export interface Leaf<T> {
-  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size';
+  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list';
   readonly defaultValue: T;
   readonly doc: string;
   readonly choices?: readonly string[];
@@ -13,7 +13,18 @@ export interface Leaf<T> {
   check?(value: T): string | undefined;
 }
 
-export type SchemaNode = Leaf<unknown> | { readonly [key: string]: SchemaNode };
+/**
+ * Sections the file names itself, each shaped by `entry` (the mirror's upstreams by name). Keys inside
+ * an entry are overridable like any other: mirror.upstreams.docker.io.password →
+ * REGISTRY_MIRROR_UPSTREAMS_DOCKER_IO_PASSWORD; entries themselves come from the file only.
+ */
+export interface NamedSections<S extends { readonly [key: string]: SchemaNode }> {
+  readonly kind: 'sections';
+  readonly doc: string;
+  readonly entry: S;
+}
+
+export type SchemaNode = Leaf<unknown> | NamedSections<{ readonly [key: string]: SchemaNode }> | { readonly [key: string]: SchemaNode };
 
 const string = (defaultValue: string, doc: string, check?: (value: string) => string | undefined): Leaf<string> => ({
   kind: 'string',
@@ -36,6 +47,13 @@ const size = (defaultValue: number, doc: string, minimum: number): Leaf<number> 
   defaultValue,
   doc,
   check: (value) => (value < minimum ? `must be at least ${minimum} bytes` : undefined),
+});
+/** A list of strings: a YAML sequence, or comma-separated in an environment variable. */
+const list = (defaultValue: readonly string[], doc: string): Leaf<readonly string[]> => ({ kind: 'list', defaultValue, doc });
+const namedSections = <S extends { readonly [key: string]: SchemaNode }>(doc: string, entry: S): NamedSections<S> => ({
+  kind: 'sections',
+  doc,
+  entry,
 });
 const mebibyte = 1024 * 1024;
 const oneOf = <T extends string>(choices: readonly T[], defaultValue: T, doc: string): Leaf<T> => ({
@@ -135,9 +153,33 @@ export const configSchema = {
       jwks: string('', 'JWKS file or http(s) URL of an external issuer; keys chosen by kid.'),
     },
   },
+  mirror: {
+    default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
+    instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),
+    failurethreshold: integer(3, 'Consecutive failures (unreachable, timeout, 5xx) after which an upstream is left alone for cooloff.', 1, 1000),
+    cooloff: duration(30_000, 'How long a failing upstream is not asked (cached content is served, uncached content fails at once).'),
+    upstreams: namedSections('Upstream registries this one mirrors, by name (docker.io, ghcr.io, registry.example.com).', {
+      url: string('', 'Base URL of the upstream registry (https://registry-1.docker.io).'),
+      prefix: string('', 'Path prefix that addresses this upstream: /v2/<prefix>/<name>/...; empty: the upstream\'s name.'),
+      username: string('', 'Account for the upstream (Basic, or for its token service); empty: anonymous.'),
+      password: string('', 'Password of username (better from the environment or passwordfile).'),
+      passwordfile: string('', 'File holding the password (first line).'),
+      token: string('', 'A bearer token to send as is, instead of username and password.'),
+      tokenfile: string('', 'File holding that token (first line).'),
+      ttl: duration(5 * 60_000, 'How long a tag fetched from upstream is served without asking again; then one HEAD revalidates it.'),
+      timeout: duration(30_000, 'Time allowed for the upstream to answer with headers, and between two chunks of a body.'),
+      repositories: list(['**'], 'Upstream repositories this upstream may serve (globs: library/*, team/**).'),
+      allowpush: boolean(false, 'Accept pushes into this upstream\'s names as local content that takes precedence (else 405 UNSUPPORTED).'),
+    }),
+  },
 } as const;
 
-type ValueOf<N> = N extends Leaf<infer T> ? T : { readonly [K in keyof N]: ValueOf<N[K]> };
+type ValueOf<N> =
+  N extends Leaf<infer T>
+    ? T
+    : N extends NamedSections<infer S>
+      ? Readonly<Record<string, ValueOf<S>>>
+      : { readonly [K in keyof N]: ValueOf<N[K]> };
 
 export type RegistryConfig = ValueOf<typeof configSchema>;
 
@@ -145,11 +187,16 @@ export function isLeaf(node: SchemaNode): node is Leaf<unknown> {
   return typeof (node as Leaf<unknown>).kind === 'string' && 'defaultValue' in node;
 }
 
+export function isNamedSections(node: SchemaNode): node is NamedSections<{ readonly [key: string]: SchemaNode }> {
+  return (node as NamedSections<{ readonly [key: string]: SchemaNode }>).kind === 'sections' && 'entry' in node;
+}
+
 /** A leaf's default written as the configuration file would write it. */
 export function formatDefault(leaf: Leaf<unknown>): unknown {
   const value = leaf.defaultValue;
   if (leaf.kind === 'duration') return `${Number(value) / 1000}s`;
   if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
+  if (leaf.kind === 'list') return (value as string[]).join(',');
   return value;
 }
 

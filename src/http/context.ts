@@ -5,6 +5,7 @@ import type { ListingService } from '../registry/listings.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
+import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
 export interface RegistryState {
@@ -29,4 +30,6 @@ export interface RegistryServices {
   manifests: ManifestService;
   referrers: ReferrersService;
   listings: ListingService;
+  /** The pull-through mirror, when upstreams are configured. */
+  mirror: MirrorService | null;
 }

@@ -1,7 +1,10 @@
 import Router from '@koa/router';
 import type { AccessControl } from '../auth/access-control.js';
 import type { AccessEntry } from '../auth/scopes.js';
+import type { MirrorAddressing } from '../mirror/addressing.js';
+import { RegistryError } from '../oci/errors.js';
 import { validateRepositoryName } from '../oci/names.js';
+import { queryParameter } from './request-parts.js';
 import type { RegistryContext, RegistryState } from './context.js';
 import type { Route, RouteAccess } from './routes.js';
 
@@ -20,10 +23,11 @@ export interface RouterAuth {
 }
 
 /**
- * Mounts the route table on a router: names are validated, then access is checked, before any handler
- * (and any store) runs.
+ * Mounts the route table on a router: names are validated, then access is checked, then a write into
+ * a mirrored name is refused (unless the upstream allows local pushes), before any handler (and any
+ * store) runs.
  */
-export function buildRouter(routes: Route[], auth: RouterAuth): Router<RegistryState> {
+export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAddressing | null = null): Router<RegistryState> {
   const router = new Router<RegistryState>();
   for (const route of routes) {
     const method = route.method.toLowerCase() as 'get' | 'head' | 'post' | 'put' | 'patch' | 'delete';
@@ -39,7 +43,14 @@ export function buildRouter(routes: Route[], auth: RouterAuth): Router<RegistryS
         ctx.state.grant = grant;
         if (grant.account !== '') ctx.state.user = grant.account;
       }
-      await route.handle(ctx, { repository, reference });
+      const target = repository && mirror ? mirror.resolve(repository, queryParameter(ctx, 'ns')) : null;
+      if (target && (route.access === 'push' || route.access === 'delete') && !target.upstream.allowPush) {
+        throw new RegistryError('UNSUPPORTED', {
+          message: `${repository} mirrors ${target.upstream.name}/${target.repository}; it does not accept pushes or deletes (mirror.upstreams.${target.upstream.name}.allowpush)`,
+          detail: { name: repository, upstream: target.upstream.name },
+        });
+      }
+      await route.handle(ctx, { repository, reference, mirror: target });
     });
   }
   return router;

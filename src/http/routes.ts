@@ -6,6 +6,8 @@ import { manifestHandlers } from './handlers/manifests.js';
 import { tokenHandlers } from './handlers/token.js';
 import { uploadHandlers } from './handlers/uploads.js';
 import type { TokenService } from '../auth/token-service.js';
+import type { MirrorTarget } from '../mirror/addressing.js';
+import { mirrorHandlers } from './handlers/mirror.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -19,6 +21,8 @@ export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'pull' | 'pus
 export interface RouteParams {
   repository: string;
   reference: string;
+  /** The upstream repository the name addresses, when it is a mirrored one. */
+  mirror: MirrorTarget | null;
 }
 
 export interface Route {
@@ -44,6 +48,7 @@ const paths = {
   uploads: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
   upload: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
   token: /^\/auth\/token$/,
+  mirrorStatus: /^\/api\/v1\/mirror\/status$/,
 } as const;
 
 /** The route table: every endpoint, its method and its handler. */
@@ -60,8 +65,12 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
         { name: 'token.post', method: 'POST', pattern: paths.token, scoped: false, access: 'public', handle: token.post },
       ]
     : [];
+  const mirrorRoutes: Route[] = services.mirror
+    ? [{ name: 'mirror.status', method: 'GET', pattern: paths.mirrorStatus, scoped: false, access: 'catalog', handle: mirrorHandlers(services.mirror).status }]
+    : [];
   return [
     ...tokenRoutes,
+    ...mirrorRoutes,
     { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
     { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },

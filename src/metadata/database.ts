@@ -14,6 +14,7 @@ import {
   type Transaction,
 } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
+import * as mirror from './migrations/0002-mirror.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -68,6 +69,7 @@ export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
 
 const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0001-initial': (engine) => ({ up: (db) => initial.up(db, engine) }),
+  '0002-mirror': (engine) => ({ up: (db) => mirror.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -63,6 +63,35 @@ export interface TagsTable {
   updated_at: number;
 }
 
+/** A manifest fetched from an upstream repository (pull-through cache). */
+export interface MirrorManifestsTable {
+  upstream: string;
+  repository: string;
+  digest: string;
+  media_type: string;
+  size: number;
+  payload: Uint8Array;
+  fetched_at: number;
+}
+
+/** A tag as last seen upstream, and when it was last checked there. */
+export interface MirrorTagsTable {
+  upstream: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  checked_at: number;
+  updated_at: number;
+}
+
+/** A blob fetched from (and so known to be served by) an upstream repository. */
+export interface MirrorBlobsTable {
+  upstream: string;
+  repository: string;
+  digest: string;
+  fetched_at: number;
+}
+
 export interface MetadataSchema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -72,4 +101,7 @@ export interface MetadataSchema {
   manifest_blobs: ManifestBlobsTable;
   manifest_children: ManifestChildrenTable;
   tags: TagsTable;
+  mirror_manifests: MirrorManifestsTable;
+  mirror_tags: MirrorTagsTable;
+  mirror_blobs: MirrorBlobsTable;
 }

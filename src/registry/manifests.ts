@@ -5,27 +5,22 @@ import {
   findManifestByReference,
   findManifestIds,
   findParentDigests,
-  type ManifestRow,
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag } from '../metadata/tags.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
-import { isNonDistributableLayer, mediaTypes } from '../oci/media-types.js';
+import { isNonDistributableLayer } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
 import { recordManifest } from './manifest-rows.js';
 
-export interface ManifestContent {
-  digest: string;
-  mediaType: string;
-  size: number;
-  payload: Uint8Array;
-}
+export type { ManifestContent } from './manifest-negotiation.js';
 
 export interface PutManifestResult {
   digest: string;
@@ -35,13 +30,6 @@ export interface PutManifestResult {
 
 export interface ManifestServiceOptions {
   deleteEnabled: boolean;
-}
-
-/** The platform a manifest list is resolved to for a client that does not accept lists (as Distribution). */
-const defaultPlatform = { os: 'linux', architecture: 'amd64' };
-
-function manifestUnknown(reference: string, message?: string): RegistryError {
-  return new RegistryError('MANIFEST_UNKNOWN', { ...(message ? { message } : {}), detail: { reference: reference.slice(0, 200) } });
 }
 
 /**
@@ -118,14 +106,10 @@ export class ManifestService {
     return [...childIds.values()];
   }
 
-  /**
-   * The manifest a GET or HEAD answers with, negotiated against the client's Accept list as
-   * Distribution does: OCI types need to be accepted; a manifest list asked for by tag by a client
-   * that does not accept lists is answered with its linux/amd64 image.
-   */
+  /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
   async get(repository: string, referenceText: string, accepted: Set<string>): Promise<ManifestContent> {
     const reference = parseManifestReference(referenceText);
-    let manifest = await findManifestByReference(
+    const manifest = await findManifestByReference(
       this.stores.metadata,
       repository,
       reference.kind === 'tag' ? { tag: reference.tag } : { digest: reference.digest.value },
@@ -134,29 +118,9 @@ export class ManifestService {
       await this.repositoryOrUnknown(repository);
       throw manifestUnknown(referenceText);
     }
-    if (manifest.mediaType === mediaTypes.ociManifest && !accepted.has(mediaTypes.ociManifest)) {
-      throw manifestUnknown(referenceText, 'OCI manifest found, but the Accept header does not support OCI manifests');
-    }
-    if (manifest.mediaType === mediaTypes.ociIndex && !accepted.has(mediaTypes.ociIndex)) {
-      throw manifestUnknown(referenceText, 'OCI index found, but the Accept header does not support OCI indexes');
-    }
-    if (reference.kind === 'tag' && manifest.mediaType === mediaTypes.dockerManifestList && !accepted.has(mediaTypes.dockerManifestList)) {
-      manifest = await this.defaultPlatformImage(repository, manifest, referenceText);
-      if (manifest.mediaType === mediaTypes.dockerManifest && !accepted.has(mediaTypes.dockerManifest)) {
-        throw new RegistryError('MANIFEST_INVALID', { message: 'Schema 2 manifest not supported by client' });
-      }
-    }
-    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, payload: manifest.payload };
-  }
-
-  private async defaultPlatformImage(repository: string, list: ManifestRow, referenceText: string): Promise<ManifestRow> {
-    const { manifests } = parseManifest(list.payload, list.mediaType);
-    const match = manifests.find(
-      (child) => child.platform?.os === defaultPlatform.os && child.platform?.architecture === defaultPlatform.architecture,
+    return negotiateManifest(manifest, referenceText, reference.kind === 'tag', accepted, (digest) =>
+      findManifestByReference(this.stores.metadata, repository, { digest }),
     );
-    const child = match ? await findManifestByReference(this.stores.metadata, repository, { digest: match.digest }) : undefined;
-    if (!child) throw manifestUnknown(referenceText, 'manifest list has no linux/amd64 image and the client does not accept lists');
-    return child;
   }
 
   private async repositoryOrUnknown(repository: string): Promise<RepositoryRow> {

@@ -43,7 +43,7 @@ describe('malformed repository names and path tricks', () => {
     const files = await registry.storedFiles();
     assert.deepEqual(files.filter((file) => !file.startsWith('.tmp/')), []);
     const counts = await registry.rowCounts();
-    assert.deepEqual(counts, { repositories: 0, blobs: 0, repository_blobs: 0, uploads: 0 });
+    assert.deepEqual(counts, { repositories: 0, blobs: 0, repository_blobs: 0, uploads: 0, mirror_manifests: 0, mirror_tags: 0, mirror_blobs: 0 });
   }
 
   for (const name of badNames) {

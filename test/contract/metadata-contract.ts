@@ -13,6 +13,15 @@ import {
   insertManifest,
 } from '../../src/metadata/manifests.js';
 import { ensureRepository, findRepository, listRepositoriesWithManifests } from '../../src/metadata/repositories.js';
+import {
+  deleteMirrorTag,
+  findMirrorBlob,
+  findMirrorManifest,
+  findMirrorTag,
+  insertMirrorManifest,
+  linkMirrorBlob,
+  setMirrorTag,
+} from '../../src/metadata/mirror.js';
 import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
 import { advanceUpload, deleteUpload, findUpload, insertUpload } from '../../src/metadata/uploads.js';
 import { testBlob } from '../helpers/blobs.js';
@@ -42,11 +51,12 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
     it('migrates once, however many openers race to do it', async () => {
       const openers = await Promise.all(Array.from({ length: 4 }, () => openMetadataDatabase(subject.url)));
       for (const opener of openers) await opener.close();
-      const migrations = await database.db
+      const migrations = (await database.db
         .selectFrom('kysely_migration' as never)
-        .select((eb) => eb.fn.countAll<number>().as('count'))
-        .executeTakeFirstOrThrow();
-      assert.equal(Number((migrations as { count: number }).count), 1);
+        .select('name' as never)
+        .orderBy('name' as never)
+        .execute()) as Array<{ name: string }>;
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -177,6 +187,34 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.ok(!listed.includes('order/empty') && !listed.includes('team/app'), 'repositories without manifests are not listed');
       assert.deepEqual(listed, [...listed].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
       assert.deepEqual(await listRepositoriesWithManifests(database.db, 1, 'manifests/repo'), ['order/repo']);
+    });
+
+    it('keeps the mirror cache: manifests and blobs per upstream repository, tags with when they were checked', async () => {
+      const from = { upstream: 'docker.io', repository: 'library/alpine' };
+      const other = { upstream: 'ghcr.io', repository: 'library/alpine' };
+      const manifest = { digest: randomDigest(), mediaType: 'application/vnd.oci.image.index.v1+json', size: 2, payload: Buffer.from('{}') };
+      await insertMirrorManifest(database.db, from, manifest);
+      await insertMirrorManifest(database.db, from, manifest);
+      const found = await findMirrorManifest(database.db, from, manifest.digest);
+      assert.deepEqual({ ...found, payload: Buffer.from(found!.payload) }, manifest);
+      assert.equal(await findMirrorManifest(database.db, other, manifest.digest), undefined);
+
+      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 1000), undefined);
+      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 2000), manifest.digest);
+      assert.deepEqual(await findMirrorTag(database.db, from, 'latest'), { digest: manifest.digest, checkedAt: 2000 });
+      const moved = randomDigest();
+      assert.equal(await setMirrorTag(database.db, from, 'latest', moved, 3000), manifest.digest);
+      assert.deepEqual(await findMirrorTag(database.db, from, 'latest'), { digest: moved, checkedAt: 3000 });
+      await deleteMirrorTag(database.db, from, 'latest');
+      assert.equal(await findMirrorTag(database.db, from, 'latest'), undefined);
+
+      const blob = randomDigest();
+      await insertBlob(database.db, { digest: blob, size: 4096 });
+      await linkMirrorBlob(database.db, from, blob);
+      await linkMirrorBlob(database.db, from, blob);
+      assert.deepEqual(await findMirrorBlob(database.db, from, blob), { size: 4096 });
+      assert.equal(await findMirrorBlob(database.db, other, blob), undefined);
+      await assert.rejects(linkMirrorBlob(database.db, from, randomDigest()), 'a mirror blob needs its blob row');
     });
   });
 }

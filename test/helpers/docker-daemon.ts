@@ -11,7 +11,7 @@ export interface DockerDaemon {
 }
 
 /** A private dockerd that needs no network setup (vfs storage, no bridge, no iptables), stopped by PID. */
-export async function startDockerDaemon(directory: string): Promise<DockerDaemon> {
+export async function startDockerDaemon(directory: string, extraArgs: string[] = []): Promise<DockerDaemon> {
   const socket = path.join(directory, 'docker.sock');
   const child: ChildProcess = spawn(
     'dockerd',
@@ -24,6 +24,7 @@ export async function startDockerDaemon(directory: string): Promise<DockerDaemon
       '--iptables=false',
       '--ip6tables=false',
       '--bridge=none',
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

@@ -9,6 +9,7 @@ import { createApp, type RegistryApp } from '../../src/app.js';
 import { openAuth } from '../../src/auth/setup.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import { mirrorSettings } from '../../src/mirror/settings.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
@@ -36,7 +37,7 @@ export interface TestRegistry {
   storedFiles(): Promise<string[]>;
   rowCounts(): Promise<Record<string, number>>;
   /** A real HTTP server on a random port, for requests supertest cannot make (aborts, raw paths). */
-  listen(): Promise<{ server: Server; port: number }>;
+  listen(port?: number): Promise<{ server: Server; port: number }>;
   /** Builds a new app on the same storage root and database file, as a restart would. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -53,6 +54,8 @@ export interface TestRegistryOptions {
   auth?: Record<string, unknown>;
   logger?: Logger;
   trustProxy?: boolean;
+  /** The `mirror` section of a configuration file (upstreams to mirror). */
+  mirror?: Record<string, unknown>;
 }
 
 const s3Bucket = 'registry-test';
@@ -71,13 +74,18 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
   const open = async () => {
     const storage = await openStorage();
     const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
-    const config = resolveConfig({ storage: { filesystem: { rootdirectory: root } }, ...(options.auth ? { auth: options.auth } : {}) }, {}, root);
+    const config = resolveConfig(
+      { storage: { filesystem: { rootdirectory: root } }, ...(options.auth ? { auth: options.auth } : {}), ...(options.mirror ? { mirror: options.mirror } : {}) },
+      {},
+      root,
+    );
     const registry = createApp({
       storage,
       metadata: metadata.db,
       logger: options.logger ?? silentLogger,
       options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false },
       auth: await openAuth(config),
+      mirror: mirrorSettings(config),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };
@@ -113,7 +121,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     },
     async rowCounts() {
       const db = current.metadata.db;
-      const tables = ['repositories', 'blobs', 'repository_blobs', 'uploads'] as const;
+      const tables = ['repositories', 'blobs', 'repository_blobs', 'uploads', 'mirror_manifests', 'mirror_tags', 'mirror_blobs'] as const;
       const counts: Record<string, number> = {};
       for (const table of tables) {
         const row = await db
@@ -124,10 +132,10 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       }
       return counts;
     },
-    async listen() {
+    async listen(port = 0) {
       const server = createServer(current.registry.app.callback());
       servers.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
       return { server, port: (server.address() as AddressInfo).port };
     },
     async restart() {

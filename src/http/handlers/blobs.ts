@@ -5,17 +5,21 @@ import { interpretRangeHeader } from '../range.js';
 import { decodeSegment, respondEmpty } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
-function setContentHeaders(ctx: RegistryContext, blob: BlobDescriptor): void {
+function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void {
   ctx.set('Docker-Content-Digest', blob.digest);
   ctx.set('ETag', `"${blob.digest}"`);
   ctx.set('Accept-Ranges', 'bytes');
   ctx.set('Cache-Control', 'max-age=31536000');
 }
 
-export function blobHandlers({ blobs }: RegistryServices) {
+export function blobHandlers({ blobs, mirror }: RegistryServices) {
   return {
     async head(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const blob = await blobs.stat(params.repository, decodeSegment(params.reference));
+      const digest = decodeSegment(params.reference);
+      const blob =
+        params.mirror && mirror
+          ? await mirror.statBlob(params.mirror, params.repository, digest, ctx.get('via') || undefined)
+          : await blobs.stat(params.repository, digest);
       setContentHeaders(ctx, blob);
       ctx.status = 200;
       ctx.type = 'application/octet-stream';
@@ -23,7 +27,24 @@ export function blobHandlers({ blobs }: RegistryServices) {
     },
 
     async get(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const blob = await blobs.stat(params.repository, decodeSegment(params.reference));
+      const digest = decodeSegment(params.reference);
+      let blob: BlobDescriptor;
+      if (params.mirror && mirror) {
+        const ranged = ctx.get('range') !== '';
+        const mirrored = await mirror.openBlob(params.mirror, params.repository, digest, ctx.get('via') || undefined, { streamWhileFetching: !ranged });
+        if (mirrored.kind === 'fetching') {
+          // Bytes arriving from upstream, shared with every client asking meanwhile.
+          setContentHeaders(ctx, mirrored);
+          ctx.status = 200;
+          ctx.body = mirrored.stream;
+          ctx.type = 'application/octet-stream';
+          if (mirrored.size !== null) ctx.length = mirrored.size;
+          return;
+        }
+        blob = mirrored.blob;
+      } else {
+        blob = await blobs.stat(params.repository, digest);
+      }
       const wanted = interpretRangeHeader(ctx.get('range') || undefined, blob.size);
       if (wanted.kind === 'unsatisfiable') {
         throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${blob.size}` } });

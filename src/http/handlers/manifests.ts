@@ -16,9 +16,14 @@ function notModified(ctx: RegistryContext, digest: string): boolean {
   return header !== '' && header.split(',').some((value) => [digest, `"${digest}"`].includes(value.trim()));
 }
 
-export function manifestHandlers({ manifests }: RegistryServices) {
-  const fetch = (ctx: RegistryContext, params: RouteParams) =>
-    manifests.get(params.repository, decodeSegment(params.reference), acceptedMediaTypes(ctx.req.headers.accept));
+export function manifestHandlers({ manifests, mirror }: RegistryServices) {
+  const fetch = (ctx: RegistryContext, params: RouteParams) => {
+    const accepted = acceptedMediaTypes(ctx.req.headers.accept);
+    const reference = decodeSegment(params.reference);
+    return params.mirror && mirror
+      ? mirror.manifest(params.mirror, params.repository, reference, accepted, ctx.get('via') || undefined)
+      : manifests.get(params.repository, reference, accepted);
+  };
 
   return {
     async head(ctx: RegistryContext, params: RouteParams): Promise<void> {

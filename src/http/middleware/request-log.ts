@@ -19,6 +19,7 @@ export function requestLogMiddleware(logger: Logger) {
         {
           requestId: ctx.state.requestId,
           method: ctx.method,
+          path: ctx.path,
           route: ctx.state.route ?? null,
           repository: ctx.state.repository ?? null,
           user: ctx.state.user ?? null,

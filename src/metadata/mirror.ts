@@ -1,0 +1,95 @@
+import type { MetadataExecutor } from './database.js';
+
+/** Which upstream repository cached content came from. */
+export interface UpstreamRepository {
+  upstream: string;
+  repository: string;
+}
+
+export interface MirrorManifestRow {
+  digest: string;
+  mediaType: string;
+  size: number;
+  payload: Uint8Array;
+}
+
+export interface MirrorTagRow {
+  digest: string;
+  checkedAt: number;
+}
+
+export async function findMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, digest: string): Promise<MirrorManifestRow | undefined> {
+  const row = await db
+    .selectFrom('mirror_manifests')
+    .select(['digest', 'media_type', 'size', 'payload'])
+    .where('upstream', '=', from.upstream)
+    .where('repository', '=', from.repository)
+    .where('digest', '=', digest)
+    .executeTakeFirst();
+  return row ? { digest: row.digest, mediaType: row.media_type, size: Number(row.size), payload: row.payload } : undefined;
+}
+
+export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, manifest: MirrorManifestRow, now = Date.now()): Promise<void> {
+  await db
+    .insertInto('mirror_manifests')
+    .values({ ...from, digest: manifest.digest, media_type: manifest.mediaType, size: manifest.size, payload: manifest.payload, fetched_at: now })
+    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'digest']).doNothing())
+    .execute();
+}
+
+export async function findMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string): Promise<MirrorTagRow | undefined> {
+  const row = await db
+    .selectFrom('mirror_tags')
+    .select(['digest', 'checked_at'])
+    .where('upstream', '=', from.upstream)
+    .where('repository', '=', from.repository)
+    .where('tag', '=', tag)
+    .executeTakeFirst();
+  return row ? { digest: row.digest, checkedAt: Number(row.checked_at) } : undefined;
+}
+
+/** Records the digest upstream answered for a tag, checked now; answers the digest it had before, if any. */
+export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now = Date.now()): Promise<string | undefined> {
+  const before = await findMirrorTag(db, from, tag);
+  if (before?.digest === digest) {
+    await db
+      .updateTable('mirror_tags')
+      .set({ checked_at: now })
+      .where('upstream', '=', from.upstream)
+      .where('repository', '=', from.repository)
+      .where('tag', '=', tag)
+      .execute();
+    return before.digest;
+  }
+  await db
+    .insertInto('mirror_tags')
+    .values({ ...from, tag, digest, checked_at: now, updated_at: now })
+    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: now, updated_at: now }))
+    .execute();
+  return before?.digest;
+}
+
+export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string): Promise<void> {
+  await db.deleteFrom('mirror_tags').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('tag', '=', tag).execute();
+}
+
+/** The blob's size if it was fetched from this upstream repository (its bytes verified in storage). */
+export async function findMirrorBlob(db: MetadataExecutor, from: UpstreamRepository, digest: string): Promise<{ size: number } | undefined> {
+  const row = await db
+    .selectFrom('mirror_blobs')
+    .innerJoin('blobs', 'blobs.digest', 'mirror_blobs.digest')
+    .select('blobs.size')
+    .where('mirror_blobs.upstream', '=', from.upstream)
+    .where('mirror_blobs.repository', '=', from.repository)
+    .where('mirror_blobs.digest', '=', digest)
+    .executeTakeFirst();
+  return row ? { size: Number(row.size) } : undefined;
+}
+
+export async function linkMirrorBlob(db: MetadataExecutor, from: UpstreamRepository, digest: string, now = Date.now()): Promise<void> {
+  await db
+    .insertInto('mirror_blobs')
+    .values({ ...from, digest, fetched_at: now })
+    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'digest']).doNothing())
+    .execute();
+}

@@ -1,0 +1,157 @@
+import { once } from 'node:events';
+import { PassThrough, type Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { digestOf, newHash, type Digest } from '../oci/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import type { UpstreamReply } from './upstream-client.js';
+
+/** A client further behind the upstream than this is served the rest from storage once the blob is committed. */
+const maxClientLagBytes = 4 * 1024 * 1024;
+
+interface Subscriber {
+  out: PassThrough;
+  /** Bytes of the blob already written to `out`. */
+  offset: number;
+}
+
+export class UpstreamContentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamContentError';
+  }
+}
+
+export interface BlobFetchOptions {
+  storage: StorageDriver;
+  /** Where the verified bytes are committed. */
+  key: string;
+  digest: Digest;
+  /** The length upstream announced, if it did. */
+  size: number | null;
+  reply: UpstreamReply;
+  /** Longest wait for the next chunk of the upstream body. */
+  idleTimeoutMs: number;
+  /** Records the committed blob (its rows); runs before waiting clients are told the fetch is done. */
+  onCommitted(size: number): Promise<void>;
+}
+
+/**
+ * One upstream fetch of a blob, shared by every client that asks for it meanwhile. The bytes are
+ * written to storage and streamed to the clients at once; the digest (and length) are checked before
+ * the blob is committed, and the last chunk is held back until then, so that no client ever gets a
+ * whole body of wrong bytes. A client that cannot keep up, or arrives late, gets the rest from
+ * storage after the commit; memory stays bounded. A client that leaves does not stop the fetch.
+ */
+export class BlobFetch {
+  readonly done: Promise<void>;
+  private readonly live = new Set<Subscriber>();
+  private readonly behind = new Set<Subscriber>();
+  private flowing = false;
+  private outcome: 'pending' | 'committed' | 'failed' = 'pending';
+  private failure: Error | null = null;
+
+  constructor(private readonly options: BlobFetchOptions) {
+    this.done = this.run();
+    // Clients hear of a failure through their streams; the fetch's own promise is awaited by its owner.
+    this.done.catch(() => {});
+  }
+
+  get size(): number | null {
+    return this.options.size;
+  }
+
+  /** A stream of the whole blob for one client. */
+  subscribe(): Readable {
+    const subscriber: Subscriber = { out: new PassThrough({ highWaterMark: 1024 * 1024 }), offset: 0 };
+    if (this.outcome === 'failed') {
+      subscriber.out.destroy(this.failure ?? new Error('upstream fetch failed'));
+    } else if (this.outcome === 'committed') {
+      void this.serveFromStorage(subscriber, this.options.size ?? Number.MAX_SAFE_INTEGER);
+    } else {
+      (this.flowing ? this.behind : this.live).add(subscriber);
+      subscriber.out.once('close', () => this.live.delete(subscriber));
+    }
+    return subscriber.out;
+  }
+
+  private async run(): Promise<void> {
+    const { storage, key, digest, size, reply } = this.options;
+    if (!reply.body) throw new UpstreamContentError('upstream answered without a body');
+    const writer = await storage.writer(key);
+    const hash = newHash(digest.algorithm);
+    let received = 0;
+    let heldBack: Buffer | null = null;
+    let idle: NodeJS.Timeout | undefined;
+    const stall = () => reply.cancel(new UpstreamContentError(`upstream body stalled for ${this.options.idleTimeoutMs} ms`));
+    try {
+      idle = setTimeout(stall, this.options.idleTimeoutMs);
+      for await (const chunk of reply.body as AsyncIterable<Buffer>) {
+        idle.refresh();
+        received += chunk.length;
+        if (size !== null && received > size) throw new UpstreamContentError(`upstream sent more than the ${size} bytes it announced`);
+        hash.update(chunk);
+        if (!writer.stream.write(chunk)) await once(writer.stream, 'drain');
+        if (heldBack) this.deliver(heldBack);
+        heldBack = chunk;
+        this.flowing = true;
+      }
+      clearTimeout(idle);
+      if (size !== null && received !== size) throw new UpstreamContentError(`upstream body ended after ${received} of ${size} bytes`);
+      const actual = digestOf(digest.algorithm, hash);
+      if (actual.value !== digest.value) throw new UpstreamContentError(`upstream sent bytes whose digest is ${actual.value}, not ${digest.value}`);
+      writer.stream.end();
+      await finished(writer.stream);
+      await writer.commit();
+      await this.options.onCommitted(received);
+    } catch (error) {
+      clearTimeout(idle);
+      reply.cancel(error as Error);
+      await writer.cancel().catch(() => {});
+      this.fail(error as Error);
+      throw error;
+    }
+    this.outcome = 'committed';
+    if (heldBack) this.deliver(heldBack);
+    for (const subscriber of this.live) subscriber.out.end();
+    for (const subscriber of this.behind) void this.serveFromStorage(subscriber, received);
+    this.live.clear();
+    this.behind.clear();
+  }
+
+  private deliver(chunk: Buffer): void {
+    for (const subscriber of this.live) {
+      if (subscriber.out.destroyed) {
+        this.live.delete(subscriber);
+        continue;
+      }
+      subscriber.out.write(chunk);
+      subscriber.offset += chunk.length;
+      if (subscriber.out.writableLength > maxClientLagBytes) {
+        this.live.delete(subscriber);
+        this.behind.add(subscriber);
+      }
+    }
+  }
+
+  private fail(error: Error): void {
+    this.outcome = 'failed';
+    this.failure = error;
+    for (const subscriber of [...this.live, ...this.behind]) subscriber.out.destroy(error);
+    this.live.clear();
+    this.behind.clear();
+  }
+
+  private async serveFromStorage(subscriber: Subscriber, size: number): Promise<void> {
+    if (subscriber.out.destroyed) return;
+    if (subscriber.offset >= size) {
+      subscriber.out.end();
+      return;
+    }
+    try {
+      const rest = await this.options.storage.read(this.options.key, subscriber.offset > 0 ? { start: subscriber.offset, end: size - 1 } : undefined);
+      await pipeline(rest, subscriber.out);
+    } catch (error) {
+      subscriber.out.destroy(error as Error);
+    }
+  }
+}

@@ -1,0 +1,344 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { findBlob, insertBlob } from '../metadata/blobs.js';
+import {
+  deleteMirrorTag,
+  findMirrorBlob,
+  findMirrorManifest,
+  findMirrorTag,
+  insertMirrorManifest,
+  linkMirrorBlob,
+  setMirrorTag,
+  type UpstreamRepository,
+} from '../metadata/mirror.js';
+import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { maxManifestBytes } from '../oci/manifest.js';
+import { manifestMediaTypes } from '../oci/media-types.js';
+import { parseManifestReference } from '../oci/reference.js';
+import type { BlobService } from '../registry/blobs.js';
+import type { BlobDescriptor, RegistryStores } from '../registry/context.js';
+import { manifestUnknown, negotiateManifest, type ManifestContent } from '../registry/manifest-negotiation.js';
+import type { ManifestService } from '../registry/manifests.js';
+import { storagePaths } from '../storage/paths.js';
+import { MirrorAddressing, type MirrorTarget } from './addressing.js';
+import { BlobFetch } from './blob-fetch.js';
+import type { MirrorSettings, UpstreamSettings } from './settings.js';
+import { SingleFlight } from './single-flight.js';
+import { UpstreamClient, UpstreamUnavailableError, type UpstreamReply } from './upstream-client.js';
+import { UpstreamHealth, type UpstreamStatus } from './upstream-health.js';
+
+/** What the mirror answers for a blob: bytes already here, or a stream of an upstream fetch in progress. */
+export type MirroredBlob =
+  | { kind: 'stored'; blob: BlobDescriptor }
+  | { kind: 'fetching'; digest: string; size: number | null; stream: Readable };
+
+/** Accept header for upstream manifest requests: every type the registry can store and serve. */
+const upstreamAccept = manifestMediaTypes.join(', ');
+
+const localMisses = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'BLOB_UNKNOWN']);
+
+function isLocalMiss(error: unknown): boolean {
+  return error instanceof RegistryError && localMisses.has(error.code);
+}
+
+function upstreamRepository(target: MirrorTarget): UpstreamRepository {
+  return { upstream: target.upstream.name, repository: target.repository };
+}
+
+/**
+ * The pull-through cache, around the local services: local content of the requested name first
+ * (a local override), then what was cached from the upstream, then the upstream itself. Manifests by
+ * digest and blobs never change once cached; tags are served from cache for their TTL, then
+ * revalidated with one HEAD. When the upstream cannot answer, cached tags are served stale.
+ */
+export class MirrorService {
+  readonly addressing: MirrorAddressing;
+  private readonly clients = new Map<string, UpstreamClient>();
+  private readonly blobFetches = new SingleFlight<BlobFetch | null>();
+  private readonly manifestFetches = new SingleFlight<ManifestContent>();
+
+  constructor(
+    private readonly stores: RegistryStores,
+    private readonly local: { manifests: ManifestService; blobs: BlobService },
+    readonly settings: MirrorSettings,
+    private readonly logger: Logger,
+  ) {
+    this.addressing = new MirrorAddressing(settings);
+    for (const upstream of settings.upstreams) {
+      const health = new UpstreamHealth(settings.failureThreshold, settings.coolOffMs);
+      this.clients.set(upstream.name, new UpstreamClient(upstream, health, settings.instanceId));
+    }
+  }
+
+  status(): { instanceId: string; upstreams: UpstreamStatus[] } {
+    return {
+      instanceId: this.settings.instanceId,
+      upstreams: this.settings.upstreams.map((upstream) => this.client(upstream).health.status(upstream.name, upstream.url)),
+    };
+  }
+
+  private client(upstream: UpstreamSettings): UpstreamClient {
+    const client = this.clients.get(upstream.name);
+    if (!client) throw new Error(`no client for upstream ${upstream.name}`);
+    return client;
+  }
+
+  /** Local content under the requested name wins (a pushed override, or a local repository on the default upstream's names). */
+  private async tryLocal<T>(target: MirrorTarget, lookup: () => Promise<T>): Promise<T | null> {
+    if (target.addressedBy === 'ns') return null;
+    try {
+      return await lookup();
+    } catch (error) {
+      if (isLocalMiss(error)) return null;
+      throw error;
+    }
+  }
+
+  async manifest(target: MirrorTarget, localName: string, referenceText: string, accepted: Set<string>, via?: string): Promise<ManifestContent> {
+    const local = await this.tryLocal(target, () => this.local.manifests.get(localName, referenceText, accepted));
+    if (local) return local;
+    const reference = parseManifestReference(referenceText);
+    const found =
+      reference.kind === 'tag' ? await this.manifestByTag(target, reference.tag, via) : await this.manifestByDigest(target, reference.digest, via);
+    return negotiateManifest(found, referenceText, reference.kind === 'tag', accepted, (digest) =>
+      this.manifestByDigest(target, parseDigest(digest), via),
+    );
+  }
+
+  private async manifestByDigest(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<ManifestContent> {
+    const from = upstreamRepository(target);
+    const health = this.client(target.upstream).health;
+    const cached = await findMirrorManifest(this.stores.metadata, from, digest.value);
+    if (cached) {
+      health.counters.cacheHits++;
+      return cached;
+    }
+    health.counters.cacheMisses++;
+    return this.manifestFetches.run(`${from.upstream}/${from.repository}@${digest.value}`, async () => {
+      const fetched = await this.fetchManifest(target, digest.value, via);
+      if (fetched.digest !== digest.value) {
+        throw this.unavailable(target, `it answered ${digest.value} with a manifest whose digest is ${fetched.digest}`);
+      }
+      await insertMirrorManifest(this.stores.metadata, from, fetched);
+      return fetched;
+    });
+  }
+
+  private async manifestByTag(target: MirrorTarget, tag: string, via: string | undefined): Promise<ManifestContent> {
+    const from = upstreamRepository(target);
+    const { metadata } = this.stores;
+    const health = this.client(target.upstream).health;
+    const cachedTag = await findMirrorTag(metadata, from, tag);
+    const cached = cachedTag ? await findMirrorManifest(metadata, from, cachedTag.digest) : undefined;
+    if (cachedTag && cached && Date.now() - cachedTag.checkedAt < target.upstream.ttlMs) {
+      health.counters.cacheHits++;
+      return cached;
+    }
+    health.counters.cacheMisses++;
+    return this.manifestFetches.run(`${from.upstream}/${from.repository}:${tag}`, async () => {
+      try {
+        if (cached) {
+          const current = await this.upstreamTagDigest(target, tag, via);
+          if (current === cached.digest) {
+            await setMirrorTag(metadata, from, tag, cached.digest);
+            return cached;
+          }
+        }
+        const fetched = await this.fetchManifest(target, tag, via);
+        await metadata.transaction().execute(async (transaction) => {
+          await insertMirrorManifest(transaction, from, fetched);
+          const before = await setMirrorTag(transaction, from, tag, fetched.digest);
+          if (before !== undefined && before !== fetched.digest) {
+            this.logger.info({ upstream: from.upstream, repository: from.repository, tag, from: before, to: fetched.digest }, 'mirrored tag moved upstream');
+          }
+        });
+        return fetched;
+      } catch (error) {
+        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await deleteMirrorTag(metadata, from, tag);
+        if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
+        health.counters.staleServed++;
+        this.logger.warn({ upstream: from.upstream, repository: from.repository, tag, digest: cached.digest, reason: error.message }, 'served a stale mirrored tag');
+        return cached;
+      }
+    });
+  }
+
+  /** The digest upstream holds for a tag now (HEAD); null when it does not say. */
+  private async upstreamTagDigest(target: MirrorTarget, tag: string, via: string | undefined): Promise<string | null> {
+    const reply = await this.ask(target, 'HEAD', `${target.repository}/manifests/${tag}`, via, upstreamAccept);
+    if (reply.status === 404) throw manifestUnknown(tag, `upstream ${target.upstream.name} has no ${target.repository}:${tag}`);
+    return reply.status === 200 ? reply.headers.get('docker-content-digest') : null;
+  }
+
+  private async fetchManifest(target: MirrorTarget, reference: string, via: string | undefined): Promise<ManifestContent> {
+    const reply = await this.ask(target, 'GET', `${target.repository}/manifests/${reference}`, via, upstreamAccept);
+    if (reply.status === 404) {
+      reply.body?.destroy();
+      throw manifestUnknown(reference, `upstream ${target.upstream.name} has no ${target.repository} manifest ${reference}`);
+    }
+    if (reply.status !== 200 || !reply.body) {
+      reply.body?.destroy();
+      throw this.unavailable(target, `it answered ${reply.status} for manifest ${reference}`);
+    }
+    const payload = await readLimited(reply.body, maxManifestBytes);
+    if (!payload) throw this.unavailable(target, `manifest ${reference} is larger than ${maxManifestBytes} bytes`);
+    const mediaType = (reply.headers.get('content-type') ?? '').split(';')[0]?.trim() || mediaTypeInside(payload);
+    const digest = digestBytes(payload).value;
+    const announced = reply.headers.get('docker-content-digest');
+    if (announced && announced !== digest) throw this.unavailable(target, `manifest ${reference} came with digest ${announced} but hashes to ${digest}`);
+    this.client(target.upstream).health.counters.bytesFetched += payload.length;
+    return { digest, mediaType, size: payload.length, payload };
+  }
+
+  /** HEAD of a blob: local or cached, else what upstream says of it (without fetching the bytes). */
+  async statBlob(target: MirrorTarget, localName: string, digestText: string, via?: string): Promise<BlobDescriptor> {
+    const local = await this.tryLocal(target, () => this.local.blobs.stat(localName, digestText));
+    if (local) return local;
+    const digest = parseDigest(digestText);
+    const cached = await findMirrorBlob(this.stores.metadata, upstreamRepository(target), digest.value);
+    if (cached) return { digest: digest.value, size: cached.size };
+    const reply = await this.ask(target, 'HEAD', `${target.repository}/blobs/${digest.value}`, via);
+    const size = Number(reply.headers.get('content-length'));
+    if (reply.status === 200 && Number.isSafeInteger(size)) return { digest: digest.value, size };
+    if (reply.status === 404) throw blobUnknownUpstream(target, digest.value);
+    throw this.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
+  }
+
+  /**
+   * GET of a blob: local or cached bytes, else a share of the one upstream fetch of it; without
+   * `streamWhileFetching` (a range request) the fetch is waited for and the stored bytes answered.
+   */
+  async openBlob(target: MirrorTarget, localName: string, digestText: string, via?: string, options = { streamWhileFetching: true }): Promise<MirroredBlob> {
+    const local = await this.tryLocal(target, () => this.local.blobs.stat(localName, digestText));
+    if (local) return { kind: 'stored', blob: local };
+    const digest = parseDigest(digestText);
+    const from = upstreamRepository(target);
+    const health = this.client(target.upstream).health;
+    const cached = await findMirrorBlob(this.stores.metadata, from, digest.value);
+    if (cached) {
+      health.counters.cacheHits++;
+      health.counters.bytesServed += cached.size;
+      return { kind: 'stored', blob: { digest: digest.value, size: cached.size } };
+    }
+    health.counters.cacheMisses++;
+    const fetch = await this.blobFetches.run(
+      `${from.upstream}/${from.repository}@${digest.value}`,
+      () => this.startBlobFetch(target, digest, via),
+      (started) => started?.done,
+    );
+    if (fetch && !options.streamWhileFetching) {
+      await fetch.done.catch((error: unknown) => {
+        throw this.unavailable(target, (error as Error).message);
+      });
+    }
+    if (!fetch || !options.streamWhileFetching) {
+      // Stored now: fetched above, or already here for another repository and linked to this one.
+      const stored = await findMirrorBlob(this.stores.metadata, from, digest.value);
+      if (!stored) throw blobUnknownUpstream(target, digest.value);
+      health.counters.bytesServed += stored.size;
+      return { kind: 'stored', blob: { digest: digest.value, size: stored.size } };
+    }
+    if (fetch.size !== null) health.counters.bytesServed += fetch.size;
+    return { kind: 'fetching', digest: digest.value, size: fetch.size, stream: fetch.subscribe() };
+  }
+
+  /**
+   * Starts the upstream fetch of a blob; null when its bytes are already stored (for another
+   * upstream repository) and the upstream confirms this repository has it too: then it is only linked.
+   */
+  private async startBlobFetch(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<BlobFetch | null> {
+    const from = upstreamRepository(target);
+    const { storage, metadata } = this.stores;
+    const key = storagePaths.blobData(digest);
+    const known = await findBlob(metadata, digest.value);
+    if (known && (await storage.stat(key))?.size === known.size) {
+      const reply = await this.ask(target, 'HEAD', `${target.repository}/blobs/${digest.value}`, via);
+      if (reply.status === 404) throw blobUnknownUpstream(target, digest.value);
+      if (reply.status !== 200) throw this.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
+      await linkMirrorBlob(metadata, from, digest.value);
+      return null;
+    }
+    const reply = await this.ask(target, 'GET', `${target.repository}/blobs/${digest.value}`, via);
+    if (reply.status === 404) {
+      reply.body?.destroy();
+      throw blobUnknownUpstream(target, digest.value);
+    }
+    if (reply.status !== 200) {
+      reply.body?.destroy();
+      throw this.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
+    }
+    const announced = reply.headers.get('content-length');
+    const size = announced !== null && /^\d+$/.test(announced) ? Number(announced) : null;
+    const health = this.client(target.upstream).health;
+    const fetch = new BlobFetch({
+      storage,
+      key,
+      digest,
+      size,
+      reply,
+      idleTimeoutMs: target.upstream.timeoutMs,
+      onCommitted: async (committedSize) => {
+        await metadata.transaction().execute(async (transaction) => {
+          await insertBlob(transaction, { digest: digest.value, size: committedSize });
+          await linkMirrorBlob(transaction, from, digest.value);
+        });
+        health.counters.bytesFetched += committedSize;
+      },
+    });
+    fetch.done.catch((error: unknown) =>
+      this.logger.warn({ upstream: from.upstream, repository: from.repository, digest: digest.value, err: error }, 'mirrored blob fetch failed; nothing cached'),
+    );
+    return fetch;
+  }
+
+  /** One request upstream; an upstream that cannot answer becomes 503 UNAVAILABLE naming it. */
+  private async ask(target: MirrorTarget, method: 'GET' | 'HEAD', path: string, via: string | undefined, accept?: string): Promise<UpstreamReply> {
+    try {
+      return await this.client(target.upstream).request(method, path, { repository: target.repository, via, ...(accept ? { accept } : {}) });
+    } catch (error) {
+      if (error instanceof UpstreamUnavailableError) throw this.unavailable(target, error.reason, error.retryAfterMs);
+      throw error;
+    }
+  }
+
+  private unavailable(target: MirrorTarget, reason: string, retryAfterMs: number | null = null): RegistryError {
+    return new RegistryError('UNAVAILABLE', {
+      message: `upstream ${target.upstream.name} (${target.upstream.url}) cannot serve ${target.repository}: ${reason}`,
+      detail: { upstream: target.upstream.name, repository: target.repository },
+      ...(retryAfterMs !== null ? { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } } : {}),
+    });
+  }
+}
+
+function blobUnknownUpstream(target: MirrorTarget, digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', {
+    message: `upstream ${target.upstream.name} has no blob ${digest} in ${target.repository}`,
+    detail: { digest },
+  });
+}
+
+/** The body whole, or null when it is longer than `limit`. */
+async function readLimited(body: Readable, limit: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > limit) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** A manifest's own mediaType field, for an upstream that sends no Content-Type. */
+function mediaTypeInside(payload: Buffer): string {
+  try {
+    const parsed = JSON.parse(payload.toString('utf8')) as { mediaType?: unknown };
+    return typeof parsed.mediaType === 'string' ? parsed.mediaType : 'application/vnd.oci.image.manifest.v1+json';
+  } catch {
+    return 'application/vnd.oci.image.manifest.v1+json';
+  }
+}
