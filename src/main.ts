@@ -3,6 +3,10 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
+import { exportCommand, importCommand, mirrorSyncCommand } from './cli/transfer-commands.js';
+import { RegistryError } from './oci/errors.js';
+import { ExportError } from './transfer/export.js';
+import { ImportError } from './transfer/import.js';
 import type { RegistryConfig } from './config/schema.js';
 import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
@@ -14,22 +18,36 @@ const usage = `usage: registry [serve] [--config FILE]
        registry config-keys      list every configuration key, its environment variable and default
        registry auth robot NAME  create a robot account: prints its secret and the policy entry
        registry auth hash        read a password on standard input, print its bcrypt hash
+       registry mirror sync --file IMAGES.yaml
+       registry export --out BUNDLE.tar NAME:TAG|NAME@DIGEST ...
+       registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME]
 
 Commands:
   serve        run the registry (default). The configuration is read from --config, REGISTRY_CONFIG,
                or config/registry.yaml when present; REGISTRY_<SECTION>_<KEY> variables override keys.
   metadata rebuild
                fill an empty metadata database (database.url) from blob storage alone: repositories,
-               manifests, references, blob links and tags. Also the way from SQLite to PostgreSQL.`;
+               manifests, references, blob links and tags. Also the way from SQLite to PostgreSQL.
+  mirror sync  cache the images of a list (name:tag, name@digest, tag patterns; all platforms or some)
+               from their upstreams; skips what is cached, so it can be rerun to resume. Exit 1 if any failed.
+  export       write images (every platform, and their referrers) from this registry's stores as an
+               OCI image layout archive: skopeo copy oci-archive:BUNDLE.tar:NAME:TAG reads it.
+  import       load such an archive (or one skopeo wrote) into this registry's stores, no server
+               needed, or with --to into a running registry over HTTP. Digests are kept exactly.`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'help';
   configFile?: string;
   robotName?: string;
+  /** Options with a value (--file, --out, --to, --creds, --repository) and plain arguments. */
+  options: Record<string, string>;
+  positional: string[];
 }
 
+const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository']);
+
 function parseCommandLine(args: string[]): CommandLine {
-  const result: CommandLine = { command: 'serve' };
+  const result: CommandLine = { command: 'serve', options: {}, positional: [] };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] ?? '';
     if (arg === '--config' || arg === '-c') {
@@ -53,6 +71,18 @@ function parseCommandLine(args: string[]): CommandLine {
     } else if (arg === 'metadata' && args[index + 1] === 'rebuild') {
       result.command = 'metadata-rebuild';
       index++;
+    } else if (arg === 'mirror' && args[index + 1] === 'sync') {
+      result.command = 'mirror-sync';
+      index++;
+    } else if ((arg === 'export' || arg === 'import') && result.command === 'serve') {
+      result.command = arg;
+    } else if (valueOptions.has(arg.split('=')[0] ?? '') && result.command !== 'serve') {
+      const [name = '', inline] = arg.split(/=(.*)/s);
+      const value = inline ?? args[++index];
+      if (value === undefined || value === '') throw new ConfigError(`${name} needs a value`);
+      result.options[name.slice(2)] = value;
+    } else if (['export', 'import'].includes(result.command) && !arg.startsWith('-')) {
+      result.positional.push(arg);
     } else {
       throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n${usage}`);
     }
@@ -102,6 +132,25 @@ async function main(): Promise<void> {
     process.exitCode = await rebuildCommand(config);
     return;
   }
+  if (commandLine.command === 'mirror-sync') {
+    const file = commandLine.options.file;
+    if (!file) throw new ConfigError('mirror sync needs --file IMAGES.yaml');
+    process.exitCode = await mirrorSyncCommand(config, file);
+    return;
+  }
+  if (commandLine.command === 'export') {
+    const out = commandLine.options.out;
+    if (!out) throw new ConfigError('export needs --out BUNDLE.tar');
+    process.exitCode = await exportCommand(config, out, commandLine.positional);
+    return;
+  }
+  if (commandLine.command === 'import') {
+    const [file, ...rest] = commandLine.positional;
+    if (!file || rest.length > 0) throw new ConfigError('import needs one archive: registry import BUNDLE.tar');
+    const { to, creds, repository } = commandLine.options;
+    process.exitCode = await importCommand(config, file, { ...(to ? { to } : {}), ...(creds ? { creds } : {}), ...(repository ? { repository } : {}) });
+    return;
+  }
   const logger = createLogger(config);
   logger.info({ configFile: source ?? null }, 'configuration loaded');
   const registry = await startRegistry(config, logger);
@@ -148,6 +197,10 @@ main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`registry: configuration error: ${error.message}\n`);
     process.exit(2);
+  }
+  if (error instanceof ImportError || error instanceof ExportError || error instanceof RegistryError) {
+    process.stderr.write(`registry: ${error.message}\n`);
+    process.exit(1);
   }
   process.stderr.write(`registry: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);

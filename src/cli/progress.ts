@@ -10,6 +10,8 @@ export class ProgressBar {
     private readonly label: string,
     private readonly stream: NodeJS.WriteStream = process.stderr,
     private readonly width = 30,
+    /** How counts are shown: as they are, or as bytes (MiB). */
+    private readonly unit: 'count' | 'bytes' = 'count',
   ) {
     this.interactive = Boolean(stream.isTTY);
   }
@@ -17,7 +19,8 @@ export class ProgressBar {
   update(done: number, total: number): void {
     const fraction = total === 0 ? 1 : Math.min(done / total, 1);
     const filled = Math.round(fraction * this.width);
-    const line = `${this.label} [${'#'.repeat(filled)}${'-'.repeat(this.width - filled)}] ${done}/${total}`;
+    const shown = (value: number) => (this.unit === 'bytes' ? `${(value / 1048576).toFixed(1)}` : String(value));
+    const line = `${this.label} [${'#'.repeat(filled)}${'-'.repeat(this.width - filled)}] ${shown(done)}/${shown(total)}${this.unit === 'bytes' ? ' MiB' : ''}`;
     if (this.interactive) {
       this.stream.write(`\r${line}${done >= total ? '\n' : ''}`);
       return;

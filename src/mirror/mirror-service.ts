@@ -106,6 +106,11 @@ export class MirrorService {
     );
   }
 
+  /** The upstream's manifest through the cache, without local overrides or negotiation; `revalidate` asks about a tag however fresh it is. */
+  cachedManifest(target: MirrorTarget, reference: { tag: string } | { digest: string }, options: { revalidate?: boolean } = {}): Promise<ManifestContent> {
+    return 'tag' in reference ? this.manifestByTag(target, reference.tag, undefined, options.revalidate) : this.manifestByDigest(target, parseDigest(reference.digest), undefined);
+  }
+
   private async manifestByDigest(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<ManifestContent> {
     const from = upstreamRepository(target);
     const health = this.client(target.upstream).health;
@@ -125,13 +130,13 @@ export class MirrorService {
     });
   }
 
-  private async manifestByTag(target: MirrorTarget, tag: string, via: string | undefined): Promise<ManifestContent> {
+  private async manifestByTag(target: MirrorTarget, tag: string, via: string | undefined, revalidate = false): Promise<ManifestContent> {
     const from = upstreamRepository(target);
     const { metadata } = this.stores;
     const health = this.client(target.upstream).health;
     const cachedTag = await findMirrorTag(metadata, from, tag);
     const cached = cachedTag ? await findMirrorManifest(metadata, from, cachedTag.digest) : undefined;
-    if (cachedTag && cached && Date.now() - cachedTag.checkedAt < target.upstream.ttlMs) {
+    if (cachedTag && cached && !revalidate && Date.now() - cachedTag.checkedAt < target.upstream.ttlMs) {
       health.counters.cacheHits++;
       return cached;
     }
@@ -191,6 +196,27 @@ export class MirrorService {
     return { digest, mediaType, size: payload.length, payload };
   }
 
+  /** Every tag of the upstream repository (its tags/list, page after page). */
+  async upstreamTags(target: MirrorTarget): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | null = `${target.repository}/tags/list?n=1000`;
+    while (path) {
+      const reply = await this.ask(target, 'GET', path, undefined);
+      if (reply.status === 404) {
+        reply.body?.destroy();
+        throw new RegistryError('NAME_UNKNOWN', { message: `upstream ${target.upstream.name} has no repository ${target.repository}` });
+      }
+      const body = reply.body ? await readLimited(reply.body, maxManifestBytes) : null;
+      if (reply.status !== 200 || !body) throw this.unavailable(target, `it answered ${reply.status} for the tags of ${target.repository}`);
+      const page = JSON.parse(body.toString('utf8')) as { tags?: unknown };
+      if (Array.isArray(page.tags)) tags.push(...page.tags.filter((tag): tag is string => typeof tag === 'string'));
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(reply.headers.get('link') ?? '')?.[1];
+      const nextUrl = next ? new URL(next, target.upstream.url) : null;
+      path = nextUrl && nextUrl.pathname.startsWith('/v2/') ? `${nextUrl.pathname.slice('/v2/'.length)}${nextUrl.search}` : null;
+    }
+    return tags;
+  }
+
   /** HEAD of a blob: local or cached, else what upstream says of it (without fetching the bytes). */
   async statBlob(target: MirrorTarget, localName: string, digestText: string, via?: string): Promise<BlobDescriptor> {
     const local = await this.tryLocal(target, () => this.local.blobs.stat(localName, digestText));
@@ -213,34 +239,54 @@ export class MirrorService {
     const local = await this.tryLocal(target, () => this.local.blobs.stat(localName, digestText));
     if (local) return { kind: 'stored', blob: local };
     const digest = parseDigest(digestText);
-    const from = upstreamRepository(target);
     const health = this.client(target.upstream).health;
-    const cached = await findMirrorBlob(this.stores.metadata, from, digest.value);
+    const cached = await findMirrorBlob(this.stores.metadata, upstreamRepository(target), digest.value);
     if (cached) {
       health.counters.cacheHits++;
       health.counters.bytesServed += cached.size;
       return { kind: 'stored', blob: { digest: digest.value, size: cached.size } };
     }
+    if (options.streamWhileFetching) {
+      const fetch = await this.shareBlobFetch(target, digest, via);
+      if (fetch) {
+        health.counters.cacheMisses++;
+        if (fetch.size !== null) health.counters.bytesServed += fetch.size;
+        return { kind: 'fetching', digest: digest.value, size: fetch.size, stream: fetch.subscribe() };
+      }
+    }
+    const { size } = await this.cacheBlob(target, digest.value, via);
+    health.counters.bytesServed += size;
+    return { kind: 'stored', blob: { digest: digest.value, size } };
+  }
+
+  /** Makes sure the blob is in the cache, fetching it (once, however many ask) when it is not. */
+  async cacheBlob(target: MirrorTarget, digestText: string, via?: string): Promise<{ fetched: boolean; size: number }> {
+    const digest = parseDigest(digestText);
+    const from = upstreamRepository(target);
+    const health = this.client(target.upstream).health;
+    const cached = await findMirrorBlob(this.stores.metadata, from, digest.value);
+    if (cached) {
+      health.counters.cacheHits++;
+      return { fetched: false, size: cached.size };
+    }
     health.counters.cacheMisses++;
-    const fetch = await this.blobFetches.run(
+    const fetch = await this.shareBlobFetch(target, digest, via);
+    await fetch?.done.catch((error: unknown) => {
+      throw this.unavailable(target, (error as Error).message);
+    });
+    // Stored now: fetched above, or already here for another repository and linked to this one.
+    const stored = await findMirrorBlob(this.stores.metadata, from, digest.value);
+    if (!stored) throw blobUnknownUpstream(target, digest.value);
+    return { fetched: fetch !== null, size: stored.size };
+  }
+
+  private shareBlobFetch(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<BlobFetch | null> {
+    const from = upstreamRepository(target);
+    return this.blobFetches.run(
       `${from.upstream}/${from.repository}@${digest.value}`,
       () => this.startBlobFetch(target, digest, via),
       (started) => started?.done,
     );
-    if (fetch && !options.streamWhileFetching) {
-      await fetch.done.catch((error: unknown) => {
-        throw this.unavailable(target, (error as Error).message);
-      });
-    }
-    if (!fetch || !options.streamWhileFetching) {
-      // Stored now: fetched above, or already here for another repository and linked to this one.
-      const stored = await findMirrorBlob(this.stores.metadata, from, digest.value);
-      if (!stored) throw blobUnknownUpstream(target, digest.value);
-      health.counters.bytesServed += stored.size;
-      return { kind: 'stored', blob: { digest: digest.value, size: stored.size } };
-    }
-    if (fetch.size !== null) health.counters.bytesServed += fetch.size;
-    return { kind: 'fetching', digest: digest.value, size: fetch.size, stream: fetch.subscribe() };
   }
 
   /**

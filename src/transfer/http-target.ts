@@ -1,0 +1,133 @@
+import type { Readable } from 'node:stream';
+import { parseChallenge } from '../mirror/upstream-client.js';
+import { ImportError, type ImportTarget } from './import.js';
+
+type Body = Buffer | Readable | undefined;
+
+/**
+ * Imports into a running registry over the distribution API, as a client would push: HEAD, mount
+ * from a repository this import already filled, or upload (POST, one streamed PATCH, PUT), then the
+ * manifests. Docker token auth (or Basic) with the given credentials.
+ */
+export class HttpImportTarget implements ImportTarget {
+  private readonly tokens = new Map<string, string>();
+  private basic = false;
+  /** Where each blob was pushed first, to mount it into other repositories. */
+  private readonly pushedTo = new Map<string, string>();
+
+  constructor(
+    private readonly baseUrl: string,
+    private readonly credentials: { username: string; password: string } | null,
+  ) {}
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    const head = await this.send('HEAD', `/v2/${repository}/blobs/${digest}`, repository);
+    if (head.status === 200) return true;
+    const from = this.pushedTo.get(digest);
+    if (!from || from === repository) return false;
+    const mount = await this.send('POST', `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, repository);
+    if (mount.status === 201) return true;
+    await this.cancelUpload(mount, repository);
+    return false;
+  }
+
+  async putBlob(repository: string, digest: string, size: number, bytes: () => Readable): Promise<void> {
+    const started = await this.expect(await this.send('POST', `/v2/${repository}/blobs/uploads/`, repository), 202, `start an upload in ${repository}`);
+    const location = this.location(started);
+    const patched = await this.expect(
+      await this.send('PATCH', location, repository, bytes(), { 'Content-Type': 'application/octet-stream' }),
+      202,
+      `upload ${digest} (${size} bytes) to ${repository}`,
+    );
+    const next = new URL(this.location(patched));
+    next.searchParams.set('digest', digest);
+    await this.expect(await this.send('PUT', next.toString(), repository), 201, `finish the upload of ${digest} to ${repository}`);
+    if (!this.pushedTo.has(digest)) this.pushedTo.set(digest, repository);
+  }
+
+  async putManifest(repository: string, reference: string, payload: Buffer, mediaType: string): Promise<string> {
+    const response = await this.expect(
+      await this.send('PUT', `/v2/${repository}/manifests/${reference}`, repository, payload, { 'Content-Type': mediaType }),
+      201,
+      `put manifest ${reference} in ${repository}`,
+    );
+    return response.headers.get('docker-content-digest') ?? '';
+  }
+
+  private location(response: Response): string {
+    const location = response.headers.get('location');
+    if (!location) throw new ImportError(`${this.baseUrl} answered an upload without a Location`);
+    return new URL(location, this.baseUrl).toString();
+  }
+
+  private async cancelUpload(response: Response, repository: string): Promise<void> {
+    if (response.status === 202) await this.send('DELETE', this.location(response), repository).catch(() => undefined);
+  }
+
+  private async expect(response: Response, status: number, what: string): Promise<Response> {
+    if (response.status === status) return response;
+    const text = await response.text().catch(() => '');
+    throw new ImportError(`${this.baseUrl}: could not ${what}: ${response.status} ${text.slice(0, 500)}`);
+  }
+
+  /** One request; a 401 is answered with credentials and retried when the body can be sent again. */
+  private async send(method: string, pathOrUrl: string, repository: string, body?: Body, headers: Record<string, string> = {}): Promise<Response> {
+    const url = new URL(pathOrUrl, this.baseUrl).toString();
+    const scope = `repository:${repository}:pull,push`;
+    const attempt = () => {
+      const all = new Headers(headers);
+      const token = this.tokens.get(scope);
+      if (token) all.set('Authorization', `Bearer ${token}`);
+      else if (this.basic && this.credentials) all.set('Authorization', basicHeader(this.credentials));
+      const init: RequestInit & { duplex?: 'half' } = { method, headers: all, redirect: 'manual' };
+      if (body !== undefined) {
+        init.body = Buffer.isBuffer(body) ? body : (body as unknown as ReadableStream<Uint8Array>);
+        if (!Buffer.isBuffer(body)) init.duplex = 'half';
+      }
+      return fetch(url, init);
+    };
+    // A streamed body can be sent once only: make sure of the credentials first.
+    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(scope) && !this.basic) await this.authenticate(repository);
+    let response = await attempt();
+    if (response.status === 401 && (body === undefined || Buffer.isBuffer(body))) {
+      await response.body?.cancel();
+      await this.answerChallenge(response, scope);
+      response = await attempt();
+    }
+    if (method === 'HEAD') await response.body?.cancel();
+    return response;
+  }
+
+  private async authenticate(repository: string): Promise<void> {
+    const probe = await this.send('HEAD', `/v2/${repository}/blobs/sha256:${'0'.repeat(64)}`, repository);
+    await probe.body?.cancel();
+  }
+
+  private async answerChallenge(response: Response, scope: string): Promise<void> {
+    const challenge = parseChallenge(response.headers.get('www-authenticate'));
+    if (challenge?.scheme === 'basic') {
+      if (!this.credentials) throw new ImportError(`${this.baseUrl} asks for credentials: pass --creds USER:PASSWORD`);
+      this.basic = true;
+      return;
+    }
+    if (challenge?.scheme !== 'bearer' || !challenge.params.realm) throw new ImportError(`${this.baseUrl} answered 401 without a challenge we can follow`);
+    const tokenUrl = new URL(challenge.params.realm);
+    if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
+    tokenUrl.searchParams.set('scope', scope);
+    const headers = new Headers();
+    if (this.credentials) {
+      headers.set('Authorization', basicHeader(this.credentials));
+      tokenUrl.searchParams.set('account', this.credentials.username);
+    }
+    const reply = await fetch(tokenUrl, { headers });
+    if (!reply.ok) throw new ImportError(`${tokenUrl.origin} refused a token for ${scope}: ${reply.status}`);
+    const json = (await reply.json()) as { token?: string; access_token?: string };
+    const token = json.token ?? json.access_token;
+    if (!token) throw new ImportError(`${tokenUrl.origin} answered without a token`);
+    this.tokens.set(scope, token);
+  }
+}
+
+function basicHeader(credentials: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
