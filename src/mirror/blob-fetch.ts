@@ -7,6 +7,8 @@ import type { UpstreamReply } from './upstream-client.js';
 
 /** A client further behind the upstream than this is served the rest from storage once the blob is committed. */
 const maxClientLagBytes = 4 * 1024 * 1024;
+/** Bytes handed to storage and not yet written, before the upstream is read no further. */
+const maxStorageLagBytes = 8 * 1024 * 1024;
 
 interface Subscriber {
   out: PassThrough;
@@ -90,7 +92,9 @@ export class BlobFetch {
         received += chunk.length;
         if (size !== null && received > size) throw new UpstreamContentError(`upstream sent more than the ${size} bytes it announced`);
         hash.update(chunk);
-        if (!writer.stream.write(chunk)) await once(writer.stream, 'drain');
+        // Keep reading the upstream while storage catches up, up to a bound: reads and writes overlap.
+        writer.stream.write(chunk);
+        if (writer.stream.writableLength > maxStorageLagBytes) await once(writer.stream, 'drain');
         if (heldBack) this.deliver(heldBack);
         heldBack = chunk;
         this.flowing = true;
@@ -99,6 +103,11 @@ export class BlobFetch {
       if (size !== null && received !== size) throw new UpstreamContentError(`upstream body ended after ${received} of ${size} bytes`);
       const actual = digestOf(digest.algorithm, hash);
       if (actual.value !== digest.value) throw new UpstreamContentError(`upstream sent bytes whose digest is ${actual.value}, not ${digest.value}`);
+      // Verified: the clients may have the end now, while storage makes the bytes durable.
+      if (heldBack) this.deliver(heldBack);
+      heldBack = null;
+      for (const subscriber of this.live) subscriber.out.end();
+      this.live.clear();
       writer.stream.end();
       await finished(writer.stream);
       await writer.commit();
@@ -111,10 +120,7 @@ export class BlobFetch {
       throw error;
     }
     this.outcome = 'committed';
-    if (heldBack) this.deliver(heldBack);
-    for (const subscriber of this.live) subscriber.out.end();
     for (const subscriber of this.behind) void this.serveFromStorage(subscriber, received);
-    this.live.clear();
     this.behind.clear();
   }
 

@@ -12,17 +12,26 @@ const block = 512;
 /** Largest size the 11 octal digits of a ustar header hold; larger ones are written base-256 (GNU). */
 const maxOctalSize = 8 ** 11 - 1;
 
-function header(name: string, size: number, type: '0' | '5'): Buffer {
+/** The ustar name and prefix fields for a name, or null when it does not fit them (a PAX header carries it). */
+function ustarName(name: string): { stored: string; prefix: string } | null {
+  if (Buffer.byteLength(name) <= 100) return { stored: name, prefix: '' };
+  const cut = name.lastIndexOf('/', 155);
+  if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100 || Buffer.byteLength(name.slice(0, cut)) > 155) return null;
+  return { stored: name.slice(cut + 1), prefix: name.slice(0, cut) };
+}
+
+/** A PAX record: its length counts itself, in decimal. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let length = Buffer.byteLength(body) + 1;
+  while (String(length).length + Buffer.byteLength(body) !== length) length = String(length).length + Buffer.byteLength(body);
+  return `${length}${body}`;
+}
+
+function header(name: string, size: number, type: '0' | '5' | 'x'): Buffer {
   const bytes = Buffer.alloc(block);
   const field = (value: string, offset: number, length: number) => bytes.write(value, offset, length, 'utf8');
-  let stored = name;
-  let prefix = '';
-  if (Buffer.byteLength(name) > 100) {
-    const cut = name.lastIndexOf('/', 155);
-    if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100) throw new Error(`tar: name too long: ${name}`);
-    prefix = name.slice(0, cut);
-    stored = name.slice(cut + 1);
-  }
+  const { stored, prefix } = ustarName(name) ?? { stored: name.slice(-100).replace(/^\/+/, ''), prefix: '' };
   field(stored, 0, 100);
   field(type === '5' ? '0000755\0' : '0000644\0', 100, 8);
   field('0000000\0', 108, 8);
@@ -57,19 +66,30 @@ export class TarWriter {
     if (!this.out.write(bytes)) await once(this.out, 'drain');
   }
 
+  /** The header of an entry, after a PAX header naming it when the name does not fit ustar. */
+  private async header(name: string, size: number, type: '0' | '5'): Promise<void> {
+    if (!ustarName(name)) {
+      const records = Buffer.from(paxRecord('path', name));
+      await this.write(header('PaxHeader', records.length, 'x'));
+      await this.write(records);
+      await this.pad(records.length);
+    }
+    await this.write(header(name, size, type));
+  }
+
   async directory(name: string): Promise<void> {
-    await this.write(header(name.endsWith('/') ? name : `${name}/`, 0, '5'));
+    await this.header(name.endsWith('/') ? name : `${name}/`, 0, '5');
   }
 
   async file(name: string, bytes: Buffer): Promise<void> {
-    await this.write(header(name, bytes.length, '0'));
+    await this.header(name, bytes.length, '0');
     await this.write(bytes);
     await this.pad(bytes.length);
   }
 
   /** A file whose bytes come from a stream; it must yield exactly `size` bytes. */
   async streamedFile(name: string, size: number, source: Readable, onBytes?: (count: number) => void): Promise<void> {
-    await this.write(header(name, size, '0'));
+    await this.header(name, size, '0');
     let written = 0;
     for await (const chunk of source as AsyncIterable<Buffer>) {
       written += chunk.length;

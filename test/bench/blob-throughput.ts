@@ -4,49 +4,15 @@
  * disk writes, and plain loopback HTTP. Figures only: nothing here passes or fails on speed.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { patternStream } from '../helpers/blobs.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { residentBytes, sampleResidentMemory, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { streamPull, streamPush } from '../helpers/streaming-client.js';
+import { diskWriteSpeed, megabytesPerSecond, sha256Speed, timed } from './limits.js';
 
 const MiB = 1024 * 1024;
 const size = Number(process.env.BENCH_BLOB_MIB ?? 1024) * MiB;
-
-function megabytesPerSecond(bytes: number, seconds: number): number {
-  return bytes / 1e6 / seconds;
-}
-
-async function timed<T>(body: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const started = process.hrtime.bigint();
-  const value = await body();
-  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, value };
-}
-
-async function sha256Speed(): Promise<number> {
-  const block = randomBytes(64 * MiB);
-  const { seconds } = await timed(async () => {
-    const hash = createHash('sha256');
-    for (let done = 0; done < size; done += block.length) hash.update(block);
-    hash.digest();
-  });
-  return megabytesPerSecond(size, seconds);
-}
-
-async function diskWriteSpeed(directory: string): Promise<number> {
-  const file = path.join(directory, 'disk-speed');
-  const block = randomBytes(4 * MiB);
-  const { seconds } = await timed(async () => {
-    const handle = await open(file, 'w');
-    for (let done = 0; done < size; done += block.length) await handle.write(block);
-    await handle.sync();
-    await handle.close();
-  });
-  await rm(file);
-  return megabytesPerSecond(size, seconds);
-}
 
 /** A bare Node HTTP server in its own process that reads and drops request bodies. */
 async function loopbackSpeed(): Promise<number> {
@@ -67,8 +33,8 @@ async function loopbackSpeed(): Promise<number> {
 async function main(): Promise<void> {
   await withTemporaryDirectory('registry-bench-', async (directory) => {
     const limits = {
-      sha256: await sha256Speed(),
-      disk: await diskWriteSpeed(directory),
+      sha256: await sha256Speed(size),
+      disk: await diskWriteSpeed(directory, size),
       loopback: await loopbackSpeed(),
     };
     const server = await startServerProcess({ root: path.join(directory, 'storage'), keepLogs: false });
