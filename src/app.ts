@@ -42,13 +42,14 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const stores = { storage: deps.storage, metadata: deps.metadata };
   const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled });
   const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled });
+  const listings = new ListingService(stores);
   const services: RegistryServices = {
     blobs,
     uploads: new UploadService(stores),
     manifests,
     referrers: new ReferrersService(stores),
-    listings: new ListingService(stores),
-    mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs }, deps.mirror, deps.logger) : null,
+    listings,
+    mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings }, deps.mirror, deps.logger) : null,
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

@@ -69,6 +69,12 @@ export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepositor
   return before?.digest;
 }
 
+/** Tags cached from the upstream repository, in byte order. */
+export async function listMirrorTags(db: MetadataExecutor, from: UpstreamRepository): Promise<string[]> {
+  const rows = await db.selectFrom('mirror_tags').select('tag').where('upstream', '=', from.upstream).where('repository', '=', from.repository).orderBy('tag').execute();
+  return rows.map((row) => row.tag);
+}
+
 export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string): Promise<void> {
   await db.deleteFrom('mirror_tags').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('tag', '=', tag).execute();
 }

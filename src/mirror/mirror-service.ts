@@ -7,6 +7,7 @@ import {
   findMirrorManifest,
   findMirrorTag,
   insertMirrorManifest,
+  listMirrorTags,
   linkMirrorBlob,
   setMirrorTag,
   type UpstreamRepository,
@@ -14,10 +15,11 @@ import {
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { maxManifestBytes } from '../oci/manifest.js';
-import { manifestMediaTypes } from '../oci/media-types.js';
+import { isManifestMediaType, manifestMediaTypes } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { BlobDescriptor, RegistryStores } from '../registry/context.js';
+import type { ListingService, PageResult } from '../registry/listings.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from '../registry/manifest-negotiation.js';
 import type { ManifestService } from '../registry/manifests.js';
 import { storagePaths } from '../storage/paths.js';
@@ -60,7 +62,7 @@ export class MirrorService {
 
   constructor(
     private readonly stores: RegistryStores,
-    private readonly local: { manifests: ManifestService; blobs: BlobService },
+    private readonly local: { manifests: ManifestService; blobs: BlobService; listings: ListingService },
     readonly settings: MirrorSettings,
     private readonly logger: Logger,
   ) {
@@ -86,7 +88,8 @@ export class MirrorService {
 
   /** Local content under the requested name wins (a pushed override, or a local repository on the default upstream's names). */
   private async tryLocal<T>(target: MirrorTarget, lookup: () => Promise<T>): Promise<T | null> {
-    if (target.addressedBy === 'ns') return null;
+    // Only plain names (local repositories sit beside the default upstream's) and upstreams that take pushes can hold local content.
+    if (target.addressedBy === 'ns' || (target.addressedBy === 'prefix' && !target.upstream.allowPush)) return null;
     try {
       return await lookup();
     } catch (error) {
@@ -188,12 +191,33 @@ export class MirrorService {
     }
     const payload = await readLimited(reply.body, maxManifestBytes);
     if (!payload) throw this.unavailable(target, `manifest ${reference} is larger than ${maxManifestBytes} bytes`);
-    const mediaType = (reply.headers.get('content-type') ?? '').split(';')[0]?.trim() || mediaTypeInside(payload);
+    const announcedType = (reply.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? '';
+    // Some registries send application/json or nothing: the manifest's own mediaType field says then.
+    const mediaType = isManifestMediaType(announcedType) ? announcedType : mediaTypeInside(payload, announcedType);
     const digest = digestBytes(payload).value;
     const announced = reply.headers.get('docker-content-digest');
     if (announced && announced !== digest) throw this.unavailable(target, `manifest ${reference} came with digest ${announced} but hashes to ${digest}`);
     this.client(target.upstream).health.counters.bytesFetched += payload.length;
     return { digest, mediaType, size: payload.length, payload };
+  }
+
+  /** A page of a mirrored repository's tags: the upstream's list when it answers, else the tags cached from it. */
+  async tags(target: MirrorTarget, localName: string, page: { limit?: number; last?: string }): Promise<PageResult> {
+    const local = await this.tryLocal(target, () => this.local.listings.tags(localName, page));
+    if (local) return local;
+    let names: string[];
+    try {
+      names = await this.upstreamTags(target);
+    } catch (error) {
+      if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE')) throw error;
+      names = await listMirrorTags(this.stores.metadata, upstreamRepository(target));
+      if (names.length === 0) throw error;
+      this.client(target.upstream).health.counters.staleServed++;
+    }
+    const sorted = [...new Set(names)].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const after = page.last === undefined ? sorted : sorted.filter((name) => Buffer.compare(Buffer.from(name), Buffer.from(page.last!)) > 0);
+    const limit = page.limit ?? after.length;
+    return { entries: after.slice(0, limit), more: after.length > limit };
   }
 
   /** Every tag of the upstream repository (its tags/list, page after page). */
@@ -224,6 +248,9 @@ export class MirrorService {
     const digest = parseDigest(digestText);
     const cached = await findMirrorBlob(this.stores.metadata, upstreamRepository(target), digest.value);
     if (cached) return { digest: digest.value, size: cached.size };
+    // Being fetched (its last bytes may be out before its rows are in): the fetch knows the size.
+    const fetching = await this.blobFetches.current(this.blobFetchKey(target, digest))?.catch(() => null);
+    if (fetching?.size != null) return { digest: digest.value, size: fetching.size };
     const reply = await this.ask(target, 'HEAD', `${target.repository}/blobs/${digest.value}`, via);
     const size = Number(reply.headers.get('content-length'));
     if (reply.status === 200 && Number.isSafeInteger(size)) return { digest: digest.value, size };
@@ -280,10 +307,13 @@ export class MirrorService {
     return { fetched: fetch !== null, size: stored.size };
   }
 
+  private blobFetchKey(target: MirrorTarget, digest: Digest): string {
+    return `${target.upstream.name}/${target.repository}@${digest.value}`;
+  }
+
   private shareBlobFetch(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<BlobFetch | null> {
-    const from = upstreamRepository(target);
     return this.blobFetches.run(
-      `${from.upstream}/${from.repository}@${digest.value}`,
+      this.blobFetchKey(target, digest),
       () => this.startBlobFetch(target, digest, via),
       (started) => started?.done,
     );
@@ -379,12 +409,13 @@ async function readLimited(body: Readable, limit: number): Promise<Buffer | null
   return Buffer.concat(chunks);
 }
 
-/** A manifest's own mediaType field, for an upstream that sends no Content-Type. */
-function mediaTypeInside(payload: Buffer): string {
+/** A manifest's own mediaType field, for an upstream whose Content-Type is not a manifest type; else what it sent. */
+function mediaTypeInside(payload: Buffer, announced: string): string {
   try {
     const parsed = JSON.parse(payload.toString('utf8')) as { mediaType?: unknown };
-    return typeof parsed.mediaType === 'string' ? parsed.mediaType : 'application/vnd.oci.image.manifest.v1+json';
+    if (typeof parsed.mediaType === 'string' && isManifestMediaType(parsed.mediaType)) return parsed.mediaType;
   } catch {
-    return 'application/vnd.oci.image.manifest.v1+json';
+    // not JSON: keep what the upstream said
   }
+  return announced !== '' ? announced : 'application/vnd.oci.image.manifest.v1+json';
 }

@@ -5,6 +5,11 @@
 export class SingleFlight<T> {
   private readonly running = new Map<string, Promise<T>>();
 
+  /** The task running for the key, if any. */
+  current(key: string): Promise<T> | undefined {
+    return this.running.get(key);
+  }
+
   /**
    * Runs the task, or joins the one running for the key. The key stays taken until the task settles,
    * and then until `busyUntil(result)` does (a fetch that goes on streaming after it started).

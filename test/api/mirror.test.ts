@@ -207,6 +207,19 @@ describe('pull-through mirror', () => {
     assert.match(hop?.via ?? '', new RegExp(`1\\.1 ${status.instanceId}$`), 'upstream requests carry our Via');
   });
 
+  it('lists a mirrored repository\'s tags from the upstream, page by page', async () => {
+    const all = await mirror.request.get(`${viaPrefix}/tags/list`).expect(200);
+    const tags = (all.body as { name: string; tags: string[] }).tags;
+    assert.equal((all.body as { name: string }).name, `central/${repo}`);
+    assert.ok(tags.includes('v1') && tags.includes('multi'), tags.join(','));
+    assert.deepEqual(tags, [...tags].sort());
+    const first = await mirror.request.get(`${viaPrefix}/tags/list?n=1`).expect(200);
+    assert.deepEqual((first.body as { tags: string[] }).tags, [tags[0]]);
+    assert.match(String(first.headers.link), /rel="next"/);
+    const rest = await mirror.request.get(`${viaPrefix}/tags/list?last=${encodeURIComponent(tags[0]!)}`).expect(200);
+    assert.deepEqual((rest.body as { tags: string[] }).tags, tags.slice(1));
+  });
+
   it('reports each upstream in /api/v1/mirror/status', async () => {
     const status = (await mirror.request.get('/api/v1/mirror/status').expect(200)).body as {
       upstreams: Array<{ name: string; url: string; reachable: boolean; lastSuccess: unknown; cacheHits: number; cacheMisses: number; bytesFetched: number; bytesServed: number }>;
@@ -286,6 +299,11 @@ describe('pull-through mirror: wrong or missing upstream bytes', () => {
   it('fetches afresh once the upstream sends the right bytes', async () => {
     const response = await mirror.request.get(`${viaPrefix}/blobs/${blob.digest}`).buffer(true).parse(binary).expect(200);
     assert.equal(sha256(response.body), blob.digest);
+    const fetches = upstream.count('GET', blobPath());
+    // The client may have its last bytes before the blob is committed; a second client joins that fetch or finds the cache.
+    const again = await mirror.request.get(`${viaPrefix}/blobs/${blob.digest}`).buffer(true).parse(binary).expect(200);
+    assert.equal(sha256(again.body), blob.digest);
+    assert.equal(upstream.count('GET', blobPath()), fetches, 'the second pull did not go upstream');
     assert.equal((await mirror.rowCounts()).mirror_blobs, 1);
   });
 });
@@ -388,6 +406,8 @@ describe('pull-through mirror: tags over time and an upstream that fails', () =>
         const bytes = await offline.request.get(`${viaPrefix}/blobs/${blob.digest}`).buffer(true).parse(binary).expect(200);
         assert.deepEqual(bytes.body, blob.bytes);
       }
+      const cachedTags = await offline.request.get(`${viaPrefix}/tags/list`).expect(200);
+      assert.deepEqual((cachedTags.body as { tags: string[] }).tags, ['v1'], 'the tags it cached, while the upstream is away');
       const missing = await offline.request.get(`${viaPrefix}/blobs/${testBlob(5).digest}`).expect(503);
       assert.match(missing.text, new RegExp(`upstream central \\(${fresh.url.replace(/[.]/g, '\\.')}\\)`));
       assert.ok(Date.now() - started < 5000);

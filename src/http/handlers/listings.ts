@@ -9,10 +9,10 @@ function linkNextPage(ctx: RegistryContext, path: string, result: PageResult): v
   if (result.more && last !== undefined) ctx.set('Link', nextPageLink(path, result.entries.length, last));
 }
 
-export function listingHandlers({ listings, referrers }: RegistryServices) {
+export function listingHandlers({ listings, referrers, mirror }: RegistryServices) {
   return {
-    async tags(ctx: RegistryContext, { repository }: RouteParams): Promise<void> {
-      const result = await listings.tags(repository, pagination(ctx));
+    async tags(ctx: RegistryContext, { repository, mirror: target }: RouteParams): Promise<void> {
+      const result = target && mirror ? await mirror.tags(target, repository, pagination(ctx)) : await listings.tags(repository, pagination(ctx));
       linkNextPage(ctx, `/v2/${repository}/tags/list`, result);
       ctx.body = { name: repository, tags: result.entries };
     },
