@@ -85,9 +85,16 @@ export class BlobFetch {
     let heldBack: Buffer | null = null;
     let idle: NodeJS.Timeout | undefined;
     const stall = () => reply.cancel(new UpstreamContentError(`upstream body stalled for ${this.options.idleTimeoutMs} ms`));
+    // A storage failure (disk full…) at any moment stops the upstream read; the loop then throws it.
+    let storageFailure: Error | null = null;
+    writer.stream.on('error', (error: Error) => {
+      storageFailure = error;
+      reply.cancel(error);
+    });
     try {
       idle = setTimeout(stall, this.options.idleTimeoutMs);
       for await (const chunk of reply.body as AsyncIterable<Buffer>) {
+        if (storageFailure) throw storageFailure;
         idle.refresh();
         received += chunk.length;
         if (size !== null && received > size) throw new UpstreamContentError(`upstream sent more than the ${size} bytes it announced`);
@@ -100,6 +107,7 @@ export class BlobFetch {
         this.flowing = true;
       }
       clearTimeout(idle);
+      if (storageFailure) throw storageFailure;
       if (size !== null && received !== size) throw new UpstreamContentError(`upstream body ended after ${received} of ${size} bytes`);
       const actual = digestOf(digest.algorithm, hash);
       if (actual.value !== digest.value) throw new UpstreamContentError(`upstream sent bytes whose digest is ${actual.value}, not ${digest.value}`);
