@@ -93,7 +93,8 @@ function parseCommandLine(args: string[]): CommandLine {
 function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
   if (isLeaf(node)) {
     const shown = JSON.stringify(formatDefault(node));
-    process.stdout.write(`${keyPath.join('.')}  (${envNameOf(keyPath)}, default ${shown})\n    ${node.doc}\n`);
+    const envName = envNameOf(keyPath).replace('__NAME__', '_<NAME>_');
+    process.stdout.write(`${keyPath.join('.')}  (${envName}, default ${shown})\n    ${node.doc}\n`);
     return;
   }
   if (isNamedSections(node)) {

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { startS3Server } from '../helpers/s3-server.js';
 import { residentBytes, sampleResidentMemory, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
@@ -48,5 +52,62 @@ describe('blobs stream with flat memory', () => {
     } finally {
       await s3.dispose();
     }
+  });
+});
+
+/** Pulls a blob, stopping to read for `pauseMs` after every `every` bytes: a client slower than the upstream. */
+function slowPull(port: number, repository: string, digest: string, every: number, pauseMs: number): Promise<{ digest: string; size: number }> {
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: `/v2/${repository}/blobs/${digest}`, agent: false }, (response) => {
+      const hash = createHash('sha256');
+      let size = 0;
+      let sincePause = 0;
+      response.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        size += chunk.length;
+        sincePause += chunk.length;
+        if (sincePause >= every) {
+          sincePause = 0;
+          response.pause();
+          setTimeout(() => response.resume(), pauseMs);
+        }
+      });
+      response.on('end', () => resolve({ digest: `sha256:${hash.digest('hex')}`, size }));
+      response.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+describe('the mirror streams with flat memory', () => {
+  it('a 1 GiB blob pulled cold through the mirror by three clients at once, one of them slow, grows its RSS by less than 64 MiB', { timeout: 900_000 }, async () => {
+    await withTemporaryDirectory('registry-memory-mirror-', async (root) => {
+      const upstream = await startServerProcess({ root: path.join(root, 'upstream'), keepLogs: false });
+      const config = path.join(root, 'mirror.yaml');
+      await writeFile(config, `mirror:\n  upstreams:\n    up:\n      url: http://127.0.0.1:${upstream.port}\n`);
+      const mirror = await startServerProcess({ root: path.join(root, 'mirror'), env: { REGISTRY_CONFIG: config }, keepLogs: false });
+      try {
+        const size = 1024 * MiB;
+        const warm = await streamPush(upstream.port, 'memory/warmup', 32 * MiB);
+        await streamPull(mirror.port, 'up/memory/warmup', warm);
+        const digest = await streamPush(upstream.port, 'memory/big', size);
+        const baseline = residentBytes(mirror.pid);
+        const sampler = sampleResidentMemory(mirror.pid);
+        const pulls = await Promise.all([
+          streamPull(mirror.port, 'up/memory/big', digest),
+          streamPull(mirror.port, 'up/memory/big', digest),
+          slowPull(mirror.port, 'up/memory/big', digest, 4 * MiB, 100),
+        ]);
+        const peak = sampler.stop();
+        for (const pulled of pulls) assert.deepEqual(pulled, { digest, size });
+        const growth = peak - baseline;
+        console.log(`mirror RSS: baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB over a cold 1024 MiB pull by three clients (bound 64 MiB)`);
+        assert.ok(growth < 64 * MiB, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+      } finally {
+        await mirror.stop();
+        await upstream.stop();
+      }
+    });
   });
 });
