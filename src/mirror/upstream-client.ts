@@ -196,6 +196,7 @@ function basicHeader(username: string, password: string): string {
 
 function describeFetchError(error: unknown, signal: AbortSignal): string {
   if (signal.aborted) return signal.reason instanceof Error ? signal.reason.message : 'timed out';
+  // undici's 'fetch failed' hides the reason in its cause: 'getaddrinfo ENOTFOUND host', 'connect ECONNREFUSED …'.
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error as Error).message;
+  return cause?.message || cause?.code || (error as Error).message;
 }

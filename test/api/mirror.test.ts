@@ -436,6 +436,23 @@ describe('pull-through mirror: local overrides', () => {
     }
   });
 
+  it('an upstream nobody listens on: 503 whose message names the upstream and the reason, and nothing cached', async () => {
+    const placeholder = createServer();
+    await new Promise<void>((resolve) => placeholder.listen(0, '127.0.0.1', resolve));
+    const closedPort = (placeholder.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => placeholder.close(() => resolve()));
+    const mirror = await createTestRegistry({ mirror: { upstreams: { central: { url: `http://127.0.0.1:${closedPort}` } } } });
+    try {
+      const response = await mirror.request.get(`${viaPrefix}/manifests/v1`).set('Accept', allManifestTypes).expect(503);
+      assert.equal(envelopeCode(response), 'UNAVAILABLE');
+      assert.match(response.text, new RegExp(`upstream central \\(http://127\\.0\\.0\\.1:${closedPort}\\) cannot serve ${repo}: connect ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}`));
+      assert.deepEqual(await mirror.metadata.db.selectFrom('mirror_manifests').select('digest').execute(), []);
+      assert.deepEqual(await mirror.metadata.db.selectFrom('mirror_tags').select('tag').execute(), []);
+    } finally {
+      await mirror.close();
+    }
+  });
+
   it('a loop of two mirrors ends at once in an error, with 508 between them', async () => {
     const placeholder = createServer();
     await new Promise<void>((resolve) => placeholder.listen(0, '127.0.0.1', resolve));

@@ -78,10 +78,14 @@ describe('mirror configuration', () => {
     }
   });
 
-  it('config/mirror.yaml is valid', () => {
+  it('config/mirror.yaml is valid and starts as it is (no secret files needed)', () => {
     const { config } = loadConfig({ file: 'config/mirror.yaml', env: {}, cwd: process.cwd() });
     assert.equal(config.mirror.default, 'docker.io');
     assert.deepEqual(Object.keys(config.mirror.upstreams), ['docker.io', 'ghcr.io', 'registry.example.com']);
+    const settings = mirrorSettings(config);
+    assert.deepEqual(settings?.upstreams.map((upstream) => upstream.name), ['docker.io', 'ghcr.io', 'registry.example.com']);
+    const withSecret = mirrorSettings(loadConfig({ file: 'config/mirror.yaml', env: { REGISTRY_MIRROR_UPSTREAMS_REGISTRY_EXAMPLE_COM_PASSWORD: 's3cret' }, cwd: process.cwd() }).config);
+    assert.deepEqual(withSecret?.upstreams.find((upstream) => upstream.name === 'registry.example.com')?.credentials, { kind: 'basic', username: 'site-mirror', password: 's3cret' });
   });
 });
 
