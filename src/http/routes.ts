@@ -49,6 +49,7 @@ const paths = {
   upload: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
   token: /^\/auth\/token$/,
   mirrorStatus: /^\/api\/v1\/mirror\/status$/,
+  mirrorHistory: /^\/api\/v1\/mirror\/history$/,
 } as const;
 
 /** The route table: every endpoint, its method and its handler. */
@@ -65,8 +66,12 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
         { name: 'token.post', method: 'POST', pattern: paths.token, scoped: false, access: 'public', handle: token.post },
       ]
     : [];
-  const mirrorRoutes: Route[] = services.mirror
-    ? [{ name: 'mirror.status', method: 'GET', pattern: paths.mirrorStatus, scoped: false, access: 'catalog', handle: mirrorHandlers(services.mirror).status }]
+  const mirrorApi = services.mirror ? mirrorHandlers(services.mirror) : null;
+  const mirrorRoutes: Route[] = mirrorApi
+    ? [
+        { name: 'mirror.status', method: 'GET', pattern: paths.mirrorStatus, scoped: false, access: 'catalog', handle: mirrorApi.status },
+        { name: 'mirror.history', method: 'GET', pattern: paths.mirrorHistory, scoped: false, access: 'catalog', handle: mirrorApi.history },
+      ]
     : [];
   return [
     ...tokenRoutes,

@@ -48,7 +48,10 @@ export async function findMirrorTag(db: MetadataExecutor, from: UpstreamReposito
   return row ? { digest: row.digest, checkedAt: Number(row.checked_at) } : undefined;
 }
 
-/** Records the digest upstream answered for a tag, checked now; answers the digest it had before, if any. */
+/**
+ * Records the digest upstream answered for a tag, checked now; answers the digest it had before, if
+ * any. A new or moved tag also gets a history event: call it inside a transaction.
+ */
 export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now = Date.now()): Promise<string | undefined> {
   const before = await findMirrorTag(db, from, tag);
   if (before?.digest === digest) {
@@ -66,6 +69,7 @@ export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepositor
     .values({ ...from, tag, digest, checked_at: now, updated_at: now })
     .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: now, updated_at: now }))
     .execute();
+  await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: before?.digest ?? null, to_digest: digest, at: now }).execute();
   return before?.digest;
 }
 
@@ -75,8 +79,56 @@ export async function listMirrorTags(db: MetadataExecutor, from: UpstreamReposit
   return rows.map((row) => row.tag);
 }
 
-export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string): Promise<void> {
-  await db.deleteFrom('mirror_tags').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('tag', '=', tag).execute();
+/** Forgets a tag the upstream no longer has, with a history event when it was cached: call it inside a transaction. */
+export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, now = Date.now()): Promise<void> {
+  const removed = await db
+    .deleteFrom('mirror_tags')
+    .where('upstream', '=', from.upstream)
+    .where('repository', '=', from.repository)
+    .where('tag', '=', tag)
+    .returning('digest')
+    .executeTakeFirst();
+  if (removed) await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: removed.digest, to_digest: null, at: now }).execute();
+}
+
+export interface MirrorTagEvent {
+  id: number;
+  upstream: string;
+  repository: string;
+  tag: string;
+  /** null: the tag was first seen. */
+  from: string | null;
+  /** null: the upstream no longer has the tag. */
+  to: string | null;
+  at: number;
+}
+
+export interface MirrorTagHistoryQuery {
+  upstream?: string;
+  repository?: string;
+  tag?: string;
+  /** Only events older than this id (the next page). */
+  before?: number;
+  limit: number;
+}
+
+/** Mirrored tag changes, newest first. */
+export async function listMirrorTagHistory(db: MetadataExecutor, query: MirrorTagHistoryQuery): Promise<MirrorTagEvent[]> {
+  let select = db.selectFrom('mirror_tag_history').select(['id', 'upstream', 'repository', 'tag', 'from_digest', 'to_digest', 'at']);
+  if (query.upstream !== undefined) select = select.where('upstream', '=', query.upstream);
+  if (query.repository !== undefined) select = select.where('repository', '=', query.repository);
+  if (query.tag !== undefined) select = select.where('tag', '=', query.tag);
+  if (query.before !== undefined) select = select.where('id', '<', query.before);
+  const rows = await select.orderBy('id', 'desc').limit(query.limit).execute();
+  return rows.map((row) => ({
+    id: Number(row.id),
+    upstream: row.upstream,
+    repository: row.repository,
+    tag: row.tag,
+    from: row.from_digest,
+    to: row.to_digest,
+    at: Number(row.at),
+  }));
 }
 
 /** The blob's size if it was fetched from this upstream repository (its bytes verified in storage). */

@@ -84,6 +84,17 @@ export interface MirrorTagsTable {
   updated_at: number;
 }
 
+/** A change of a mirrored tag seen upstream: first seen (no from), moved, or gone (no to). */
+export interface MirrorTagHistoryTable {
+  id: Generated<number>;
+  upstream: string;
+  repository: string;
+  tag: string;
+  from_digest: string | null;
+  to_digest: string | null;
+  at: number;
+}
+
 /** A blob fetched from (and so known to be served by) an upstream repository. */
 export interface MirrorBlobsTable {
   upstream: string;
@@ -104,4 +115,5 @@ export interface MetadataSchema {
   mirror_manifests: MirrorManifestsTable;
   mirror_tags: MirrorTagsTable;
   mirror_blobs: MirrorBlobsTable;
+  mirror_tag_history: MirrorTagHistoryTable;
 }

@@ -7,9 +7,12 @@ import {
   findMirrorManifest,
   findMirrorTag,
   insertMirrorManifest,
-  listMirrorTags,
   linkMirrorBlob,
+  listMirrorTagHistory,
+  listMirrorTags,
   setMirrorTag,
+  type MirrorTagEvent,
+  type MirrorTagHistoryQuery,
   type UpstreamRepository,
 } from '../metadata/mirror.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
@@ -78,6 +81,11 @@ export class MirrorService {
       instanceId: this.settings.instanceId,
       upstreams: this.settings.upstreams.map((upstream) => this.client(upstream).health.status(upstream.name, upstream.url)),
     };
+  }
+
+  /** Changes of mirrored tags seen upstream, newest first. */
+  tagHistory(query: MirrorTagHistoryQuery): Promise<MirrorTagEvent[]> {
+    return listMirrorTagHistory(this.stores.metadata, query);
   }
 
   private client(upstream: UpstreamSettings): UpstreamClient {
@@ -163,7 +171,7 @@ export class MirrorService {
         });
         return fetched;
       } catch (error) {
-        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await deleteMirrorTag(metadata, from, tag);
+        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await metadata.transaction().execute((transaction) => deleteMirrorTag(transaction, from, tag));
         if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
         health.counters.staleServed++;
         this.logger.warn({ upstream: from.upstream, repository: from.repository, tag, digest: cached.digest, reason: error.message }, 'served a stale mirrored tag');

@@ -349,6 +349,55 @@ describe('pull-through mirror: tags over time and an upstream that fails', () =>
     first = second;
   });
 
+  it('records each mirrored tag first seen, moved and gone upstream, and answers the history over HTTP, newest first, in pages', async () => {
+    const tagPath = `/v2/${repo}/manifests/history`;
+    const getTag = () => mirror.request.get(`${viaPrefix}/manifests/history`).set('Accept', allManifestTypes);
+    const one = imageManifest();
+    const two = imageManifest();
+    await pushUpstream(upstream, repo, 'history', one);
+    await getTag().expect(200);
+    await sleep(400);
+    await getTag().expect(200);
+    await pushUpstream(upstream, repo, 'history', two);
+    await sleep(400);
+    assert.equal((await getTag().expect(200)).headers['docker-content-digest'], two.digest);
+    upstream.fault = (request, response) => {
+      if (request.url !== tagPath) return false;
+      response.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'gone' }] }));
+      return true;
+    };
+    await sleep(400);
+    await getTag().expect(404);
+
+    type History = { events: Array<{ id: number; upstream: string; repository: string; tag: string; from: string | null; to: string | null; at: string }> };
+    const query = { upstream: 'central', repository: repo, tag: 'history' };
+    const all = (await mirror.request.get('/api/v1/mirror/history').query(query).expect(200)).body as History;
+    assert.deepEqual(
+      all.events.map((event) => [event.upstream, event.repository, event.tag, event.from, event.to]),
+      [
+        ['central', repo, 'history', two.digest, null],
+        ['central', repo, 'history', one.digest, two.digest],
+        ['central', repo, 'history', null, one.digest],
+      ],
+      'gone, moved, first seen; the unchanged revalidation adds nothing',
+    );
+    for (const event of all.events) assert.ok(Math.abs(Date.parse(event.at) - Date.now()) < 60_000, event.at);
+
+    const firstPage = await mirror.request.get('/api/v1/mirror/history').query({ ...query, n: 2 }).expect(200);
+    assert.deepEqual((firstPage.body as History).events, all.events.slice(0, 2));
+    const next = /^<([^>]+)>; rel="next"$/.exec(firstPage.headers.link ?? '')?.[1];
+    assert.ok(next, `a Link to the next page: ${firstPage.headers.link}`);
+    const secondPage = await mirror.request.get(next).expect(200);
+    assert.deepEqual((secondPage.body as History).events, all.events.slice(2));
+    assert.equal(secondPage.headers.link, undefined, 'no page after the last');
+
+    const everything = (await mirror.request.get('/api/v1/mirror/history').expect(200)).body as History;
+    assert.ok(everything.events.some((event) => event.tag === 'latest'), 'unfiltered: every mirrored tag');
+    assert.deepEqual(((await mirror.request.get('/api/v1/mirror/history').query({ upstream: 'elsewhere' }).expect(200)).body as History).events, []);
+    const bad = await mirror.request.get('/api/v1/mirror/history').query({ last: 'yesterday' }).expect(400);
+    assert.equal(envelopeCode(bad), 'PAGINATION_NUMBER_INVALID');
+  });
+
   it('serves cached tags while the upstream answers 5xx, then stops asking it until the cool-off has passed', async () => {
     await getLatest().expect(200);
     await sleep(400);

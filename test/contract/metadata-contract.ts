@@ -20,6 +20,7 @@ import {
   findMirrorTag,
   insertMirrorManifest,
   linkMirrorBlob,
+  listMirrorTagHistory,
   setMirrorTag,
 } from '../../src/metadata/mirror.js';
 import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
@@ -56,7 +57,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-tag-history'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -205,8 +206,25 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const moved = randomDigest();
       assert.equal(await setMirrorTag(database.db, from, 'latest', moved, 3000), manifest.digest);
       assert.deepEqual(await findMirrorTag(database.db, from, 'latest'), { digest: moved, checkedAt: 3000 });
-      await deleteMirrorTag(database.db, from, 'latest');
+      await deleteMirrorTag(database.db, from, 'latest', 4000);
       assert.equal(await findMirrorTag(database.db, from, 'latest'), undefined);
+      await deleteMirrorTag(database.db, from, 'latest', 5000);
+      const history = await listMirrorTagHistory(database.db, { ...from, tag: 'latest', limit: 10 });
+      assert.deepEqual(
+        history.map((event) => [event.upstream, event.repository, event.tag, event.from, event.to, event.at]),
+        [
+          ['docker.io', 'library/alpine', 'latest', moved, null, 4000],
+          ['docker.io', 'library/alpine', 'latest', manifest.digest, moved, 3000],
+          ['docker.io', 'library/alpine', 'latest', null, manifest.digest, 1000],
+        ],
+        'first seen, moved, gone; newest first; an unchanged check and a second delete add nothing',
+      );
+      assert.deepEqual(
+        (await listMirrorTagHistory(database.db, { ...from, before: history[0]!.id, limit: 1 })).map((event) => event.at),
+        [3000],
+        'the next page starts below the last id shown',
+      );
+      assert.deepEqual(await listMirrorTagHistory(database.db, { ...other, limit: 10 }), []);
 
       const blob = randomDigest();
       await insertBlob(database.db, { digest: blob, size: 4096 });
