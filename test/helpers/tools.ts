@@ -25,6 +25,8 @@ export function missingClients(...names: string[]): string | undefined {
 export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    // A command that exits without reading its input (EPIPE) is judged by its exit code, not by the pipe.
+    child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
     let stdout = '';
     let stderr = '';
