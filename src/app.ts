@@ -43,13 +43,14 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled });
   const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled });
   const listings = new ListingService(stores);
+  const referrers = new ReferrersService(stores);
   const services: RegistryServices = {
     blobs,
     uploads: new UploadService(stores),
     manifests,
-    referrers: new ReferrersService(stores),
+    referrers,
     listings,
-    mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings }, deps.mirror, deps.logger) : null,
+    mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

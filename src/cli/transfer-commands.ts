@@ -7,6 +7,7 @@ import { mirrorSettings } from '../mirror/settings.js';
 import { readSyncList, syncImages } from '../mirror/sync.js';
 import { BlobService } from '../registry/blobs.js';
 import { ListingService } from '../registry/listings.js';
+import { ReferrersService } from '../registry/referrers.js';
 import type { RegistryStores } from '../registry/context.js';
 import { ManifestService } from '../registry/manifests.js';
 import { openStores } from '../stores.js';
@@ -29,7 +30,7 @@ async function withServices<T>(
     const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled });
     const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled });
     const settings = mirrorSettings(config);
-    const mirror = settings ? new MirrorService(stores, { manifests, blobs, listings: new ListingService(stores) }, settings, logger) : null;
+    const mirror = settings ? new MirrorService(stores, { manifests, blobs, listings: new ListingService(stores), referrers: new ReferrersService(stores) }, settings, logger) : null;
     return await body({ stores, manifests, mirror });
   } finally {
     await opened.metadata.close();

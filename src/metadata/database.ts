@@ -15,7 +15,7 @@ import {
 } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
 import * as mirror from './migrations/0002-mirror.js';
-import * as mirrorTagHistory from './migrations/0003-mirror-tag-history.js';
+import * as mirrorHistoryReferrers from './migrations/0003-mirror-history-referrers.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -71,7 +71,7 @@ export function parseDatabaseUrl(url: string): ParsedDatabaseUrl {
 const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0001-initial': (engine) => ({ up: (db) => initial.up(db, engine) }),
   '0002-mirror': (engine) => ({ up: (db) => mirror.up(db, engine) }),
-  '0003-mirror-tag-history': (engine) => ({ up: (db) => mirrorTagHistory.up(db, engine) }),
+  '0003-mirror-history-referrers': (engine) => ({ up: (db) => mirrorHistoryReferrers.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -1,3 +1,4 @@
+import type { Descriptor } from '../oci/manifest.js';
 import type { MetadataExecutor } from './database.js';
 
 /** Which upstream repository cached content came from. */
@@ -150,4 +151,34 @@ export async function linkMirrorBlob(db: MetadataExecutor, from: UpstreamReposit
     .values({ ...from, digest, fetched_at: now })
     .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'digest']).doNothing())
     .execute();
+}
+
+export interface MirrorReferrersRow {
+  descriptors: Descriptor[];
+  checkedAt: number;
+}
+
+/** The upstream's referrers of a digest as last asked for, if ever. */
+export async function findMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string): Promise<MirrorReferrersRow | undefined> {
+  const row = await db
+    .selectFrom('mirror_referrers')
+    .select(['descriptors', 'checked_at'])
+    .where('upstream', '=', from.upstream)
+    .where('repository', '=', from.repository)
+    .where('subject', '=', subject)
+    .executeTakeFirst();
+  return row ? { descriptors: JSON.parse(row.descriptors) as Descriptor[], checkedAt: Number(row.checked_at) } : undefined;
+}
+
+export async function setMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string, descriptors: Descriptor[], now = Date.now()): Promise<void> {
+  const text = JSON.stringify(descriptors);
+  await db
+    .insertInto('mirror_referrers')
+    .values({ ...from, subject, descriptors: text, checked_at: now })
+    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'subject']).doUpdateSet({ descriptors: text, checked_at: now }))
+    .execute();
+}
+
+export async function deleteMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string): Promise<void> {
+  await db.deleteFrom('mirror_referrers').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('subject', '=', subject).execute();
 }

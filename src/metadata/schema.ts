@@ -95,6 +95,15 @@ export interface MirrorTagHistoryTable {
   at: number;
 }
 
+/** The upstream's referrers of a digest: its descriptors as JSON, and when they were last asked for. */
+export interface MirrorReferrersTable {
+  upstream: string;
+  repository: string;
+  subject: string;
+  descriptors: string;
+  checked_at: number;
+}
+
 /** A blob fetched from (and so known to be served by) an upstream repository. */
 export interface MirrorBlobsTable {
   upstream: string;
@@ -116,4 +125,5 @@ export interface MetadataSchema {
   mirror_tags: MirrorTagsTable;
   mirror_blobs: MirrorBlobsTable;
   mirror_tag_history: MirrorTagHistoryTable;
+  mirror_referrers: MirrorReferrersTable;
 }

@@ -2,14 +2,17 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { findBlob, insertBlob } from '../metadata/blobs.js';
 import {
+  deleteMirrorReferrers,
   deleteMirrorTag,
   findMirrorBlob,
   findMirrorManifest,
+  findMirrorReferrers,
   findMirrorTag,
   insertMirrorManifest,
   linkMirrorBlob,
   listMirrorTagHistory,
   listMirrorTags,
+  setMirrorReferrers,
   setMirrorTag,
   type MirrorTagEvent,
   type MirrorTagHistoryQuery,
@@ -17,14 +20,15 @@ import {
 } from '../metadata/mirror.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { maxManifestBytes } from '../oci/manifest.js';
-import { isManifestMediaType, manifestMediaTypes } from '../oci/media-types.js';
+import { maxManifestBytes, parseManifest, type Descriptor } from '../oci/manifest.js';
+import { isManifestMediaType, manifestMediaTypes, mediaTypes } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { BlobDescriptor, RegistryStores } from '../registry/context.js';
 import type { ListingService, PageResult } from '../registry/listings.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from '../registry/manifest-negotiation.js';
 import type { ManifestService } from '../registry/manifests.js';
+import { referrersIndex, type ReferrersIndex, type ReferrersService } from '../registry/referrers.js';
 import { storagePaths } from '../storage/paths.js';
 import { MirrorAddressing, type MirrorTarget } from './addressing.js';
 import { BlobFetch } from './blob-fetch.js';
@@ -62,10 +66,11 @@ export class MirrorService {
   private readonly clients = new Map<string, UpstreamClient>();
   private readonly blobFetches = new SingleFlight<BlobFetch | null>();
   private readonly manifestFetches = new SingleFlight<ManifestContent>();
+  private readonly referrerFetches = new SingleFlight<Descriptor[]>();
 
   constructor(
     private readonly stores: RegistryStores,
-    private readonly local: { manifests: ManifestService; blobs: BlobService; listings: ListingService },
+    private readonly local: { manifests: ManifestService; blobs: BlobService; listings: ListingService; referrers: ReferrersService },
     readonly settings: MirrorSettings,
     private readonly logger: Logger,
   ) {
@@ -94,10 +99,14 @@ export class MirrorService {
     return client;
   }
 
+  /** Only plain names (local repositories sit beside the default upstream's) and upstreams that take pushes can hold local content. */
+  private mayHoldLocal(target: MirrorTarget): boolean {
+    return target.addressedBy === 'default' || (target.addressedBy === 'prefix' && target.upstream.allowPush);
+  }
+
   /** Local content under the requested name wins (a pushed override, or a local repository on the default upstream's names). */
   private async tryLocal<T>(target: MirrorTarget, lookup: () => Promise<T>): Promise<T | null> {
-    // Only plain names (local repositories sit beside the default upstream's) and upstreams that take pushes can hold local content.
-    if (target.addressedBy === 'ns' || (target.addressedBy === 'prefix' && !target.upstream.allowPush)) return null;
+    if (!this.mayHoldLocal(target)) return null;
     try {
       return await lookup();
     } catch (error) {
@@ -207,6 +216,76 @@ export class MirrorService {
     if (announced && announced !== digest) throw this.unavailable(target, `manifest ${reference} came with digest ${announced} but hashes to ${digest}`);
     this.client(target.upstream).health.counters.bytesFetched += payload.length;
     return { digest, mediaType, size: payload.length, payload };
+  }
+
+  /** The referrers of a mirrored digest: local ones when the name holds any, else the upstream's list through the cache. */
+  async referrers(target: MirrorTarget, localName: string, digestText: string, artifactType?: string, via?: string): Promise<ReferrersIndex> {
+    if (this.mayHoldLocal(target)) {
+      const local = await this.local.referrers.list(localName, digestText, artifactType);
+      if (local.manifests.length > 0) return local;
+    }
+    return referrersIndex(await this.referrerDescriptors(target, parseDigest(digestText), via), artifactType);
+  }
+
+  /**
+   * The referrer manifests of a digest, cached with their list (sync, so that signatures and SBOMs are
+   * there offline); none when the upstream has no referrers API (clients then use tags).
+   */
+  async cacheReferrers(target: MirrorTarget, subject: string): Promise<ManifestContent[]> {
+    let descriptors: Descriptor[];
+    try {
+      descriptors = await this.referrerDescriptors(target, parseDigest(subject), undefined, true);
+    } catch (error) {
+      if (error instanceof RegistryError && error.code === 'NOT_FOUND') return [];
+      throw error;
+    }
+    const manifests: ManifestContent[] = [];
+    for (const descriptor of descriptors) manifests.push(await this.manifestByDigest(target, parseDigest(descriptor.digest), undefined));
+    return manifests;
+  }
+
+  /** The upstream's referrers list of a digest, served from cache for the TTL like a tag, and stale while the upstream is away. */
+  private async referrerDescriptors(target: MirrorTarget, subject: Digest, via: string | undefined, revalidate = false): Promise<Descriptor[]> {
+    const from = upstreamRepository(target);
+    const { metadata } = this.stores;
+    const health = this.client(target.upstream).health;
+    const cached = await findMirrorReferrers(metadata, from, subject.value);
+    if (cached && !revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
+      health.counters.cacheHits++;
+      return cached.descriptors;
+    }
+    health.counters.cacheMisses++;
+    return this.referrerFetches.run(`${from.upstream}/${from.repository}/referrers/${subject.value}`, async () => {
+      try {
+        const reply = await this.ask(target, 'GET', `${target.repository}/referrers/${subject.value}`, via, mediaTypes.ociIndex);
+        if (reply.status === 404) {
+          reply.body?.destroy();
+          await deleteMirrorReferrers(metadata, from, subject.value);
+          throw new RegistryError('NOT_FOUND', {
+            message: `upstream ${target.upstream.name} offers no referrers API for ${target.repository}; clients fall back to the tag ${subject.algorithm}-${subject.hex}`,
+          });
+        }
+        const body = reply.status === 200 && reply.body ? await readLimited(reply.body, maxManifestBytes) : null;
+        if (!body) {
+          reply.body?.destroy();
+          throw this.unavailable(target, `it answered ${reply.status} for the referrers of ${subject.value}`);
+        }
+        let descriptors: Descriptor[];
+        try {
+          descriptors = parseManifest(body, mediaTypes.ociIndex).manifests;
+        } catch {
+          throw this.unavailable(target, `its referrers of ${subject.value} are not an OCI index`);
+        }
+        health.counters.bytesFetched += body.length;
+        await setMirrorReferrers(metadata, from, subject.value, descriptors);
+        return descriptors;
+      } catch (error) {
+        if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
+        health.counters.staleServed++;
+        this.logger.warn({ upstream: from.upstream, repository: from.repository, subject: subject.value, reason: error.message }, 'served stale mirrored referrers');
+        return cached.descriptors;
+      }
+    });
   }
 
   /** A page of a mirrored repository's tags: the upstream's list when it answers, else the tags cached from it. */

@@ -143,6 +143,18 @@ export async function syncImages(mirror: MirrorService, images: SyncImage[], rep
             summary.manifests++;
           }
         }
+        // Their referrers too (signatures, SBOMs…), and theirs in turn, so that they are there offline.
+        const withReferrers = [top, ...images.filter((manifest) => manifest.digest !== top.digest)];
+        const seen = new Set(withReferrers.map((manifest) => manifest.digest));
+        for (let next = 0; next < withReferrers.length; next++) {
+          for (const referrer of await mirror.cacheReferrers(image.target, withReferrers[next]!.digest)) {
+            if (seen.has(referrer.digest)) continue;
+            seen.add(referrer.digest);
+            withReferrers.push(referrer);
+            images.push(referrer);
+            summary.manifests++;
+          }
+        }
         const blobs = new Map<string, number>();
         for (const manifest of images) {
           for (const blob of parseManifest(Buffer.from(manifest.payload), manifest.mediaType).blobs) {

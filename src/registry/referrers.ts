@@ -16,6 +16,15 @@ function annotationsOf(payload: Uint8Array): Record<string, string> | undefined 
   return parsed.annotations && Object.keys(parsed.annotations).length > 0 ? parsed.annotations : undefined;
 }
 
+/** The referrers API's answer: an OCI index of the descriptors, filtered by artifactType when one is given. */
+export function referrersIndex(descriptors: Descriptor[], artifactType?: string): ReferrersIndex {
+  return {
+    schemaVersion: 2,
+    mediaType: mediaTypes.ociIndex,
+    manifests: artifactType ? descriptors.filter((descriptor) => descriptor.artifactType === artifactType) : descriptors,
+  };
+}
+
 /** The referrers API: an OCI index of the manifests whose subject is a digest. */
 export class ReferrersService {
   constructor(private readonly stores: RegistryStores) {}
@@ -24,10 +33,8 @@ export class ReferrersService {
     const digest = parseDigest(digestText);
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     const rows = repositoryRow ? await findReferrers(this.stores.metadata, repositoryRow.id, digest.value, artifactType) : [];
-    return {
-      schemaVersion: 2,
-      mediaType: mediaTypes.ociIndex,
-      manifests: rows.map((row) => {
+    return referrersIndex(
+      rows.map((row) => {
         const annotations = annotationsOf(row.payload);
         return {
           mediaType: row.mediaType,
@@ -37,6 +44,6 @@ export class ReferrersService {
           ...(annotations ? { annotations } : {}),
         };
       }),
-    };
+    );
   }
 }

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { findLinkedBlob } from '../metadata/blobs.js';
 import { findManifestByReference, findReferrers } from '../metadata/manifests.js';
-import { findMirrorBlob, findMirrorManifest, findMirrorTag, type UpstreamRepository } from '../metadata/mirror.js';
+import { findMirrorBlob, findMirrorManifest, findMirrorReferrers, findMirrorTag, type UpstreamRepository } from '../metadata/mirror.js';
 import { findRepository } from '../metadata/repositories.js';
 import type { MirrorAddressing } from '../mirror/addressing.js';
 import { parseDigest } from '../oci/digest.js';
@@ -44,7 +44,12 @@ function mirrorSource(stores: RegistryStores, from: UpstreamRepository): Content
       return digest ? findMirrorManifest(db, from, digest) : undefined;
     },
     blobSize: async (digest) => (await findMirrorBlob(db, from, digest))?.size,
-    referrers: async () => [],
+    // The referrers the upstream listed whose manifests are cached (all of them after a sync).
+    referrers: async (digest) => {
+      const listed = (await findMirrorReferrers(db, from, digest))?.descriptors ?? [];
+      const cached = await Promise.all(listed.map((descriptor) => findMirrorManifest(db, from, descriptor.digest)));
+      return cached.filter((manifest): manifest is ManifestContent => manifest !== undefined);
+    },
   };
 }
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { testBlob } from '../helpers/blobs.js';
-import { allManifestTypes, dockerManifestType, imageManifest, indexOf, ociManifestType, pushManifest, type TestManifest } from '../helpers/images.js';
+import { allManifestTypes, dockerManifestType, imageManifest, indexOf, manifestOf, ociManifestType, pushManifest, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -464,6 +464,110 @@ describe('pull-through mirror: tags over time and an upstream that fails', () =>
       await offline.close();
       await fresh.close();
     }
+  });
+});
+
+describe('pull-through mirror: referrers', () => {
+  let upstream: TestUpstream;
+  let mirror: TestRegistry;
+  let image: TestManifest;
+  let signature: TestManifest;
+  const signatureType = 'application/vnd.example.signature';
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** An artifact whose subject is `subject`. */
+  function referrerOf(subject: TestManifest, artifactType: string): TestManifest {
+    const artifact = imageManifest();
+    const body = { ...(JSON.parse(artifact.bytes.toString()) as Record<string, unknown>), artifactType, subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length } };
+    return manifestOf(body, ociManifestType, artifact.blobs);
+  }
+
+  before(async () => {
+    upstream = await startTestUpstream();
+    image = imageManifest();
+    await pushUpstream(upstream, repo, 'v1', image);
+    signature = referrerOf(image, signatureType);
+    await pushUpstream(upstream, repo, signature.digest, signature);
+    mirror = await createTestRegistry({ mirror: mirrorConfigFor(upstream, { ttl: '300ms', timeout: '2s' }, { failurethreshold: 100 }) });
+  });
+  after(async () => {
+    await mirror.close();
+    await upstream.close();
+  });
+  afterEach(() => {
+    upstream.fault = null;
+  });
+
+  type Index = { mediaType: string; manifests: Array<{ digest: string; artifactType?: string }> };
+  const listed = (response: { body: unknown }) => (response.body as Index).manifests.map((entry) => [entry.digest, entry.artifactType]);
+  const referrersPath = (subject: string) => `/v2/${repo}/referrers/${subject}`;
+  const faultOn = (subject: string, answer: (response: ServerResponse) => void) => {
+    upstream.fault = (request, response) => {
+      if (request.url?.split('?')[0] !== referrersPath(subject)) return false;
+      answer(response);
+      return true;
+    };
+  };
+
+  it('lists the upstream\'s referrers of a mirrored digest, filters by artifactType, and serves them from cache for the TTL', async () => {
+    const first = await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).expect(200);
+    assert.equal(first.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(listed(first), [[signature.digest, signatureType]]);
+    assert.equal(upstream.count('GET', referrersPath(image.digest)) > 0, true);
+    const asked = upstream.count('GET', referrersPath(image.digest));
+    await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).expect(200);
+    assert.equal(upstream.count('GET', referrersPath(image.digest)), asked, 'fresh: no upstream request');
+
+    const filtered = await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).query({ artifactType: signatureType }).expect(200);
+    assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
+    assert.deepEqual(listed(filtered), [[signature.digest, signatureType]]);
+    assert.deepEqual(listed(await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).query({ artifactType: 'application/other' }).expect(200)), []);
+
+    const manifest = await mirror.request.get(`${viaPrefix}/manifests/${signature.digest}`).set('Accept', allManifestTypes).buffer(true).parse(binary).expect(200);
+    assert.deepEqual(manifest.body, signature.bytes, 'the referrer itself comes through the mirror');
+
+    const sbom = referrerOf(image, 'application/vnd.example.sbom');
+    await pushUpstream(upstream, repo, sbom.digest, sbom);
+    await sleep(400);
+    const later = await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).expect(200);
+    assert.deepEqual(new Set(listed(later).map(([digest]) => digest)), new Set([signature.digest, sbom.digest]), 'a new referrer is seen after the TTL');
+  });
+
+  it('serves the cached list while the upstream fails, and 503 for a digest it never asked about', async () => {
+    await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).expect(200);
+    await sleep(400);
+    upstream.fault = (request, response) => {
+      if (!request.url?.includes('/referrers/')) return false;
+      response.writeHead(500).end();
+      return true;
+    };
+    const stale = await mirror.request.get(`${viaPrefix}/referrers/${image.digest}`).expect(200);
+    assert.ok(listed(stale).some(([digest]) => digest === signature.digest), 'stale-if-error');
+    const never = await mirror.request.get(`${viaPrefix}/referrers/${signature.digest}`).expect(503);
+    assert.equal(envelopeCode(never), 'UNAVAILABLE');
+    assert.match(never.text, /upstream central/);
+    assert.deepEqual(await mirror.metadata.db.selectFrom('mirror_referrers').select('subject').where('subject', '=', signature.digest).execute(), []);
+  });
+
+  it('passes on 404 from an upstream without the referrers API, so that clients fall back to the digest tag', async () => {
+    const other = imageManifest();
+    await pushUpstream(upstream, repo, 'v2', other);
+    faultOn(other.digest, (response) => response.writeHead(404).end());
+    const response = await mirror.request.get(`${viaPrefix}/referrers/${other.digest}`).expect(404);
+    assert.equal(envelopeCode(response), 'NOT_FOUND');
+    assert.match(response.text, new RegExp(`fall back to the tag sha256-${other.digest.slice('sha256:'.length)}`));
+    assert.deepEqual(await mirror.metadata.db.selectFrom('mirror_referrers').select('subject').where('subject', '=', other.digest).execute(), []);
+  });
+
+  it('refuses a referrers answer that is not an OCI index, and keeps nothing of it', async () => {
+    const other = imageManifest();
+    await pushUpstream(upstream, repo, 'v3', other);
+    faultOn(other.digest, (response) => response.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.index.v1+json' }).end('{"manifests": "nope"}'));
+    const response = await mirror.request.get(`${viaPrefix}/referrers/${other.digest}`).expect(503);
+    assert.match(response.text, /not an OCI index/);
+    assert.deepEqual(await mirror.metadata.db.selectFrom('mirror_referrers').select('subject').where('subject', '=', other.digest).execute(), []);
+    upstream.fault = null;
+    assert.deepEqual(listed(await mirror.request.get(`${viaPrefix}/referrers/${other.digest}`).expect(200)), [], 'asked afresh once the upstream answers well');
   });
 });
 

@@ -14,13 +14,16 @@ import {
 } from '../../src/metadata/manifests.js';
 import { ensureRepository, findRepository, listRepositoriesWithManifests } from '../../src/metadata/repositories.js';
 import {
+  deleteMirrorReferrers,
   deleteMirrorTag,
   findMirrorBlob,
   findMirrorManifest,
+  findMirrorReferrers,
   findMirrorTag,
   insertMirrorManifest,
   linkMirrorBlob,
   listMirrorTagHistory,
+  setMirrorReferrers,
   setMirrorTag,
 } from '../../src/metadata/mirror.js';
 import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
@@ -57,7 +60,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-tag-history'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -225,6 +228,16 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         'the next page starts below the last id shown',
       );
       assert.deepEqual(await listMirrorTagHistory(database.db, { ...other, limit: 10 }), []);
+
+      const subject = randomDigest();
+      const descriptors = [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: randomDigest(), size: 512, artifactType: 'application/vnd.example.signature' }];
+      assert.equal(await findMirrorReferrers(database.db, from, subject), undefined);
+      await setMirrorReferrers(database.db, from, subject, [], 1000);
+      await setMirrorReferrers(database.db, from, subject, descriptors, 2000);
+      assert.deepEqual(await findMirrorReferrers(database.db, from, subject), { descriptors, checkedAt: 2000 });
+      assert.equal(await findMirrorReferrers(database.db, other, subject), undefined);
+      await deleteMirrorReferrers(database.db, from, subject);
+      assert.equal(await findMirrorReferrers(database.db, from, subject), undefined);
 
       const blob = randomDigest();
       await insertBlob(database.db, { digest: blob, size: 4096 });

@@ -156,11 +156,11 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     const env = { REGISTRY_CONFIG: config, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: rootOf('mirror') };
     const first = await runRegistryCommand(['mirror', 'sync', '--file', list], env);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /synced 3 images: 5 manifests, 5 blobs fetched \([\d.]+ MiB\), 2 already cached, 0 failed/);
+    assert.match(first.stdout, /synced 3 images: 6 manifests, 6 blobs fetched \([\d.]+ MiB\), 2 already cached, 0 failed/);
     assert.match(first.stderr, /central\/team\/multi:v3 \[#+\]/, 'a progress bar per image');
     const second = await runRegistryCommand(['mirror', 'sync', '--file', list], env);
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stdout, /0 blobs fetched \(0\.0 MiB\), 7 already cached, 0 failed/);
+    assert.match(second.stdout, /0 blobs fetched \(0\.0 MiB\), 8 already cached, 0 failed/);
 
     const missing = path.join(directory, 'missing.yaml');
     await writeFile(missing, ['images:', '  - central/team/app:nope', '  - central/team/app:v1', ''].join('\n'));
@@ -175,6 +175,11 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
       const layer = image.layers[1]!;
       const blob = await rawRequest(mirror.port, 'GET', `/v2/central/team/app/blobs/${layer.digest}`);
       assert.equal(sha256(blob.body), layer.digest);
+      const referrers = (await rawRequest(mirror.port, 'GET', `/v2/central/team/app/referrers/${image.digest}`)).json() as { manifests: Array<{ digest: string; artifactType?: string }> };
+      assert.deepEqual(referrers.manifests.map((entry) => [entry.digest, entry.artifactType]), [[signature, 'application/vnd.example.signature']], 'the signature was synced, and is listed offline');
+      const signed = await rawRequest(mirror.port, 'GET', `/v2/central/team/app/manifests/${signature}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(signed.status, 200);
+      assert.equal(sha256(signed.body), signature);
     } finally {
       await mirror.stop();
     }
@@ -182,6 +187,8 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     const exported = await runRegistryCommand(['export', '--out', bundle, 'central/team/app:v1'], env);
     assert.equal(exported.code, 0, exported.stderr);
     assert.equal(await digestOf(`oci-archive:${bundle}:central/team/app:v1`), image.digest);
+    const archived = JSON.parse((await run('tar', ['-xOf', bundle, 'index.json'])).stdout) as { manifests: Array<{ digest: string }> };
+    assert.ok(archived.manifests.some((entry) => entry.digest === signature), 'the export from the cache carries the signature');
     source = await startServerProcess({ root: rootOf('source') });
   });
 });

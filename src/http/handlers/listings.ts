@@ -23,9 +23,11 @@ export function listingHandlers({ listings, referrers, mirror }: RegistryService
       ctx.body = { repositories: result.entries };
     },
 
-    async referrers(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
-      const artifactType = queryParameter(ctx, 'artifactType');
-      const index = await referrers.list(repository, decodeSegment(reference), artifactType || undefined);
+    async referrers(ctx: RegistryContext, { repository, reference, mirror: target }: RouteParams): Promise<void> {
+      const artifactType = queryParameter(ctx, 'artifactType') || undefined;
+      const digest = decodeSegment(reference);
+      const index =
+        target && mirror ? await mirror.referrers(target, repository, digest, artifactType, ctx.get('via') || undefined) : await referrers.list(repository, digest, artifactType);
       if (artifactType) ctx.set('OCI-Filters-Applied', 'artifactType');
       ctx.body = index;
       ctx.type = mediaTypes.ociIndex;
