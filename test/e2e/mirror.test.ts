@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
+import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { startDockerDaemon, type DockerDaemon } from '../helpers/docker-daemon.js';
 import { OciLayout, type BlobDescriptor } from '../helpers/oci-layout.js';
 import { rawRequest } from '../helpers/raw-http.js';
@@ -89,12 +90,18 @@ describe('pull-through mirror with real clients', { skip }, () => {
         '      username: mirror',
         '      ttl: 2s',
         '      timeout: 5s',
+        // The same upstream again, under a name only containerd's ?ns=quay.io reaches (no prefix is used for it).
+        '    quay.io:',
+        `      url: http://127.0.0.1:${upstreamPort}`,
+        '      prefix: quay',
+        '      username: mirror',
+        '      timeout: 5s',
         '',
       ].join('\n'),
     );
     mirror = await startServerProcess({
       root: path.join(directory, 'mirror'),
-      env: { REGISTRY_CONFIG: config, REGISTRY_MIRROR_UPSTREAMS_DOCKER_IO_PASSWORD: mirrorPassword },
+      env: { REGISTRY_CONFIG: config, REGISTRY_MIRROR_UPSTREAMS_DOCKER_IO_PASSWORD: mirrorPassword, REGISTRY_MIRROR_UPSTREAMS_QUAY_IO_PASSWORD: mirrorPassword },
     });
     mirrorHost = `127.0.0.1:${mirror.port}`;
   });
@@ -132,6 +139,36 @@ describe('pull-through mirror with real clients', { skip }, () => {
       assert.equal(response.status, 200);
       assert.equal(`sha256:${createHash('sha256').update(response.body).digest('hex')}`, blob.digest);
     }
+  });
+
+  describe('containerd with a hosts.toml mirror', { skip: missingClients('containerd', 'ctr') }, () => {
+    let containerd: Containerd;
+    before(async () => {
+      containerd = await startContainerd(path.join(directory, 'containerd'));
+    });
+    after(async () => containerd?.stop());
+
+    it('fetches an image of another registry through the mirror: containerd sends ?ns=quay.io and the quay.io upstream answers', async () => {
+      const hostsDir = path.join(directory, 'certs.d');
+      await mkdir(path.join(hostsDir, 'quay.io'), { recursive: true });
+      // The server itself is unreachable: whatever arrives came through the mirror.
+      await writeFile(
+        path.join(hostsDir, 'quay.io', 'hosts.toml'),
+        ['server = "http://127.0.0.1:9"', '', `[host."http://${mirrorHost}"]`, '  capabilities = ["pull", "resolve"]', ''].join('\n'),
+      );
+      const statusOf = async (name: string) => {
+        const status = (await rawRequest(mirror.port, 'GET', '/api/v1/mirror/status')).json() as { upstreams: Array<{ name: string; upstreamRequests: number }> };
+        return status.upstreams.find((upstream) => upstream.name === name)!;
+      };
+      const before = await statusOf('quay.io');
+      await containerd.ctr(['content', 'fetch', '--hosts-dir', hostsDir, 'quay.io/team-a/app:v1']);
+      const held = await containerd.ctr(['content', 'ls', '--quiet']);
+      for (const digest of [tool.digest, tool.config.digest, ...tool.layers.map((layer) => layer.digest)]) {
+        assert.ok(held.includes(digest), `containerd holds ${digest}`);
+      }
+      assert.ok((await statusOf('quay.io')).upstreamRequests > before.upstreamRequests, 'the quay.io upstream was asked: the mirror read ?ns=quay.io');
+      assert.ok(mirror.logs.some((entry) => entry.msg === 'request' && entry.path === '/v2/team-a/app/manifests/v1'), 'containerd asked the mirror by the plain name');
+    });
   });
 
   describe('docker with registry-mirrors', { skip: missingClients('dockerd', 'docker') }, () => {
