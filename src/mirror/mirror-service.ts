@@ -153,21 +153,17 @@ export class MirrorService {
   private async manifestByTag(target: MirrorTarget, tag: string, via: string | undefined, revalidate = false): Promise<ManifestContent> {
     const from = upstreamRepository(target);
     const { metadata } = this.stores;
-    const health = this.client(target.upstream).health;
     const cachedTag = await findMirrorTag(metadata, from, tag);
-    const cached = cachedTag ? await findMirrorManifest(metadata, from, cachedTag.digest) : undefined;
-    if (cachedTag && cached && !revalidate && Date.now() - cachedTag.checkedAt < target.upstream.ttlMs) {
-      health.counters.cacheHits++;
-      return cached;
-    }
-    health.counters.cacheMisses++;
-    return this.manifestFetches.run(`${from.upstream}/${from.repository}:${tag}`, async () => {
+    const cachedManifest = cachedTag ? await findMirrorManifest(metadata, from, cachedTag.digest) : undefined;
+    const cached = cachedTag && cachedManifest ? { value: cachedManifest, checkedAt: cachedTag.checkedAt } : undefined;
+    const stale = { message: 'served a stale mirrored tag', fields: { tag, digest: cachedManifest?.digest } };
+    return this.throughTtlCache(target, this.manifestFetches, `${from.upstream}/${from.repository}:${tag}`, cached, revalidate, stale, async () => {
       try {
-        if (cached) {
+        if (cachedManifest) {
           const current = await this.upstreamTagDigest(target, tag, via);
-          if (current === cached.digest) {
-            await setMirrorTag(metadata, from, tag, cached.digest);
-            return cached;
+          if (current === cachedManifest.digest) {
+            await setMirrorTag(metadata, from, tag, cachedManifest.digest);
+            return cachedManifest;
           }
         }
         const fetched = await this.fetchManifest(target, tag, via);
@@ -181,10 +177,39 @@ export class MirrorService {
         return fetched;
       } catch (error) {
         if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await metadata.transaction().execute((transaction) => deleteMirrorTag(transaction, from, tag));
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * An answer kept for the upstream's TTL (a tag's manifest, a referrers list): served from cache
+   * while fresh; else asked upstream, once however many clients wait; when the upstream cannot answer,
+   * the cached answer is served stale and logged.
+   */
+  private async throughTtlCache<T>(
+    target: MirrorTarget,
+    flights: SingleFlight<T>,
+    key: string,
+    cached: { value: T; checkedAt: number } | undefined,
+    revalidate: boolean,
+    stale: { message: string; fields: Record<string, unknown> },
+    askUpstream: () => Promise<T>,
+  ): Promise<T> {
+    const health = this.client(target.upstream).health;
+    if (cached && !revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
+      health.counters.cacheHits++;
+      return cached.value;
+    }
+    health.counters.cacheMisses++;
+    return flights.run(key, async () => {
+      try {
+        return await askUpstream();
+      } catch (error) {
         if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
         health.counters.staleServed++;
-        this.logger.warn({ upstream: from.upstream, repository: from.repository, tag, digest: cached.digest, reason: error.message }, 'served a stale mirrored tag');
-        return cached;
+        this.logger.warn({ upstream: target.upstream.name, repository: target.repository, ...stale.fields, reason: error.message }, stale.message);
+        return cached.value;
       }
     });
   }
@@ -244,47 +269,36 @@ export class MirrorService {
     return manifests;
   }
 
-  /** The upstream's referrers list of a digest, served from cache for the TTL like a tag, and stale while the upstream is away. */
+  /** The upstream's referrers list of a digest, kept for the TTL like a tag, and served stale while the upstream is away. */
   private async referrerDescriptors(target: MirrorTarget, subject: Digest, via: string | undefined, revalidate = false): Promise<Descriptor[]> {
     const from = upstreamRepository(target);
     const { metadata } = this.stores;
-    const health = this.client(target.upstream).health;
-    const cached = await findMirrorReferrers(metadata, from, subject.value);
-    if (cached && !revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
-      health.counters.cacheHits++;
-      return cached.descriptors;
-    }
-    health.counters.cacheMisses++;
-    return this.referrerFetches.run(`${from.upstream}/${from.repository}/referrers/${subject.value}`, async () => {
-      try {
-        const reply = await this.ask(target, 'GET', `${target.repository}/referrers/${subject.value}`, via, mediaTypes.ociIndex);
-        if (reply.status === 404) {
-          reply.body?.destroy();
-          await deleteMirrorReferrers(metadata, from, subject.value);
-          throw new RegistryError('NOT_FOUND', {
-            message: `upstream ${target.upstream.name} offers no referrers API for ${target.repository}; clients fall back to the tag ${subject.algorithm}-${subject.hex}`,
-          });
-        }
-        const body = reply.status === 200 && reply.body ? await readLimited(reply.body, maxManifestBytes) : null;
-        if (!body) {
-          reply.body?.destroy();
-          throw this.unavailable(target, `it answered ${reply.status} for the referrers of ${subject.value}`);
-        }
-        let descriptors: Descriptor[];
-        try {
-          descriptors = parseManifest(body, mediaTypes.ociIndex).manifests;
-        } catch {
-          throw this.unavailable(target, `its referrers of ${subject.value} are not an OCI index`);
-        }
-        health.counters.bytesFetched += body.length;
-        await setMirrorReferrers(metadata, from, subject.value, descriptors);
-        return descriptors;
-      } catch (error) {
-        if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
-        health.counters.staleServed++;
-        this.logger.warn({ upstream: from.upstream, repository: from.repository, subject: subject.value, reason: error.message }, 'served stale mirrored referrers');
-        return cached.descriptors;
+    const row = await findMirrorReferrers(metadata, from, subject.value);
+    const cached = row ? { value: row.descriptors, checkedAt: row.checkedAt } : undefined;
+    const stale = { message: 'served stale mirrored referrers', fields: { subject: subject.value } };
+    return this.throughTtlCache(target, this.referrerFetches, `${from.upstream}/${from.repository}/referrers/${subject.value}`, cached, revalidate, stale, async () => {
+      const reply = await this.ask(target, 'GET', `${target.repository}/referrers/${subject.value}`, via, mediaTypes.ociIndex);
+      if (reply.status === 404) {
+        reply.body?.destroy();
+        await deleteMirrorReferrers(metadata, from, subject.value);
+        throw new RegistryError('NOT_FOUND', {
+          message: `upstream ${target.upstream.name} offers no referrers API for ${target.repository}; clients fall back to the tag ${subject.algorithm}-${subject.hex}`,
+        });
       }
+      const body = reply.status === 200 && reply.body ? await readLimited(reply.body, maxManifestBytes) : null;
+      if (!body) {
+        reply.body?.destroy();
+        throw this.unavailable(target, `it answered ${reply.status} for the referrers of ${subject.value}`);
+      }
+      let descriptors: Descriptor[];
+      try {
+        descriptors = parseManifest(body, mediaTypes.ociIndex).manifests;
+      } catch {
+        throw this.unavailable(target, `its referrers of ${subject.value} are not an OCI index`);
+      }
+      this.client(target.upstream).health.counters.bytesFetched += body.length;
+      await setMirrorReferrers(metadata, from, subject.value, descriptors);
+      return descriptors;
     });
   }
 

@@ -4,7 +4,7 @@ import { createServer, request as httpRequest, type ServerResponse } from 'node:
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { testBlob } from '../helpers/blobs.js';
-import { allManifestTypes, dockerManifestType, imageManifest, indexOf, manifestOf, ociManifestType, pushManifest, type TestManifest } from '../helpers/images.js';
+import { allManifestTypes, dockerManifestType, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -484,13 +484,6 @@ describe('pull-through mirror: referrers', () => {
   let signature: TestManifest;
   const signatureType = 'application/vnd.example.signature';
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  /** An artifact whose subject is `subject`. */
-  function referrerOf(subject: TestManifest, artifactType: string): TestManifest {
-    const artifact = imageManifest();
-    const body = { ...(JSON.parse(artifact.bytes.toString()) as Record<string, unknown>), artifactType, subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length } };
-    return manifestOf(body, ociManifestType, artifact.blobs);
-  }
 
   before(async () => {
     upstream = await startTestUpstream();

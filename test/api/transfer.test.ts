@@ -10,7 +10,7 @@ import { HttpImportTarget } from '../../src/transfer/http-target.js';
 import { importArchive, ImportError } from '../../src/transfer/import.js';
 import { LocalImportTarget } from '../../src/transfer/local-target.js';
 import { TarWriter } from '../../src/transfer/tar.js';
-import { allManifestTypes, imageManifest, indexOf, manifestOf, ociManifestType, pushManifest, type TestManifest } from '../helpers/images.js';
+import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
@@ -42,9 +42,7 @@ describe('export and import', () => {
     await pushManifest(source.request, 'team/multi', arm64.digest, arm64);
     list = indexOf([{ manifest: amd64, architecture: 'amd64' }, { manifest: arm64, architecture: 'arm64' }], true);
     await pushManifest(source.request, 'team/multi', 'v2', list);
-    const artifact = imageManifest();
-    const body = { ...(JSON.parse(artifact.bytes.toString()) as Record<string, unknown>), subject: { mediaType: ociManifestType, digest: image.digest, size: image.bytes.length } };
-    signature = manifestOf(body, ociManifestType, artifact.blobs);
+    signature = referrerOf(image);
     await pushManifest(source.request, 'team/app', signature.digest, signature);
     bundle = path.join(directory, 'bundle.tar');
     const summary = await exportImages(storesOf(source), null, ['team/app:v1', 'team/multi:v2'], createWriteStream(bundle));

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { run } from './tools.js';
+import { run, waitForDaemon } from './tools.js';
 
 export interface Containerd {
   /** Its gRPC socket. */
@@ -32,18 +32,7 @@ export async function startContainerd(directory: string): Promise<Containerd> {
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const ctr = async (args: string[]) => (await run('ctr', ['--address', address, ...args], { timeoutMs: 300_000 })).stdout;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await ctr(['version']);
-      break;
-    } catch (error) {
-      if (attempt > 40) {
-        child.kill('SIGTERM');
-        throw new Error(`containerd did not come up: ${log.slice(-2000)}`, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
+  await waitForDaemon('containerd', child, () => ctr(['version']), () => log, { attempts: 40, intervalMs: 250 });
   return {
     address,
     ctr,

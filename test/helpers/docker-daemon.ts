@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { run } from './tools.js';
+import { run, waitForDaemon } from './tools.js';
 
 export interface DockerDaemon {
   /** Environment that points the docker client at this daemon. */
@@ -33,18 +33,7 @@ export async function startDockerDaemon(directory: string, extraArgs: string[] =
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const env = { DOCKER_HOST: `unix://${socket}` };
   const docker = async (args: string[]) => (await run('docker', args, { env, timeoutMs: 300_000 })).stdout;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await run('docker', ['version'], { env, timeoutMs: 10_000 });
-      break;
-    } catch (error) {
-      if (attempt > 60) {
-        child.kill('SIGTERM');
-        throw new Error(`dockerd did not come up: ${log.slice(-2000)}`, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
+  await waitForDaemon('dockerd', child, () => run('docker', ['version'], { env, timeoutMs: 10_000 }), () => log, { attempts: 60, intervalMs: 500 });
   return {
     env,
     socket,

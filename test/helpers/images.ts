@@ -71,6 +71,17 @@ export function indexOf(children: Array<{ manifest: TestManifest; architecture: 
   );
 }
 
+/** An OCI image manifest over fresh blobs whose subject is `subject` (a signature, an SBOM…); the blobs are not pushed. */
+export function referrerOf(subject: TestManifest, artifactType?: string): TestManifest {
+  const artifact = imageManifest();
+  const body = {
+    ...(JSON.parse(artifact.bytes.toString()) as Record<string, unknown>),
+    ...(artifactType ? { artifactType } : {}),
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length },
+  };
+  return manifestOf(body, ociManifestType, artifact.blobs);
+}
+
 /**
  * Pushes the manifest's blobs, then the manifest; checks the status (201 unless told). Manifests go
  * as strings: superagent would serialise a Buffer under a JSON content type.

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
 export interface CommandResult {
   code: number | null;
@@ -40,4 +40,29 @@ export function run(command: string, args: string[], options: { env?: NodeJS.Pro
       else reject(new Error(`${command} ${args.join(' ')} exited ${code}\n${stdout}\n${stderr}`));
     });
   });
+}
+
+/**
+ * Waits for a daemon the test started: retries `probe` every `intervalMs` until it succeeds; after
+ * `attempts` failures kills the child and throws with the end of its log.
+ */
+export async function waitForDaemon(
+  name: string,
+  child: ChildProcess,
+  probe: () => Promise<unknown>,
+  log: () => string,
+  options: { attempts: number; intervalMs: number },
+): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await probe();
+      return;
+    } catch (error) {
+      if (attempt >= options.attempts) {
+        child.kill('SIGTERM');
+        throw new Error(`${name} did not come up: ${log().slice(-2000)}`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
+    }
+  }
 }
