@@ -155,13 +155,15 @@ async function main(): Promise<void> {
   const logger = createLogger(config);
   logger.info({ configFile: source ?? null }, 'configuration loaded');
   const registry = await startRegistry(config, logger);
+  // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare process.exit.
+  const exitAfterLogs = (code: number) => logger.flush(() => process.exit(code));
   const stop = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'signal received');
     registry.shutdown().then(
-      () => process.exit(0),
+      () => exitAfterLogs(0),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        exitAfterLogs(1);
       },
     );
   };
