@@ -22,7 +22,7 @@ import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { maxManifestBytes, parseManifest, type Descriptor } from '../oci/manifest.js';
 import { isManifestMediaType, manifestMediaTypes, mediaTypes } from '../oci/media-types.js';
-import { parseManifestReference } from '../oci/reference.js';
+import { parseLookupReference } from '../oci/reference.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { BlobDescriptor, RegistryStores } from '../registry/context.js';
 import type { ListingService, PageResult } from '../registry/listings.js';
@@ -116,9 +116,9 @@ export class MirrorService {
   }
 
   async manifest(target: MirrorTarget, localName: string, referenceText: string, accepted: Set<string>, via?: string): Promise<ManifestContent> {
+    const reference = parseLookupReference(referenceText);
     const local = await this.tryLocal(target, () => this.local.manifests.get(localName, referenceText, accepted));
     if (local) return local;
-    const reference = parseManifestReference(referenceText);
     const found =
       reference.kind === 'tag' ? await this.manifestByTag(target, reference.tag, via) : await this.manifestByDigest(target, reference.digest, via);
     return negotiateManifest(found, referenceText, reference.kind === 'tag', accepted, (digest) =>

@@ -12,7 +12,7 @@ import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
-import { parseManifestReference } from '../oci/reference.js';
+import { parseLookupReference, parseManifestReference } from '../oci/reference.js';
 import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
@@ -108,7 +108,7 @@ export class ManifestService {
 
   /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
   async get(repository: string, referenceText: string, accepted: Set<string>): Promise<ManifestContent> {
-    const reference = parseManifestReference(referenceText);
+    const reference = parseLookupReference(referenceText);
     const manifest = await findManifestByReference(
       this.stores.metadata,
       repository,

@@ -185,18 +185,30 @@ describe('manifests', () => {
     assert.equal(await manifestRows(), 1);
   });
 
-  for (const tag of ['-leading-dash', '.dot', 'a'.repeat(129), 'bad%20tag', 'sha256:abc']) {
-    it(`the reference ${JSON.stringify(tag.slice(0, 20))} is a 4xx on PUT, GET and DELETE, and stores nothing`, async () => {
+  for (const tag of ['-leading-dash', '.dot', '.INVALID_MANIFEST_NAME', 'a'.repeat(129), 'bad%20tag', 'sha256:abc', 'md5:0123456789abcdef0123456789abcdef']) {
+    it(`the reference ${JSON.stringify(tag.slice(0, 20))} is 400 on PUT and DELETE, 404 MANIFEST_UNKNOWN on GET and HEAD, and stores nothing`, async () => {
       const manifest = imageManifest();
       for (const blob of manifest.blobs) await pushBlob(registry.request, 'team/app', blob);
       const put = await registry.request.put(`/v2/team/app/manifests/${tag}`).set('Content-Type', ociManifestType).send(manifest.bytes.toString('utf8'));
       assert.equal(put.status, 400);
       assert.ok(['TAG_INVALID', 'DIGEST_INVALID'].includes(envelopeCode(put) ?? ''), envelopeCode(put));
-      assert.equal((await registry.request.get(`/v2/team/app/manifests/${tag}`)).status, 400);
+      const get = await registry.request.get(`/v2/team/app/manifests/${tag}`).set('Accept', allManifestTypes);
+      assert.equal(get.status, 404);
+      assert.equal(envelopeCode(get), 'MANIFEST_UNKNOWN');
+      const head = await registry.request.head(`/v2/team/app/manifests/${tag}`).set('Accept', allManifestTypes);
+      assert.equal(head.status, 404);
+      assert.equal(head.headers['content-type'], 'application/json; charset=utf-8');
       assert.equal((await registry.request.delete(`/v2/team/app/manifests/${tag}`)).status, 400);
       assert.equal(await manifestRows(), 0);
+      assert.deepEqual((await registry.storedFiles()).filter((file) => file.startsWith('repositories/team/app/_manifests')), []);
     });
   }
+
+  it('a GET of a reference that cannot exist is 404 MANIFEST_UNKNOWN also in an unknown repository, and creates nothing', async () => {
+    const response = await registry.request.get('/v2/no/such/manifests/.INVALID_MANIFEST_NAME').set('Accept', allManifestTypes).expect(404);
+    assert.equal(envelopeCode(response), 'MANIFEST_UNKNOWN');
+    assert.equal((await registry.rowCounts()).repositories, 0);
+  });
 
   it('unknown repositories are NAME_UNKNOWN, unknown manifests MANIFEST_UNKNOWN', async () => {
     assert.equal(envelopeCode(await getManifest('no/such', 'latest').expect(404)), 'NAME_UNKNOWN');

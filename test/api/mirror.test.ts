@@ -70,6 +70,17 @@ describe('pull-through mirror', () => {
     upstream.fault = null;
   });
 
+  it('a reference that cannot exist is 404 MANIFEST_UNKNOWN by every addressing, without asking the upstream', async () => {
+    const before = upstream.seen.length;
+    for (const path of [`${viaPrefix}/manifests/.INVALID_MANIFEST_NAME`, `/v2/${repo}/manifests/-bad`, `/v2/${repo}/manifests/sha256:abc?ns=docker.io`]) {
+      const response = await mirror.request.get(path).set('Accept', allManifestTypes).expect(404);
+      assert.equal(envelopeCode(response), 'MANIFEST_UNKNOWN', path);
+      await mirror.request.head(path).set('Accept', allManifestTypes).expect(404);
+    }
+    assert.equal(upstream.seen.length, before, 'no upstream request');
+    assert.equal(await mirror.metadata.db.selectFrom('mirror_manifests').select('digest').executeTakeFirst(), undefined);
+  });
+
   it('serves an upstream image by path prefix, through the upstream token flow, then from cache without asking again', async () => {
     const manifest = await mirror.request.get(`${viaPrefix}/manifests/v1`).set('Accept', allManifestTypes).buffer(true).parse(binary).expect(200);
     assert.deepEqual(manifest.body, image.bytes);
