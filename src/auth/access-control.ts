@@ -16,8 +16,12 @@ export interface RequestGrant {
 }
 
 export interface AccessControl {
-  /** Checks a request's Authorization header for the access it needs (null: only a valid identity, as for `GET /v2/`). */
-  authorize(request: { authorization: string | undefined; address: string; realm: string }, needed: AccessEntry | null): Promise<RequestGrant>;
+  /**
+   * Checks a request's Authorization header for the access it needs (null: only a valid identity, as
+   * for `GET /v2/`). `alsoAsk` is access the request can use but does not need (a mount's source):
+   * a challenge names it beside the needed scope, so that a client following the challenge asks for it.
+   */
+  authorize(request: { authorization: string | undefined; address: string; realm: string }, needed: AccessEntry | null, alsoAsk?: AccessEntry[]): Promise<RequestGrant>;
 }
 
 /** Auth off: everyone may do everything. */
@@ -51,16 +55,18 @@ export class TokenAccessControl implements AccessControl {
     private readonly service: string,
   ) {}
 
-  private challenge(realm: string, needed: AccessEntry | null, error?: string): RegistryError {
+  /** The scope parameter lists every scope, separated by spaces, as Distribution writes it. */
+  private challenge(realm: string, needed: AccessEntry | null, alsoAsk: AccessEntry[], error?: string): RegistryError {
     let header = `Bearer realm=${quoted(realm)},service=${quoted(this.service)}`;
-    if (needed) header += `,scope=${quoted(formatScope(needed))}`;
+    const scopes = [...(needed ? [needed] : []), ...alsoAsk];
+    if (scopes.length > 0) header += `,scope=${quoted(scopes.map(formatScope).join(' '))}`;
     if (error) header += `,error=${quoted(error)}`;
     return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': header }, ...(needed ? { detail: [needed] } : {}) });
   }
 
-  async authorize(request: { authorization: string | undefined; realm: string }, needed: AccessEntry | null): Promise<RequestGrant> {
+  async authorize(request: { authorization: string | undefined; realm: string }, needed: AccessEntry | null, alsoAsk: AccessEntry[] = []): Promise<RequestGrant> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(request.authorization ?? '');
-    if (!match) throw this.challenge(request.realm, needed);
+    if (!match) throw this.challenge(request.realm, needed, alsoAsk);
     let access: AccessEntry[];
     let account: string;
     try {
@@ -68,7 +74,7 @@ export class TokenAccessControl implements AccessControl {
       access = claims.access;
       account = typeof claims.sub === 'string' ? claims.sub : '';
     } catch (error) {
-      if (error instanceof TokenError) throw this.challenge(request.realm, needed, 'invalid_token');
+      if (error instanceof TokenError) throw this.challenge(request.realm, needed, alsoAsk, 'invalid_token');
       throw error;
     }
     const allows = (type: string, name: string, action: string) =>
@@ -77,7 +83,7 @@ export class TokenAccessControl implements AccessControl {
     if (!needed || needed.actions.every((action) => allows(needed.type, needed.name, action))) return grantObject;
     const forThisResource = access.some((entry) => entry?.type === needed.type && entry.name === needed.name);
     if (forThisResource) throw new RegistryError('DENIED', { detail: [needed] });
-    throw this.challenge(request.realm, needed, 'insufficient_scope');
+    throw this.challenge(request.realm, needed, alsoAsk, 'insufficient_scope');
   }
 }
 

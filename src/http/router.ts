@@ -39,7 +39,7 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
       if (route.access !== 'public') {
         const realm = auth.tokenRealm !== '' ? auth.tokenRealm : `${ctx.protocol}://${ctx.host}/auth/token`;
         const request = { authorization: ctx.get('authorization') || undefined, address: ctx.ip, realm };
-        const grant = await auth.access.authorize(request, neededAccess(route.access, repository));
+        const grant = await auth.access.authorize(request, neededAccess(route.access, repository), route.alsoAsk?.(ctx));
         ctx.state.grant = grant;
         if (grant.account !== '') ctx.state.user = grant.account;
       }

@@ -4,7 +4,8 @@ import { blobHandlers } from './handlers/blobs.js';
 import { listingHandlers } from './handlers/listings.js';
 import { manifestHandlers } from './handlers/manifests.js';
 import { tokenHandlers } from './handlers/token.js';
-import { uploadHandlers } from './handlers/uploads.js';
+import { mountSourceAccess, uploadHandlers } from './handlers/uploads.js';
+import type { AccessEntry } from '../auth/scopes.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
@@ -34,6 +35,8 @@ export interface Route {
   /** Whether group 1 is a repository name (validated before the handler runs). */
   scoped: boolean;
   access: RouteAccess;
+  /** Access a 401 challenge names beside `access`, which the handler uses when granted (a mount's source). */
+  alsoAsk?(ctx: RegistryContext): AccessEntry[];
   handle(ctx: RegistryContext, params: RouteParams): Promise<void>;
 }
 
@@ -81,7 +84,7 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },
     { name: 'blob.get', method: 'GET', pattern: paths.blob, scoped, access: 'pull', handle: blobs.get },
     { name: 'blob.delete', method: 'DELETE', pattern: paths.blob, scoped, access: 'delete', handle: blobs.delete },
-    { name: 'upload.start', method: 'POST', pattern: paths.uploads, scoped, access: 'push', handle: uploads.start },
+    { name: 'upload.start', method: 'POST', pattern: paths.uploads, scoped, access: 'push', alsoAsk: mountSourceAccess, handle: uploads.start },
     { name: 'upload.status', method: 'GET', pattern: paths.upload, scoped, access: 'pull', handle: uploads.status },
     { name: 'upload.patch', method: 'PATCH', pattern: paths.upload, scoped, access: 'push', handle: uploads.patch },
     { name: 'upload.complete', method: 'PUT', pattern: paths.upload, scoped, access: 'push', handle: uploads.complete },

@@ -7,9 +7,13 @@ const pathComponent = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const repositoryNamePattern = new RegExp(`^${pathComponent}(?:/${pathComponent})*$`);
 const tagPattern = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 
+export function isValidRepositoryName(name: string): boolean {
+  return name.length > 0 && name.length <= maxRepositoryNameLength && repositoryNamePattern.test(name);
+}
+
 /** Validates a repository name taken from the raw (not percent-decoded) request path. */
 export function validateRepositoryName(name: string): string {
-  if (name.length === 0 || name.length > maxRepositoryNameLength || !repositoryNamePattern.test(name)) {
+  if (!isValidRepositoryName(name)) {
     throw new RegistryError('NAME_INVALID', {
       detail: { name: name.slice(0, maxRepositoryNameLength + 1), reason: describeBadName(name) },
     });

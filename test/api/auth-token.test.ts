@@ -317,6 +317,30 @@ describe('token auth: the registry side', () => {
     await registry.request.post(`/v2/team-a/target/blobs/uploads/?mount=${blob.digest}&from=team-a/source`).set('Authorization', bearer(both)).expect(201);
   });
 
+  it('a mount\'s challenge names the source\'s pull too, so a client that asks for the challenge\'s scope can mount (as the OCI conformance suite does)', async () => {
+    const aliceToken = await fetchToken(registry.request, alice, ['repository:team-a/origin:pull,push']);
+    const blob = testBlob(2000);
+    await registry.request.post(`/v2/team-a/origin/blobs/uploads/?digest=${blob.digest}`).set('Authorization', bearer(aliceToken)).type('application/octet-stream').send(blob.bytes).expect(201);
+    const mountPath = `/v2/team-a/copy/blobs/uploads/?mount=${blob.digest}&from=team-a/origin`;
+    const challenged = await registry.request.post(mountPath).expect(401);
+    const scope = /,scope="([^"]+)"/.exec(String(challenged.headers['www-authenticate']))?.[1];
+    assert.equal(scope, 'repository:team-a/copy:pull,push repository:team-a/origin:pull');
+    const followed = await fetchToken(registry.request, alice, [scope!]);
+    const mounted = await registry.request.post(mountPath).set('Authorization', bearer(followed)).expect(201);
+    assert.equal(mounted.headers.location, `/v2/team-a/copy/blobs/${blob.digest}`);
+    // Who may not read the source gets a token without it from the same challenge, and uploads instead.
+    const robotChallenge = await registry.request.post(`/v2/team-b/copy/blobs/uploads/?mount=${blob.digest}&from=team-a/origin`).expect(401);
+    const robotScope = /,scope="([^"]+)"/.exec(String(robotChallenge.headers['www-authenticate']))?.[1];
+    const robotToken = await fetchToken(registry.request, robot, [robotScope!]);
+    await registry.request.post(`/v2/team-b/copy/blobs/uploads/?mount=${blob.digest}&from=team-a/origin`).set('Authorization', bearer(robotToken)).expect(202);
+    await registry.request.head(`/v2/team-b/copy/blobs/${blob.digest}`).set('Authorization', bearer(robotToken)).expect(404);
+    // A source that is no valid name, or no mount at all, adds nothing to the challenge.
+    for (const path of ['/v2/team-a/copy/blobs/uploads/?mount=x&from=Bad..Name', '/v2/team-a/copy/blobs/uploads/?from=team-a/origin']) {
+      const plain = await registry.request.post(path).expect(401);
+      assert.match(String(plain.headers['www-authenticate']), /,scope="repository:team-a\/copy:pull,push"$/, path);
+    }
+  });
+
   it('the catalog needs registry:catalog:*', async () => {
     const aliceToken = await fetchToken(registry.request, alice, ['registry:catalog:*']);
     await registry.request.get('/v2/_catalog').set('Authorization', bearer(aliceToken)).expect(200);

@@ -1,3 +1,5 @@
+import type { AccessEntry } from '../../auth/scopes.js';
+import { isValidRepositoryName } from '../../oci/names.js';
 import { uploadRangeHeader, type UploadStatus } from '../../registry/uploads.js';
 import type { BlobDescriptor } from '../../registry/context.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
@@ -19,6 +21,17 @@ function respondBlobCreated(ctx: RegistryContext, repository: string, blob: Blob
   ctx.set('Location', `/v2/${repository}/blobs/${blob.digest}`);
   ctx.set('Docker-Content-Digest', blob.digest);
   respondEmpty(ctx, 201);
+}
+
+/**
+ * A mount's source repository, read with pull: named in the 401 challenge of the POST so that a client
+ * that follows the challenge (rather than asking for the source itself, as docker and skopeo do) gets
+ * a token that can mount. A source that is not a valid name is left out (the mount then cannot happen).
+ */
+export function mountSourceAccess(ctx: RegistryContext): AccessEntry[] {
+  const from = ctx.query.from;
+  if (ctx.query.mount === undefined || typeof from !== 'string' || !isValidRepositoryName(from)) return [];
+  return [{ type: 'repository', name: from, actions: ['pull'] }];
 }
 
 export function uploadHandlers({ blobs, uploads }: RegistryServices) {
