@@ -53,7 +53,7 @@ interface SuiteReport {
 }
 
 function decodeXml(text: string): string {
-  return text.replace(/&(#39|#34|quot|apos|lt|gt|amp|#x[0-9a-fA-F]+|#\d+);/g, (entity, body: string) => {
+  return text.replace(/&(#39|#34|quot|apos|lt|gt|amp|#x[0-9a-fA-F]+|#\d+);/g, (_entity, body: string) => {
     const named: Record<string, string> = { quot: '"', apos: "'", lt: '<', gt: '>', amp: '&' };
     if (named[body]) return named[body]!;
     return String.fromCodePoint(body.startsWith('#x') ? parseInt(body.slice(2), 16) : Number(body.slice(1)));
