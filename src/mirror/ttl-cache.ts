@@ -1,0 +1,52 @@
+import type { Logger } from 'pino';
+import { RegistryError } from '../oci/errors.js';
+import type { MirrorTarget } from './addressing.js';
+import { SingleFlight } from './single-flight.js';
+import type { Upstreams } from './upstreams.js';
+
+/** What a TTL-cached answer was when last asked for, and when that was. */
+export interface CachedAnswer<T> {
+  value: T;
+  checkedAt: number;
+}
+
+/**
+ * Answers kept for an upstream's TTL (a tag's manifest, a referrers list): served from cache while
+ * fresh; else asked upstream, once however many clients wait (single flight per key); when the
+ * upstream cannot answer, the cached answer is served stale and logged.
+ */
+export class TtlCache<T> {
+  private readonly flights = new SingleFlight<T>();
+
+  constructor(
+    private readonly upstreams: Upstreams,
+    private readonly logger: Logger,
+    /** The log line of a stale answer. */
+    private readonly staleMessage: string,
+  ) {}
+
+  serve(
+    target: MirrorTarget,
+    key: string,
+    cached: CachedAnswer<T> | undefined,
+    options: { revalidate: boolean; logFields: Record<string, unknown> },
+    askUpstream: () => Promise<T>,
+  ): Promise<T> {
+    const health = this.upstreams.health(target);
+    if (cached && !options.revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
+      health.counters.cacheHits++;
+      return Promise.resolve(cached.value);
+    }
+    health.counters.cacheMisses++;
+    return this.flights.run(key, async () => {
+      try {
+        return await askUpstream();
+      } catch (error) {
+        if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
+        health.counters.staleServed++;
+        this.logger.warn({ upstream: target.upstream.name, repository: target.repository, ...options.logFields, reason: error.message }, this.staleMessage);
+        return cached.value;
+      }
+    });
+  }
+}
