@@ -2,7 +2,11 @@
 export interface UpstreamStatus {
   name: string;
   url: string;
-  reachable: boolean;
+  /**
+   * unknown: never asked since this process started (nothing can be said until it is); reachable:
+   * the last request was answered; unreachable: the last one failed, or its circuit is open.
+   */
+  state: 'unknown' | 'reachable' | 'unreachable';
   /** Until when the upstream is not asked (after repeated failures or a 429), ISO time; null when closed. */
   circuitOpenUntil: string | null;
   consecutiveFailures: number;
@@ -64,7 +68,7 @@ export class UpstreamHealth {
     return {
       name,
       url,
-      reachable: !open && (this.lastSuccessAt !== null || this.lastFailure === null) && this.failures === 0,
+      state: open || this.failures > 0 ? 'unreachable' : this.lastSuccessAt !== null ? 'reachable' : 'unknown',
       circuitOpenUntil: open ? iso(this.openUntil) : null,
       consecutiveFailures: this.failures,
       lastSuccess: this.lastSuccessAt === null ? null : { at: iso(this.lastSuccessAt) },

@@ -244,12 +244,12 @@ describe('pull-through mirror', () => {
 
   it('reports each upstream in /api/v1/mirror/status', async () => {
     const status = (await mirror.request.get('/api/v1/mirror/status').expect(200)).body as {
-      upstreams: Array<{ name: string; url: string; reachable: boolean; lastSuccess: unknown; cacheHits: number; cacheMisses: number; bytesFetched: number; bytesServed: number }>;
+      upstreams: Array<{ name: string; url: string; state: string; lastSuccess: unknown; cacheHits: number; cacheMisses: number; bytesFetched: number; bytesServed: number }>;
     };
     const central = status.upstreams[0]!;
     assert.equal(central.name, 'central');
     assert.equal(central.url, upstream.url);
-    assert.equal(central.reachable, true);
+    assert.equal(central.state, 'reachable');
     assert.ok(central.lastSuccess);
     assert.ok(central.cacheHits > 0 && central.cacheMisses > 0);
     assert.ok(central.bytesFetched >= 12 * 1024 * 1024, `bytes fetched ${central.bytesFetched}`);
@@ -435,8 +435,8 @@ describe('pull-through mirror: tags over time and an upstream that fails', () =>
     const uncached = await mirror.request.get(`${viaPrefix}/manifests/never-seen`).set('Accept', allManifestTypes).expect(503);
     assert.equal(envelopeCode(uncached), 'UNAVAILABLE');
     assert.match(uncached.text, /upstream central/);
-    const status = (await mirror.request.get('/api/v1/mirror/status').expect(200)).body as { upstreams: Array<{ reachable: boolean; lastFailure: { reason: string } | null; circuitOpenUntil: string | null; staleServed: number }> };
-    assert.equal(status.upstreams[0]!.reachable, false);
+    const status = (await mirror.request.get('/api/v1/mirror/status').expect(200)).body as { upstreams: Array<{ state: string; lastFailure: { reason: string } | null; circuitOpenUntil: string | null; staleServed: number }> };
+    assert.equal(status.upstreams[0]!.state, 'unreachable');
     assert.match(status.upstreams[0]!.lastFailure?.reason ?? '', /500/);
     assert.ok(status.upstreams[0]!.circuitOpenUntil);
     assert.ok(status.upstreams[0]!.staleServed >= 4);

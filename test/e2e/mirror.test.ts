@@ -212,8 +212,8 @@ describe('pull-through mirror with real clients', { skip }, () => {
       const explained = await rawRequest(mirror.port, 'GET', '/v2/dockerhub/team-a/never/manifests/v1');
       assert.equal(explained.status, 503);
       assert.match(explained.body.toString(), /upstream docker\.io \(http:\/\/127\.0\.0\.1:\d+\) cannot serve team-a\/never/);
-      const status = JSON.parse((await rawRequest(mirror.port, 'GET', '/api/v1/mirror/status')).body.toString()) as { upstreams: Array<{ reachable: boolean; staleServed: number }> };
-      assert.equal(status.upstreams[0]?.reachable, false);
+      const status = JSON.parse((await rawRequest(mirror.port, 'GET', '/api/v1/mirror/status')).body.toString()) as { upstreams: Array<{ state: string; staleServed: number }> };
+      assert.equal(status.upstreams[0]?.state, 'unreachable');
       assert.ok((status.upstreams[0]?.staleServed ?? 0) > 0);
       const staleLines = mirror.logs.filter((entry) => entry.msg === 'served a stale mirrored tag');
       assert.ok(staleLines.length > 0, 'stale answers are logged');

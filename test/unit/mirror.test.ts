@@ -142,16 +142,20 @@ describe('upstream protocol helpers', () => {
   it('opens the circuit after consecutive failures or a 429, and closes it on success', () => {
     let now = 0;
     const health = new UpstreamHealth(3, 10_000, () => now);
+    assert.equal(health.status('up', 'http://up').state, 'unknown', 'never asked: nothing can be said yet');
+    assert.equal(health.status('up', 'http://up').lastFailure, null);
     health.failed('ECONNREFUSED');
+    assert.equal(health.status('up', 'http://up').state, 'unreachable', 'one failure, circuit still closed');
+    assert.deepEqual(health.status('up', 'http://up').lastFailure, { at: new Date(0).toISOString(), reason: 'ECONNREFUSED' });
     health.failed('ECONNREFUSED');
     assert.equal(health.waitMs(), 0);
     health.failed('ECONNREFUSED');
     assert.equal(health.waitMs(), 10_000);
-    assert.equal(health.status('up', 'http://up').reachable, false);
+    assert.equal(health.status('up', 'http://up').state, 'unreachable');
     now = 10_000;
     assert.equal(health.waitMs(), 0, 'a probe may go after the cool-off');
     health.succeeded();
-    assert.equal(health.status('up', 'http://up').reachable, true);
+    assert.equal(health.status('up', 'http://up').state, 'reachable');
     health.throttled(42_000, 'HTTP 429');
     assert.equal(health.waitMs(), 42_000, 'one 429 is enough, for as long as it asked');
     assert.equal(health.status('up', 'http://up').lastFailure?.reason, 'HTTP 429');
