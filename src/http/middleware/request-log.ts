@@ -20,6 +20,8 @@ export function requestLogMiddleware(logger: Logger) {
           requestId: ctx.state.requestId,
           method: ctx.method,
           path: ctx.path,
+          // The query says which upstream (?ns=), digest or page a request meant; none of it is secret.
+          ...(ctx.querystring ? { query: ctx.querystring.slice(0, 500) } : {}),
           route: ctx.state.route ?? null,
           repository: ctx.state.repository ?? null,
           user: ctx.state.user ?? null,
