@@ -13,6 +13,7 @@ import { ManifestService } from './registry/manifests.js';
 import { ReferrersService } from './registry/referrers.js';
 import { UploadService } from './registry/uploads.js';
 import type { StorageDriver } from './storage/driver.js';
+import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
@@ -51,6 +52,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     referrers,
     listings,
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
+    mirrorCache: deps.mirror ? new MirrorCacheImport(stores) : null,
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

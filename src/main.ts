@@ -18,9 +18,9 @@ const usage = `usage: registry [serve] [--config FILE]
        registry config-keys      list every configuration key, its environment variable and default
        registry auth robot NAME  create a robot account: prints its secret and the policy entry
        registry auth hash        read a password on standard input, print its bcrypt hash
-       registry mirror sync --file IMAGES.yaml
-       registry export --out BUNDLE.tar NAME:TAG|NAME@DIGEST ...
-       registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME]
+       registry mirror sync --file IMAGES.yaml [--json]
+       registry export --out BUNDLE.tar [NAME:TAG|NAME@DIGEST ...] [--all-mirrored [--upstream NAME]] [--since PREVIOUS.tar] [--json]
+       registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME] [--as-local] [--json]
 
 Commands:
   serve        run the registry (default). The configuration is read from --config, REGISTRY_CONFIG,
@@ -31,23 +31,30 @@ Commands:
   mirror sync  cache the images of a list (name:tag, name@digest, tag patterns; all platforms or some)
                from their upstreams; skips what is cached, so it can be rerun to resume. Exit 1 if any failed.
   export       write images (every platform, and their referrers) from this registry's stores as an
-               OCI image layout archive: skopeo copy oci-archive:BUNDLE.tar:NAME:TAG reads it.
+               OCI image layout archive: skopeo copy oci-archive:BUNDLE.tar:NAME:TAG reads it. Mirrored
+               names come from the mirror cache; --all-mirrored takes the whole cache of the upstreams
+               (or of --upstream NAME); --since PREVIOUS.tar leaves out the blobs that bundle carried.
   import       load such an archive (or one skopeo wrote) into this registry's stores, no server
-               needed, or with --to into a running registry over HTTP. Digests are kept exactly.`;
+               needed, or with --to into a running registry over HTTP. Digests are kept exactly.
+               Mirrored images go into the mirror cache of the upstream of the same name (or, with
+               --as-local, into local repositories named as they were exported).
+  --json       print the summary as JSON, for scripts (sync, export, import).`;
 
 interface CommandLine {
   command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'help';
   configFile?: string;
   robotName?: string;
-  /** Options with a value (--file, --out, --to, --creds, --repository) and plain arguments. */
+  /** Options with a value (--file, --out, --to, --creds, --repository…), flags, and plain arguments. */
   options: Record<string, string>;
+  flags: Set<string>;
   positional: string[];
 }
 
-const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository']);
+const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository', '--upstream', '--since']);
+const flagOptions = new Set(['--json', '--as-local', '--all-mirrored']);
 
 function parseCommandLine(args: string[]): CommandLine {
-  const result: CommandLine = { command: 'serve', options: {}, positional: [] };
+  const result: CommandLine = { command: 'serve', options: {}, flags: new Set(), positional: [] };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] ?? '';
     if (arg === '--config' || arg === '-c') {
@@ -81,6 +88,8 @@ function parseCommandLine(args: string[]): CommandLine {
       const value = inline ?? args[++index];
       if (value === undefined || value === '') throw new ConfigError(`${name} needs a value`);
       result.options[name.slice(2)] = value;
+    } else if (flagOptions.has(arg) && result.command !== 'serve') {
+      result.flags.add(arg.slice(2));
     } else if (['export', 'import'].includes(result.command) && !arg.startsWith('-')) {
       result.positional.push(arg);
     } else {
@@ -136,20 +145,35 @@ async function main(): Promise<void> {
   if (commandLine.command === 'mirror-sync') {
     const file = commandLine.options.file;
     if (!file) throw new ConfigError('mirror sync needs --file IMAGES.yaml');
-    process.exitCode = await mirrorSyncCommand(config, file);
+    process.exitCode = await mirrorSyncCommand(config, file, { json: commandLine.flags.has('json') });
     return;
   }
   if (commandLine.command === 'export') {
     const out = commandLine.options.out;
     if (!out) throw new ConfigError('export needs --out BUNDLE.tar');
-    process.exitCode = await exportCommand(config, out, commandLine.positional);
+    const { upstream, since } = commandLine.options;
+    process.exitCode = await exportCommand(config, {
+      out,
+      references: commandLine.positional,
+      allMirrored: commandLine.flags.has('all-mirrored'),
+      json: commandLine.flags.has('json'),
+      ...(upstream ? { upstream } : {}),
+      ...(since ? { since } : {}),
+      ...(source ? { configSource: source } : {}),
+    });
     return;
   }
   if (commandLine.command === 'import') {
     const [file, ...rest] = commandLine.positional;
     if (!file || rest.length > 0) throw new ConfigError('import needs one archive: registry import BUNDLE.tar');
     const { to, creds, repository } = commandLine.options;
-    process.exitCode = await importCommand(config, file, { ...(to ? { to } : {}), ...(creds ? { creds } : {}), ...(repository ? { repository } : {}) });
+    process.exitCode = await importCommand(config, file, {
+      ...(to ? { to } : {}),
+      ...(creds ? { creds } : {}),
+      ...(repository ? { repository } : {}),
+      asLocal: commandLine.flags.has('as-local'),
+      json: commandLine.flags.has('json'),
+    });
     return;
   }
   const logger = createLogger(config);

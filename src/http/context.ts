@@ -5,6 +5,7 @@ import type { ListingService } from '../registry/listings.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
+import type { MirrorCacheImport } from '../mirror/cache-import.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -32,4 +33,6 @@ export interface RegistryServices {
   listings: ListingService;
   /** The pull-through mirror, when upstreams are configured. */
   mirror: MirrorService | null;
+  /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */
+  mirrorCache: MirrorCacheImport | null;
 }

@@ -44,7 +44,7 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
         if (grant.account !== '') ctx.state.user = grant.account;
       }
       const target = repository && mirror ? mirror.resolve(repository, queryParameter(ctx, 'ns')) : null;
-      if (target && (route.access === 'push' || route.access === 'delete') && !target.upstream.allowPush) {
+      if (target && (route.access === 'push' || route.access === 'delete') && !target.upstream.allowPush && !route.writesMirrorCache) {
         throw new RegistryError('UNSUPPORTED', {
           message: `${repository} mirrors ${target.upstream.name}/${target.repository}; it does not accept pushes or deletes (mirror.upstreams.${target.upstream.name}.allowpush)`,
           detail: { name: repository, upstream: target.upstream.name },

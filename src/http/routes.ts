@@ -9,6 +9,7 @@ import type { AccessEntry } from '../auth/scopes.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
+import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -35,6 +36,8 @@ export interface Route {
   /** Whether group 1 is a repository name (validated before the handler runs). */
   scoped: boolean;
   access: RouteAccess;
+  /** Writes the mirror cache itself (imports), so it is not refused as a push into a mirrored name. */
+  writesMirrorCache?: boolean;
   /** Access a 401 challenge names beside `access`, which the handler uses when granted (a mount's source). */
   alsoAsk?(ctx: RegistryContext): AccessEntry[];
   handle(ctx: RegistryContext, params: RouteParams): Promise<void>;
@@ -53,6 +56,8 @@ const paths = {
   token: /^\/auth\/token$/,
   mirrorStatus: /^\/api\/v1\/mirror\/status$/,
   mirrorHistory: /^\/api\/v1\/mirror\/history$/,
+  mirrorCacheBlob: /^\/api\/v1\/mirror\/cache\/(.+)\/blobs\/([^/]+)$/,
+  mirrorCacheManifest: /^\/api\/v1\/mirror\/cache\/(.+)\/manifests\/([^/]+)$/,
 } as const;
 
 /** The route table: every endpoint, its method and its handler. */
@@ -70,12 +75,23 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
       ]
     : [];
   const mirrorApi = services.mirror ? mirrorHandlers(services.mirror) : null;
-  const mirrorRoutes: Route[] = mirrorApi
-    ? [
-        { name: 'mirror.status', method: 'GET', pattern: paths.mirrorStatus, scoped: false, access: 'catalog', handle: mirrorApi.status },
-        { name: 'mirror.history', method: 'GET', pattern: paths.mirrorHistory, scoped: false, access: 'catalog', handle: mirrorApi.history },
-      ]
-    : [];
+  const cacheApi = services.mirrorCache ? mirrorCacheHandlers(services.mirrorCache) : null;
+  const writesMirrorCache = true;
+  const mirrorRoutes: Route[] = [
+    ...(mirrorApi
+      ? ([
+          { name: 'mirror.status', method: 'GET', pattern: paths.mirrorStatus, scoped: false, access: 'catalog', handle: mirrorApi.status },
+          { name: 'mirror.history', method: 'GET', pattern: paths.mirrorHistory, scoped: false, access: 'catalog', handle: mirrorApi.history },
+        ] satisfies Route[])
+      : []),
+    ...(cacheApi
+      ? ([
+          { name: 'mirror.cache.blob.status', method: 'GET', pattern: paths.mirrorCacheBlob, scoped, access: 'pull', writesMirrorCache, handle: cacheApi.blobStatus },
+          { name: 'mirror.cache.blob.put', method: 'PUT', pattern: paths.mirrorCacheBlob, scoped, access: 'push', writesMirrorCache, handle: cacheApi.putBlob },
+          { name: 'mirror.cache.manifest.put', method: 'PUT', pattern: paths.mirrorCacheManifest, scoped, access: 'push', writesMirrorCache, handle: cacheApi.putManifest },
+        ] satisfies Route[])
+      : []),
+  ];
   return [
     ...tokenRoutes,
     ...mirrorRoutes,

@@ -16,6 +16,7 @@ import {
 import * as initial from './migrations/0001-initial.js';
 import * as mirror from './migrations/0002-mirror.js';
 import * as mirrorHistoryReferrers from './migrations/0003-mirror-history-referrers.js';
+import * as mirrorHistoryAction from './migrations/0004-mirror-history-action.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -72,6 +73,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0001-initial': (engine) => ({ up: (db) => initial.up(db, engine) }),
   '0002-mirror': (engine) => ({ up: (db) => mirror.up(db, engine) }),
   '0003-mirror-history-referrers': (engine) => ({ up: (db) => mirrorHistoryReferrers.up(db, engine) }),
+  '0004-mirror-history-action': () => ({ up: (db) => mirrorHistoryAction.up(db) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -1,5 +1,6 @@
 import type { Descriptor } from '../oci/manifest.js';
 import type { MetadataExecutor } from './database.js';
+import type { MirrorTagAction } from './schema.js';
 
 /** Which upstream repository cached content came from. */
 export interface UpstreamRepository {
@@ -65,13 +66,44 @@ export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepositor
       .execute();
     return before.digest;
   }
+  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: now, at: now, action: before ? 'moved' : 'seen' });
+  return before?.digest;
+}
+
+async function moveMirrorTag(
+  db: MetadataExecutor,
+  from: UpstreamRepository,
+  tag: string,
+  previous: string | null,
+  digest: string,
+  event: { checkedAt: number; at: number; action: MirrorTagAction },
+): Promise<void> {
   await db
     .insertInto('mirror_tags')
-    .values({ ...from, tag, digest, checked_at: now, updated_at: now })
-    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: now, updated_at: now }))
+    .values({ ...from, tag, digest, checked_at: event.checkedAt, updated_at: event.at })
+    .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: event.checkedAt, updated_at: event.at }))
     .execute();
-  await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: before?.digest ?? null, to_digest: digest, at: now }).execute();
-  return before?.digest;
+  await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: previous, to_digest: digest, at: event.at, action: event.action }).execute();
+}
+
+export type ImportedTagOutcome = 'created' | 'moved' | 'unchanged' | 'kept-newer';
+
+/**
+ * A tag carried in from a bundle, as the exporting site saw it upstream at `seenAt`: it moves the
+ * cached tag (an `imported` history event) unless the cache saw the tag upstream later than that, so
+ * an older bundle imported after a newer one never moves a tag back. Call it inside a transaction.
+ */
+export async function importMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, seenAt: number, now = Date.now()): Promise<ImportedTagOutcome> {
+  const before = await findMirrorTag(db, from, tag);
+  if (before && before.checkedAt > seenAt && before.digest !== digest) return 'kept-newer';
+  if (before?.digest === digest) {
+    if (seenAt > before.checkedAt) {
+      await db.updateTable('mirror_tags').set({ checked_at: seenAt }).where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('tag', '=', tag).execute();
+    }
+    return 'unchanged';
+  }
+  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: seenAt, at: now, action: 'imported' });
+  return before ? 'moved' : 'created';
 }
 
 /** Tags cached from the upstream repository, in byte order. */
@@ -89,7 +121,7 @@ export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamReposi
     .where('tag', '=', tag)
     .returning('digest')
     .executeTakeFirst();
-  if (removed) await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: removed.digest, to_digest: null, at: now }).execute();
+  if (removed) await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: removed.digest, to_digest: null, at: now, action: 'gone' }).execute();
 }
 
 export interface MirrorTagEvent {
@@ -102,6 +134,7 @@ export interface MirrorTagEvent {
   /** null: the upstream no longer has the tag. */
   to: string | null;
   at: number;
+  action: MirrorTagAction;
 }
 
 export interface MirrorTagHistoryQuery {
@@ -115,7 +148,7 @@ export interface MirrorTagHistoryQuery {
 
 /** Mirrored tag changes, newest first. */
 export async function listMirrorTagHistory(db: MetadataExecutor, query: MirrorTagHistoryQuery): Promise<MirrorTagEvent[]> {
-  let select = db.selectFrom('mirror_tag_history').select(['id', 'upstream', 'repository', 'tag', 'from_digest', 'to_digest', 'at']);
+  let select = db.selectFrom('mirror_tag_history').select(['id', 'upstream', 'repository', 'tag', 'from_digest', 'to_digest', 'at', 'action']);
   if (query.upstream !== undefined) select = select.where('upstream', '=', query.upstream);
   if (query.repository !== undefined) select = select.where('repository', '=', query.repository);
   if (query.tag !== undefined) select = select.where('tag', '=', query.tag);
@@ -129,6 +162,7 @@ export async function listMirrorTagHistory(db: MetadataExecutor, query: MirrorTa
     from: row.from_digest,
     to: row.to_digest,
     at: Number(row.at),
+    action: row.action,
   }));
 }
 
@@ -181,4 +215,40 @@ export async function setMirrorReferrers(db: MetadataExecutor, from: UpstreamRep
 
 export async function deleteMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string): Promise<void> {
   await db.deleteFrom('mirror_referrers').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('subject', '=', subject).execute();
+}
+
+export interface CachedTagRow extends UpstreamRepository {
+  tag: string;
+  digest: string;
+  checkedAt: number;
+}
+
+/** Every tag cached from an upstream, by repository and tag (byte order). */
+export async function listCachedTags(db: MetadataExecutor, upstream: string): Promise<CachedTagRow[]> {
+  const rows = await db
+    .selectFrom('mirror_tags')
+    .select(['upstream', 'repository', 'tag', 'digest', 'checked_at'])
+    .where('upstream', '=', upstream)
+    .orderBy('repository')
+    .orderBy('tag')
+    .execute();
+  return rows.map((row) => ({ upstream: row.upstream, repository: row.repository, tag: row.tag, digest: row.digest, checkedAt: Number(row.checked_at) }));
+}
+
+/** Every manifest cached from an upstream: its repository, digest and media type. */
+export async function listCachedManifests(db: MetadataExecutor, upstream: string): Promise<Array<UpstreamRepository & { digest: string; mediaType: string }>> {
+  const rows = await db
+    .selectFrom('mirror_manifests')
+    .select(['upstream', 'repository', 'digest', 'media_type'])
+    .where('upstream', '=', upstream)
+    .orderBy('repository')
+    .orderBy('digest')
+    .execute();
+  return rows.map((row) => ({ upstream: row.upstream, repository: row.repository, digest: row.digest, mediaType: row.media_type }));
+}
+
+/** The upstreams whose cache holds a repository of this name (tags or manifests). */
+export async function findUpstreamsCaching(db: MetadataExecutor, repository: string): Promise<string[]> {
+  const rows = await db.selectFrom('mirror_manifests').select('upstream').distinct().where('repository', '=', repository).orderBy('upstream').execute();
+  return rows.map((row) => row.upstream);
 }

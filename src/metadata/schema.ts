@@ -84,7 +84,7 @@ export interface MirrorTagsTable {
   updated_at: number;
 }
 
-/** A change of a mirrored tag seen upstream: first seen (no from), moved, or gone (no to). */
+/** A change of a mirrored tag: first seen upstream (no from), moved, gone (no to), or imported from a bundle. */
 export interface MirrorTagHistoryTable {
   id: Generated<number>;
   upstream: string;
@@ -93,7 +93,10 @@ export interface MirrorTagHistoryTable {
   from_digest: string | null;
   to_digest: string | null;
   at: number;
+  action: MirrorTagAction;
 }
+
+export type MirrorTagAction = 'seen' | 'moved' | 'gone' | 'imported';
 
 /** The upstream's referrers of a digest: its descriptors as JSON, and when they were last asked for. */
 export interface MirrorReferrersTable {

@@ -17,19 +17,23 @@ export interface SyncImage {
   platforms: string[];
 }
 
+/** What the synced images consist of, counted as export and import count (see cli/report.ts), and what was fetched. */
 export interface SyncSummary {
   images: number;
   failed: Array<{ image: string; reason: string }>;
+  /** Distinct manifests (indexes, the platforms kept, referrers) and blobs of the images synced. */
   manifests: number;
   blobs: number;
   bytes: number;
-  /** Blobs that were cached already. */
-  skipped: number;
+  /** Of the blobs: fetched now, and cached already. */
+  blobsFetched: number;
+  bytesFetched: number;
+  blobsPresent: number;
 }
 
 export interface SyncReporter {
   /** An image (one reference) starts: its total size once known. */
-  image(label: string): { progress(done: number, total: number): void; done(outcome: string): void };
+  image(label: string): { progress(done: number, total: number): void; done(outcome: { blobs: number; fetched: number } | { failed: string }): void };
 }
 
 /** The upstream an entry names, by upstream name (`docker.io/…`) or prefix (`dockerhub/…`). */
@@ -112,7 +116,10 @@ function platformOf(platform: { os?: string; architecture?: string; variant?: st
  * a rerun resumes where an interrupted one stopped).
  */
 export async function syncImages(mirror: MirrorService, images: SyncImage[], reporter: SyncReporter): Promise<SyncSummary> {
-  const summary: SyncSummary = { images: 0, failed: [], manifests: 0, blobs: 0, bytes: 0, skipped: 0 };
+  const summary: SyncSummary = { images: 0, failed: [], manifests: 0, blobs: 0, bytes: 0, blobsFetched: 0, bytesFetched: 0, blobsPresent: 0 };
+  const manifestsSeen = new Set<string>();
+  /** Each blob with whether this run fetched it. */
+  const blobsSeen = new Map<string, { size: number; fetched: boolean }>();
   for (const image of images) {
     const resolved: Array<{ label: string; reference: { tag: string } | { digest: string } }> = [];
     try {
@@ -134,13 +141,13 @@ export async function syncImages(mirror: MirrorService, images: SyncImage[], rep
       try {
         const top = await mirror.cachedManifest(image.target, reference, { revalidate: true });
         const images = [top];
-        summary.manifests++;
+        const manifests = new Set([top.digest]);
         if (isIndexMediaType(top.mediaType)) {
           images.length = 0;
           for (const child of parseManifest(Buffer.from(top.payload), top.mediaType).manifests) {
             if (image.platforms.length > 0 && !image.platforms.includes(platformOf(child.platform))) continue;
             images.push(await mirror.cachedManifest(image.target, { digest: child.digest }));
-            summary.manifests++;
+            manifests.add(child.digest);
           }
         }
         // Their referrers too (signatures, SBOMs…), and theirs in turn, so that they are there offline.
@@ -152,7 +159,7 @@ export async function syncImages(mirror: MirrorService, images: SyncImage[], rep
             seen.add(referrer.digest);
             withReferrers.push(referrer);
             images.push(referrer);
-            summary.manifests++;
+            manifests.add(referrer.digest);
           }
         }
         const blobs = new Map<string, number>();
@@ -167,23 +174,30 @@ export async function syncImages(mirror: MirrorService, images: SyncImage[], rep
         progress.progress(0, total);
         for (const [digest, size] of blobs) {
           const outcome = await mirror.cacheBlob(image.target, digest);
-          if (outcome.fetched) {
-            summary.blobs++;
-            summary.bytes += outcome.size;
-            fetched++;
-          } else {
-            summary.skipped++;
-          }
+          if (outcome.fetched) fetched++;
+          const known = blobsSeen.get(digest);
+          blobsSeen.set(digest, { size: outcome.size, fetched: outcome.fetched || (known?.fetched ?? false) });
           done += size;
           progress.progress(done, total);
         }
         summary.images++;
-        progress.done(`${blobs.size} blobs, ${fetched} fetched, ${blobs.size - fetched} already cached`);
+        for (const digest of manifests) manifestsSeen.add(digest);
+        progress.done({ blobs: blobs.size, fetched });
       } catch (error) {
         summary.failed.push({ image: label, reason: (error as Error).message });
-        progress.done(`failed: ${(error as Error).message}`);
+        progress.done({ failed: (error as Error).message });
       }
     }
   }
-  return summary;
+  const all = [...blobsSeen.values()];
+  const fetched = all.filter((blob) => blob.fetched);
+  return {
+    ...summary,
+    manifests: manifestsSeen.size,
+    blobs: all.length,
+    bytes: all.reduce((sum, blob) => sum + blob.size, 0),
+    blobsFetched: fetched.length,
+    bytesFetched: fetched.reduce((sum, blob) => sum + blob.size, 0),
+    blobsPresent: all.length - fetched.length,
+  };
 }

@@ -1,13 +1,23 @@
 import type { Readable } from 'node:stream';
+import type { ImportedTagOutcome } from '../metadata/mirror.js';
 import { parseChallenge } from '../mirror/upstream-client.js';
-import { ImportError, type ImportTarget } from './import.js';
+import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
 
 type Body = Buffer | Readable | undefined;
 
+type MirrorDestination = Extract<ImportDestination, { kind: 'mirror' }>;
+
+/** The registry's cache-import API for a mirrored repository: `/api/v1/mirror/cache/<repository>/<what>?ns=<upstream>`. */
+function cachePath(destination: MirrorDestination, what: string, query: Record<string, string> = {}): string {
+  return `/api/v1/mirror/cache/${destination.repository}/${what}?${new URLSearchParams({ ns: destination.upstream, ...query }).toString()}`;
+}
+
 /**
- * Imports into a running registry over the distribution API, as a client would push: HEAD, mount
- * from a repository this import already filled, or upload (POST, one streamed PATCH, PUT), then the
- * manifests. Docker token auth (or Basic) with the given credentials.
+ * Imports into a running registry over HTTP. Local repositories through the distribution API, as a
+ * client would push: HEAD, mount from a repository this import already filled, or upload (POST, one
+ * streamed PATCH, PUT), then the manifests. Mirrored images through the registry's cache-import API
+ * (pushes into mirrored names are refused). Docker token auth (or Basic) with the given credentials;
+ * both need push on the repository (for a mirrored one, its name at the upstream).
  */
 export class HttpImportTarget implements ImportTarget {
   private readonly tokens = new Map<string, string>();
@@ -20,9 +30,30 @@ export class HttpImportTarget implements ImportTarget {
     private readonly credentials: { username: string; password: string } | null,
   ) {}
 
-  async hasBlob(repository: string, digest: string): Promise<boolean> {
-    const head = await this.send('HEAD', `/v2/${repository}/blobs/${digest}`, repository);
-    if (head.status === 200) return true;
+  async refusal(destination: ImportDestination): Promise<string | null> {
+    if (destination.kind === 'local') return null;
+    const probe = await this.send('GET', cachePath(destination, `blobs/sha256:${'0'.repeat(64)}`), destination.repository);
+    const reply = (await probe.json().catch(() => null)) as { errors?: Array<{ code?: string; message?: string }> } | null;
+    const error = reply?.errors?.[0];
+    if (probe.status === 404 && error?.code === 'BLOB_UNKNOWN') return null;
+    if (probe.status === 404 && error?.code === 'NOT_FOUND') return `${this.baseUrl} has no pull-through mirror configured (mirror.upstreams), so it has no mirror cache to import into`;
+    return `${this.baseUrl} answered ${probe.status}${error?.message ? `: ${error.message}` : ''}`;
+  }
+
+  async holdsBlob(destination: ImportDestination, digest: string): Promise<boolean> {
+    if (destination.kind === 'mirror') {
+      const status = await this.send('GET', cachePath(destination, `blobs/${digest}`), destination.repository);
+      await status.body?.cancel();
+      return status.status === 200;
+    }
+    const head = await this.send('HEAD', `/v2/${destination.repository}/blobs/${digest}`, destination.repository);
+    return head.status === 200;
+  }
+
+  async useExistingBlob(destination: ImportDestination, digest: string): Promise<boolean> {
+    if (await this.holdsBlob(destination, digest)) return true;
+    if (destination.kind === 'mirror') return false;
+    const repository = destination.repository;
     const from = this.pushedTo.get(digest);
     if (!from || from === repository) return false;
     const mount = await this.send('POST', `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, repository);
@@ -31,7 +62,16 @@ export class HttpImportTarget implements ImportTarget {
     return false;
   }
 
-  async putBlob(repository: string, digest: string, size: number, bytes: () => Readable): Promise<void> {
+  async putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void> {
+    if (destination.kind === 'mirror') {
+      const put = await this.send('PUT', cachePath(destination, `blobs/${digest}`), destination.repository, bytes(), {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': String(size),
+      });
+      await this.expect(put, 201, `store ${digest} (${size} bytes) in the mirror cache of ${destination.upstream}/${destination.repository}`);
+      return;
+    }
+    const repository = destination.repository;
     const started = await this.expect(await this.send('POST', `/v2/${repository}/blobs/uploads/`, repository), 202, `start an upload in ${repository}`);
     const location = this.location(started);
     const patched = await this.expect(
@@ -45,13 +85,23 @@ export class HttpImportTarget implements ImportTarget {
     if (!this.pushedTo.has(digest)) this.pushedTo.set(digest, repository);
   }
 
-  async putManifest(repository: string, reference: string, payload: Buffer, mediaType: string): Promise<string> {
+  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number): Promise<{ digest: string; tag?: ImportedTagOutcome }> {
+    const repository = destination.repository;
+    if (destination.kind === 'mirror') {
+      const path = cachePath(destination, `manifests/${reference}`, { seen: new Date(seenAt).toISOString() });
+      const response = await this.expect(
+        await this.send('PUT', path, repository, payload, { 'Content-Type': mediaType }),
+        201,
+        `put manifest ${reference} in the mirror cache of ${destination.upstream}/${repository}`,
+      );
+      return (await response.json()) as { digest: string; tag?: ImportedTagOutcome };
+    }
     const response = await this.expect(
       await this.send('PUT', `/v2/${repository}/manifests/${reference}`, repository, payload, { 'Content-Type': mediaType }),
       201,
       `put manifest ${reference} in ${repository}`,
     );
-    return response.headers.get('docker-content-digest') ?? '';
+    return { digest: response.headers.get('docker-content-digest') ?? '' };
   }
 
   private location(response: Response): string {
@@ -87,7 +137,11 @@ export class HttpImportTarget implements ImportTarget {
       return fetch(url, init);
     };
     // A streamed body can be sent once only: make sure of the credentials first.
-    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(scope) && !this.basic) await this.authenticate(repository);
+    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(scope) && !this.basic) {
+      // A GET of the same URL (an upload's status, a cached blob's) draws the challenge, if any.
+      const probe = await this.send('GET', url, repository);
+      await probe.body?.cancel();
+    }
     let response = await attempt();
     if (response.status === 401 && (body === undefined || Buffer.isBuffer(body))) {
       await response.body?.cancel();
@@ -96,11 +150,6 @@ export class HttpImportTarget implements ImportTarget {
     }
     if (method === 'HEAD') await response.body?.cancel();
     return response;
-  }
-
-  private async authenticate(repository: string): Promise<void> {
-    const probe = await this.send('HEAD', `/v2/${repository}/blobs/sha256:${'0'.repeat(64)}`, repository);
-    await probe.body?.cancel();
   }
 
   private async answerChallenge(response: Response, scope: string): Promise<void> {

@@ -1,29 +1,59 @@
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import type { ImportedTagOutcome } from '../metadata/mirror.js';
 import { parseDigest } from '../oci/digest.js';
 import { parseManifest } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
-import { validateRepositoryName } from '../oci/names.js';
-import { blobEntryName, parseImageReference, refNameAnnotation, repositoryAnnotation } from './layout.js';
+import { isValidTag, validateRepositoryName } from '../oci/names.js';
+import {
+  blobEntryName,
+  bundleDescriptionName,
+  parseBundleDescription,
+  parseImageReference,
+  refNameAnnotation,
+  repositoryAnnotation,
+  tagSeenAnnotation,
+  upstreamAnnotation,
+  upstreamRepositoryAnnotation,
+  type BundleDescription,
+} from './layout.js';
 import { listTarEntries, readTarEntry, readTarEntryBytes, type TarEntry } from './tar.js';
+
+/** Where content of a bundle goes: a local repository, or the mirror cache of an upstream repository. */
+export type ImportDestination = { kind: 'local'; repository: string } | { kind: 'mirror'; upstream: string; repository: string };
+
+export function describeDestination(destination: ImportDestination): string {
+  return destination.kind === 'local' ? `local repository ${destination.repository}` : `mirror cache of ${destination.upstream}/${destination.repository}`;
+}
 
 /** Where an import writes: this registry's stores, or a running registry over HTTP. */
 export interface ImportTarget {
-  /** Whether the repository holds the blob already (or could be given it without its bytes). */
-  hasBlob(repository: string, digest: string): Promise<boolean>;
-  putBlob(repository: string, digest: string, size: number, bytes: () => Readable): Promise<void>;
-  /** Stores a manifest by tag or digest; answers its digest. */
-  putManifest(repository: string, reference: string, payload: Buffer, mediaType: string): Promise<string>;
+  /** Why the target cannot take content for this destination (say, an upstream it does not name), or null. */
+  refusal(destination: ImportDestination): Promise<string | null>;
+  /** Whether the destination could use the blob without its bytes; changes nothing. */
+  holdsBlob(destination: ImportDestination, digest: string): Promise<boolean>;
+  /** Whether the destination has the blob now, given to it (linked, mounted) when the registry holds it elsewhere. */
+  useExistingBlob(destination: ImportDestination, digest: string): Promise<boolean>;
+  putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void>;
+  /** Stores a manifest by tag or digest; `seenAt` is when a mirrored tag was last seen upstream. */
+  putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number): Promise<{ digest: string; tag?: ImportedTagOutcome }>;
 }
 
+/** What the bundle holds, counted as export and sync count (see cli/report.ts), and what became of it. */
 export interface ImportSummary {
-  /** Tagged images (referrers and untagged entries come along without counting). */
+  /** Entries with a tag (referrers and untagged entries come along without counting). */
   images: number;
   manifests: number;
   blobs: number;
-  /** Blobs the target had already. */
-  skipped: number;
   bytes: number;
+  /** Of the blobs: those whose bytes were stored now, and those the registry held already. */
+  blobsStored: number;
+  bytesStored: number;
+  blobsPresent: number;
+  /** Mirrored tags: new to the cache, moved, as they were, or kept because the cache saw them upstream later. */
+  tags: Record<ImportedTagOutcome, number>;
+  /** The bundle's own description, when it is one of ours. */
+  bundle: BundleDescription | null;
 }
 
 export class ImportError extends Error {
@@ -33,48 +63,82 @@ export class ImportError extends Error {
   }
 }
 
+export interface ImportOptions {
+  /** The repository for entries that name none (a skopeo archive written as oci-archive:FILE:TAG). */
+  repository?: string;
+  /** Mirrored images go into local repositories under the names they were exported with. */
+  asLocal?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
 interface ManifestToPut {
   digest: string;
   mediaType: string;
   payload: Buffer;
   /** Tag to put it by; by digest when absent. */
   tag?: string;
+  seenAt: number;
 }
 
-interface RepositoryPlan {
+interface DestinationPlan {
+  destination: ImportDestination;
+  /** Images of this destination, as the bundle names them, for messages. */
+  names: Set<string>;
   blobs: Map<string, number>;
+  /** Blobs an incremental bundle left out (with their sizes): the target must hold them already. */
+  leftOut: Map<string, number>;
   /** In order: what a manifest names comes before it. */
   manifests: ManifestToPut[];
 }
 
-/** The repository and tag an index.json entry names: our annotation, else a `NAME:TAG` ref name. */
-function destinationOf(annotations: Record<string, string> | undefined, fallbackRepository: string | undefined): { repository: string; tag?: string } | null {
+interface EntryDestination {
+  destination: ImportDestination;
+  /** The name the entry was exported as (or the local repository). */
+  name: string;
+  tag?: string;
+}
+
+/** Where an index.json entry goes: a mirror cache per our annotations (unless --as-local), else a local repository. */
+function destinationOf(annotations: Record<string, string> | undefined, options: ImportOptions): EntryDestination | null {
   const refName = annotations?.[refNameAnnotation];
-  const repository = annotations?.[repositoryAnnotation];
+  const exportedAs = annotations?.[repositoryAnnotation];
+  let repository = exportedAs;
+  let tag: string | undefined;
   if (refName) {
     try {
       const parsed = parseImageReference(refName);
-      return parsed.tag !== undefined ? { repository: repository ?? parsed.repository, tag: parsed.tag } : { repository: repository ?? parsed.repository };
+      repository ??= parsed.repository;
+      tag = parsed.tag;
     } catch {
       // A ref name that is a bare tag (skopeo's oci-archive:FILE:TAG): the repository must come from elsewhere.
-      const target = repository ?? fallbackRepository;
-      if (target && /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/.test(refName)) return { repository: validateRepositoryName(target), tag: refName };
+      if (isValidTag(refName)) tag = refName;
     }
   }
-  if (repository) return { repository: validateRepositoryName(repository) };
-  return fallbackRepository ? { repository: validateRepositoryName(fallbackRepository) } : null;
+  repository ??= options.repository;
+  if (!repository) return null;
+  const name = validateRepositoryName(repository);
+  const upstream = annotations?.[upstreamAnnotation];
+  const upstreamRepository = annotations?.[upstreamRepositoryAnnotation];
+  const destination: ImportDestination =
+    upstream && upstreamRepository && !options.asLocal
+      ? { kind: 'mirror', upstream, repository: validateRepositoryName(upstreamRepository) }
+      : { kind: 'local', repository: name };
+  return { destination, name, ...(tag !== undefined ? { tag } : {}) };
+}
+
+function destinationKey(destination: ImportDestination): string {
+  return destination.kind === 'local' ? `local\0${destination.repository}` : `mirror\0${destination.upstream}\0${destination.repository}`;
 }
 
 /**
  * Loads an OCI image layout archive (ours from `registry export`, or one skopeo wrote) into a
- * target: per repository, its blobs (each verified against its digest), then its manifests, children
- * and subjects before what names them, then the tags. Digests are preserved exactly.
+ * target. Everything is checked before anything is written: each entry's destination (an upstream
+ * the target must name, for mirrored images), the blobs the archive must hold, and for an
+ * incremental bundle the blobs it left out, which the target must hold already. Then, per
+ * destination, its blobs (each verified against its digest), then its manifests, children and
+ * subjects before what names them, then the tags. Digests are preserved exactly.
  */
-export async function importArchive(
-  file: string,
-  target: ImportTarget,
-  options: { repository?: string; onProgress?: (done: number, total: number) => void } = {},
-): Promise<ImportSummary> {
+export async function importArchive(file: string, target: ImportTarget, options: ImportOptions = {}): Promise<ImportSummary> {
   const handle = await open(file, 'r');
   try {
     const entries = new Map<string, TarEntry>();
@@ -89,20 +153,32 @@ export async function importArchive(
     const index = JSON.parse((await readTarEntryBytes(handle, indexEntry)).toString('utf8')) as {
       manifests?: Array<{ mediaType: string; digest: string; annotations?: Record<string, string> }>;
     };
+    const descriptionEntry = entries.get(bundleDescriptionName);
+    let bundle: BundleDescription | null = null;
+    if (descriptionEntry) {
+      try {
+        bundle = parseBundleDescription(await readTarEntryBytes(handle, descriptionEntry), file);
+      } catch (error) {
+        throw new ImportError((error as Error).message);
+      }
+    }
+    const leftOut = new Set(bundle?.leftOut ?? []);
+    const bundleTime = bundle ? Date.parse(bundle.created) : Date.now();
 
     const blobEntry = (digest: string): TarEntry => {
       const entry = entries.get(blobEntryName(digest));
       if (!entry) throw new ImportError(`${file} lacks blob ${digest}`);
       return entry;
     };
-    const plans = new Map<string, RepositoryPlan>();
-    const planFor = (repository: string): RepositoryPlan => {
-      let plan = plans.get(repository);
-      if (!plan) plans.set(repository, (plan = { blobs: new Map(), manifests: [] }));
+    const plans = new Map<string, DestinationPlan>();
+    const planFor = (destination: ImportDestination): DestinationPlan => {
+      const key = destinationKey(destination);
+      let plan = plans.get(key);
+      if (!plan) plans.set(key, (plan = { destination, names: new Set(), blobs: new Map(), leftOut: new Map(), manifests: [] }));
       return plan;
     };
 
-    const addManifest = async (plan: RepositoryPlan, digest: string, mediaType: string, tag: string | undefined): Promise<void> => {
+    const addManifest = async (plan: DestinationPlan, digest: string, mediaType: string, tag: string | undefined, seenAt: number): Promise<void> => {
       const already = plan.manifests.find((manifest) => manifest.digest === digest);
       if (already && tag === undefined) return;
       const payload = await readTarEntryBytes(handle, blobEntry(digest));
@@ -110,54 +186,111 @@ export async function importArchive(
         const parsed = parseManifest(payload, mediaType);
         for (const blob of parsed.blobs) {
           if (isNonDistributableLayer(blob.mediaType)) continue;
-          plan.blobs.set(blob.digest, blobEntry(blob.digest).size);
+          const entry = entries.get(blobEntryName(blob.digest));
+          if (entry) plan.blobs.set(blob.digest, entry.size);
+          else if (leftOut.has(blob.digest)) plan.leftOut.set(blob.digest, blob.size);
+          else blobEntry(blob.digest);
         }
-        for (const child of parsed.manifests) await addManifest(plan, child.digest, child.mediaType, undefined);
+        for (const child of parsed.manifests) {
+          // A mirror cache may hold some platforms of an index only; so may a bundle made from one.
+          if (plan.destination.kind === 'mirror' && !entries.has(blobEntryName(child.digest))) continue;
+          await addManifest(plan, child.digest, child.mediaType, undefined, seenAt);
+        }
         if (parsed.subject && entries.has(blobEntryName(parsed.subject.digest))) {
-          await addManifest(plan, parsed.subject.digest, parsed.subject.mediaType, undefined);
+          await addManifest(plan, parsed.subject.digest, parsed.subject.mediaType, undefined, seenAt);
         }
       }
-      plan.manifests.push({ digest, mediaType, payload, ...(tag !== undefined ? { tag } : {}) });
+      plan.manifests.push({ digest, mediaType, payload, seenAt, ...(tag !== undefined ? { tag } : {}) });
     };
 
     let images = 0;
     for (const descriptor of index.manifests ?? []) {
-      const destination = destinationOf(descriptor.annotations, options.repository);
-      if (!destination) {
+      const found = destinationOf(descriptor.annotations, options);
+      if (!found) {
         throw new ImportError(`index.json entry ${descriptor.digest} names no repository (ref name ${JSON.stringify(descriptor.annotations?.[refNameAnnotation] ?? null)}); name one with --repository`);
       }
       parseDigest(descriptor.digest);
-      await addManifest(planFor(destination.repository), descriptor.digest, descriptor.mediaType, destination.tag);
-      if (destination.tag !== undefined) images++;
+      const seen = descriptor.annotations?.[tagSeenAnnotation];
+      const seenAt = seen !== undefined && Number.isFinite(Date.parse(seen)) ? Date.parse(seen) : bundleTime;
+      const plan = planFor(found.destination);
+      plan.names.add(found.tag !== undefined ? `${found.name}:${found.tag}` : found.name);
+      await addManifest(plan, descriptor.digest, descriptor.mediaType, found.tag, seenAt);
+      if (found.tag !== undefined) images++;
     }
 
+    await checkDestinations([...plans.values()], target);
+    for (const plan of plans.values()) {
+      for (const digest of plan.leftOut.keys()) {
+        if (await target.holdsBlob(plan.destination, digest)) continue;
+        const since = bundle?.since ? `bundle ${bundle.since.id} of ${bundle.since.created}` : 'an earlier bundle';
+        throw new ImportError(
+          `${file} is an incremental bundle made after ${since}, and left out blob ${digest} (of ${[...plan.names].join(', ')}), which the ${describeDestination(plan.destination)} does not hold: import that bundle first`,
+        );
+      }
+    }
+
+    const allBlobs = new Map<string, number>();
+    const allManifests = new Set<string>();
+    for (const plan of plans.values()) {
+      for (const [digest, size] of plan.blobs) allBlobs.set(digest, size);
+      for (const [digest, size] of plan.leftOut) allBlobs.set(digest, size);
+      for (const manifest of plan.manifests) allManifests.add(manifest.digest);
+    }
+    const stored = new Map<string, number>();
+    const tags: ImportSummary['tags'] = { created: 0, moved: 0, unchanged: 0, 'kept-newer': 0 };
     const total = [...plans.values()].reduce((sum, plan) => sum + [...plan.blobs.values()].reduce((a, b) => a + b, 0), 0);
     let done = 0;
-    const summary: ImportSummary = { images, manifests: 0, blobs: 0, skipped: 0, bytes: 0 };
-    for (const [repository, plan] of plans) {
+    for (const plan of plans.values()) {
       for (const [digest, size] of plan.blobs) {
-        if (await target.hasBlob(repository, digest)) {
-          summary.skipped++;
-        } else {
-          await target.putBlob(repository, digest, size, () => readTarEntry(file, blobEntry(digest)));
-          summary.blobs++;
-          summary.bytes += size;
+        if (!(await target.useExistingBlob(plan.destination, digest))) {
+          await target.putBlob(plan.destination, digest, size, () => readTarEntry(file, blobEntry(digest)));
+          stored.set(digest, size);
         }
         done += size;
         options.onProgress?.(done, total);
       }
+      for (const digest of plan.leftOut.keys()) await target.useExistingBlob(plan.destination, digest);
       const put = new Set<string>();
       for (const manifest of plan.manifests) {
         if (manifest.tag === undefined && put.has(manifest.digest)) continue;
-        const digest = await target.putManifest(repository, manifest.tag ?? manifest.digest, manifest.payload, manifest.mediaType);
-        if (digest !== manifest.digest) throw new ImportError(`${repository}: manifest ${manifest.digest} was stored as ${digest}`);
-        if (!put.has(manifest.digest)) summary.manifests++;
+        const result = await target.putManifest(plan.destination, manifest.tag ?? manifest.digest, manifest.payload, manifest.mediaType, manifest.seenAt);
+        if (result.digest !== manifest.digest) throw new ImportError(`${describeDestination(plan.destination)}: manifest ${manifest.digest} was stored as ${result.digest}`);
+        if (result.tag) tags[result.tag]++;
         put.add(manifest.digest);
       }
     }
     options.onProgress?.(total, total);
-    return summary;
+    const bytesStored = [...stored.values()].reduce((sum, size) => sum + size, 0);
+    return {
+      images,
+      manifests: allManifests.size,
+      blobs: allBlobs.size,
+      bytes: [...allBlobs.values()].reduce((sum, size) => sum + size, 0),
+      blobsStored: stored.size,
+      bytesStored,
+      blobsPresent: allBlobs.size - stored.size,
+      tags,
+      bundle,
+    };
   } finally {
     await handle.close();
   }
+}
+
+/** Refuses, naming every image concerned, when the target cannot take a destination (an upstream it does not name). */
+async function checkDestinations(plans: DestinationPlan[], target: ImportTarget): Promise<void> {
+  const problems: string[] = [];
+  for (const plan of plans) {
+    const refusal = await target.refusal(plan.destination);
+    if (refusal) problems.push(`${[...plan.names].join(', ')}: ${refusal}`);
+  }
+  if (problems.length === 0) return;
+  const mirrored = plans.some((plan) => plan.destination.kind === 'mirror');
+  throw new ImportError(
+    `nothing imported:\n  ${problems.join('\n  ')}` +
+      (mirrored
+        ? '\nName each upstream under mirror.upstreams of this site (any URL, even one this site cannot reach: the cache then serves the images offline), ' +
+          'or pass --as-local to import mirrored images as local repositories under the names they were exported with.'
+        : ''),
+  );
 }

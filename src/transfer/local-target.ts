@@ -1,47 +1,68 @@
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { findBlob, findLinkedBlob, insertBlob, linkBlob } from '../metadata/blobs.js';
+import { findLinkedBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
-import { digestOf, newHash, parseDigest } from '../oci/digest.js';
+import { MirrorCacheImport } from '../mirror/cache-import.js';
+import type { UpstreamSettings } from '../mirror/settings.js';
+import { parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
 import type { RegistryStores } from '../registry/context.js';
-import { HashingStream } from '../registry/hashing-stream.js';
 import type { ManifestService } from '../registry/manifests.js';
-import { storagePaths } from '../storage/paths.js';
-import { ImportError, type ImportTarget } from './import.js';
+import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
+import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
+
+/** Why an upstream of this site cannot hold a mirrored repository, or null when it can. */
+export function upstreamRefusal(upstreams: readonly UpstreamSettings[], upstreamName: string, repository: string): string | null {
+  const upstream = upstreams.find((candidate) => candidate.name === upstreamName);
+  if (!upstream) {
+    const known = upstreams.length > 0 ? `it names ${upstreams.map((candidate) => candidate.name).join(', ')}` : 'it configures no mirror';
+    return `mirrored from upstream ${upstreamName} (${repository}), which this site's configuration does not name (${known})`;
+  }
+  if (!upstream.repositories.some((pattern) => pattern.test(repository))) {
+    return `upstream ${upstreamName} of this site does not serve ${repository} (mirror.upstreams.${upstreamName}.repositories)`;
+  }
+  return null;
+}
 
 /** Imports straight into this registry's stores (no server needed): bytes first, rows second. */
 export class LocalImportTarget implements ImportTarget {
+  private readonly cache: MirrorCacheImport;
+
   constructor(
     private readonly stores: RegistryStores,
     private readonly manifests: ManifestService,
-  ) {}
+    private readonly upstreams: readonly UpstreamSettings[],
+  ) {
+    this.cache = new MirrorCacheImport(stores);
+  }
 
-  async hasBlob(repository: string, digest: string): Promise<boolean> {
-    const { metadata, storage } = this.stores;
-    if (await findLinkedBlob(metadata, repository, digest)) return true;
-    const known = await findBlob(metadata, digest);
-    if (!known || (await storage.stat(storagePaths.blobData(parseDigest(digest))))?.size !== known.size) return false;
-    await this.link(repository, digest);
+  async refusal(destination: ImportDestination): Promise<string | null> {
+    return destination.kind === 'mirror' ? upstreamRefusal(this.upstreams, destination.upstream, destination.repository) : null;
+  }
+
+  async holdsBlob(destination: ImportDestination, digest: string): Promise<boolean> {
+    if (destination.kind === 'local' && (await findLinkedBlob(this.stores.metadata, destination.repository, digest))) return true;
+    return holdsBlob(this.stores, parseDigest(digest));
+  }
+
+  async useExistingBlob(destination: ImportDestination, digest: string): Promise<boolean> {
+    if (!(await this.holdsBlob(destination, digest))) return false;
+    // A mirrored manifest links the blobs it names as it goes in.
+    if (destination.kind === 'local') await this.link(destination.repository, digest);
     return true;
   }
 
-  async putBlob(repository: string, digestText: string, size: number, bytes: () => Readable): Promise<void> {
-    const digest = parseDigest(digestText);
-    const writer = await this.stores.storage.writer(storagePaths.blobData(digest));
-    const hashing = new HashingStream(newHash(digest.algorithm), size);
+  async putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void> {
     try {
-      await pipeline(bytes(), hashing, writer.stream);
-      const actual = digestOf(digest.algorithm, hashing.hash!);
-      if (hashing.bytes !== size || actual.value !== digest.value) {
-        throw new ImportError(`blob ${digest.value} in the archive holds ${hashing.bytes} bytes hashing to ${actual.value}`);
+      if (destination.kind === 'mirror') {
+        await this.cache.putBlob({ upstream: destination.upstream, repository: destination.repository }, digest, size, bytes());
+        return;
       }
-      await writer.commit();
+      await storeVerifiedBlob(this.stores, parseDigest(digest), size, bytes());
     } catch (error) {
-      await writer.cancel();
+      if (error instanceof RegistryError) throw new ImportError(`the archive's ${error.message}`);
       throw error;
     }
-    await insertBlob(this.stores.metadata, { digest: digest.value, size });
-    await this.link(repository, digest.value);
+    await this.link(destination.repository, digest);
   }
 
   private async link(repository: string, digest: string): Promise<void> {
@@ -49,7 +70,8 @@ export class LocalImportTarget implements ImportTarget {
     await linkBlob(this.stores.metadata, row.id, digest);
   }
 
-  async putManifest(repository: string, reference: string, payload: Buffer, mediaType: string): Promise<string> {
-    return (await this.manifests.put(repository, reference, payload, mediaType)).digest;
+  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number) {
+    if (destination.kind === 'mirror') return this.cache.putManifest({ upstream: destination.upstream, repository: destination.repository }, reference, payload, mediaType, seenAt);
+    return { digest: (await this.manifests.put(destination.repository, reference, payload, mediaType)).digest };
   }
 }

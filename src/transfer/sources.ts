@@ -12,10 +12,14 @@ import { storagePaths } from '../storage/paths.js';
 /** Where the content of one repository name is read from: a local repository or the mirror cache. */
 export interface ContentSource {
   readonly description: string;
+  /** The upstream repository of a mirror cache; null for a local repository. */
+  readonly upstream: UpstreamRepository | null;
   manifest(reference: { tag: string } | { digest: string }): Promise<ManifestContent | undefined>;
   blobSize(digest: string): Promise<number | undefined>;
   /** Manifests whose subject is the digest (signatures, SBOMs…). */
   referrers(digest: string): Promise<ManifestContent[]>;
+  /** When a mirrored tag was last seen upstream (ms); undefined for local tags. */
+  tagSeenAt(tag: string): Promise<number | undefined>;
 }
 
 export function openBlobBytes(stores: RegistryStores, digest: string): Promise<Readable> {
@@ -26,12 +30,14 @@ function localSource(stores: RegistryStores, repository: string): ContentSource 
   const db = stores.metadata;
   return {
     description: `local repository ${repository}`,
+    upstream: null,
     manifest: (reference) => findManifestByReference(db, repository, reference),
     blobSize: async (digest) => (await findLinkedBlob(db, repository, digest))?.size,
     referrers: async (digest) => {
       const row = await findRepository(db, repository);
       return row ? findReferrers(db, row.id, digest) : [];
     },
+    tagSeenAt: async () => undefined,
   };
 }
 
@@ -39,6 +45,7 @@ function mirrorSource(stores: RegistryStores, from: UpstreamRepository): Content
   const db = stores.metadata;
   return {
     description: `mirror cache of ${from.upstream}/${from.repository}`,
+    upstream: from,
     manifest: async (reference) => {
       const digest = 'digest' in reference ? reference.digest : (await findMirrorTag(db, from, reference.tag))?.digest;
       return digest ? findMirrorManifest(db, from, digest) : undefined;
@@ -50,6 +57,7 @@ function mirrorSource(stores: RegistryStores, from: UpstreamRepository): Content
       const cached = await Promise.all(listed.map((descriptor) => findMirrorManifest(db, from, descriptor.digest)));
       return cached.filter((manifest): manifest is ManifestContent => manifest !== undefined);
     },
+    tagSeenAt: async (tag) => (await findMirrorTag(db, from, tag))?.checkedAt,
   };
 }
 

@@ -20,7 +20,11 @@ import {
   findMirrorManifest,
   findMirrorReferrers,
   findMirrorTag,
+  findUpstreamsCaching,
+  importMirrorTag,
   insertMirrorManifest,
+  listCachedManifests,
+  listCachedTags,
   linkMirrorBlob,
   listMirrorTagHistory,
   setMirrorReferrers,
@@ -60,7 +64,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -214,11 +218,11 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       await deleteMirrorTag(database.db, from, 'latest', 5000);
       const history = await listMirrorTagHistory(database.db, { ...from, tag: 'latest', limit: 10 });
       assert.deepEqual(
-        history.map((event) => [event.upstream, event.repository, event.tag, event.from, event.to, event.at]),
+        history.map((event) => [event.upstream, event.repository, event.tag, event.from, event.to, event.at, event.action]),
         [
-          ['docker.io', 'library/alpine', 'latest', moved, null, 4000],
-          ['docker.io', 'library/alpine', 'latest', manifest.digest, moved, 3000],
-          ['docker.io', 'library/alpine', 'latest', null, manifest.digest, 1000],
+          ['docker.io', 'library/alpine', 'latest', moved, null, 4000, 'gone'],
+          ['docker.io', 'library/alpine', 'latest', manifest.digest, moved, 3000, 'moved'],
+          ['docker.io', 'library/alpine', 'latest', null, manifest.digest, 1000, 'seen'],
         ],
         'first seen, moved, gone; newest first; an unchanged check and a second delete add nothing',
       );
@@ -246,6 +250,39 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.deepEqual(await findMirrorBlob(database.db, from, blob), { size: 4096 });
       assert.equal(await findMirrorBlob(database.db, other, blob), undefined);
       await assert.rejects(linkMirrorBlob(database.db, from, randomDigest()), 'a mirror blob needs its blob row');
+    });
+
+    it('imports mirrored tags as seen elsewhere: never back to an older sighting, with imported events; lists what an upstream\'s cache holds', async () => {
+      const from = { upstream: 'offline.example', repository: 'library/busybox' };
+      const [first, second, third] = [randomDigest(), randomDigest(), randomDigest()];
+      const manifest = (digest: string) => ({ digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, payload: Buffer.from('{}') });
+      for (const digest of [first, second, third]) await insertMirrorManifest(database.db, from, manifest(digest));
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, 50_000), 'created');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, 51_000), 'unchanged');
+      assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: first, checkedAt: 1500 }, 'a later sighting of the same digest refreshes the check');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 3000, 52_000), 'moved');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', third, 2000, 53_000), 'kept-newer', 'seen at 2000, the cache saw 3000');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 2500, 54_000), 'unchanged');
+      assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: second, checkedAt: 3000 }, 'an older sighting does not turn the check back');
+      const history = await listMirrorTagHistory(database.db, { ...from, limit: 10 });
+      assert.deepEqual(
+        history.map((event) => [event.from, event.to, event.at, event.action]),
+        [
+          [first, second, 52_000, 'imported'],
+          [null, first, 50_000, 'imported'],
+        ],
+      );
+      await setMirrorTag(database.db, from, 'latest', third, 4000);
+      assert.deepEqual(
+        (await listCachedTags(database.db, from.upstream)).map((row) => [row.repository, row.tag, row.digest, row.checkedAt]),
+        [
+          ['library/busybox', '1.36', second, 3000],
+          ['library/busybox', 'latest', third, 4000],
+        ],
+      );
+      assert.deepEqual((await listCachedManifests(database.db, from.upstream)).map((row) => row.digest).sort(), [first, second, third].sort());
+      assert.deepEqual(await findUpstreamsCaching(database.db, 'library/busybox'), ['offline.example']);
+      assert.deepEqual(await findUpstreamsCaching(database.db, 'library/nothing'), []);
     });
   });
 }

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { OciLayout, type BlobDescriptor } from '../helpers/oci-layout.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { pushSignature } from '../helpers/signatures.js';
 import { runRegistryCommand, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { missingClients, run } from '../helpers/tools.js';
 
@@ -17,32 +18,6 @@ const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update
 async function digestOf(reference: string, options: string[] = []): Promise<string> {
   const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', ...options, reference], { timeoutMs: 120_000 });
   return sha256(raw.stdout);
-}
-
-/** Pushes a small OCI artifact whose subject is `subject` (a signature, say), monolithically. */
-async function pushReferrer(port: number, repository: string, subject: BlobDescriptor): Promise<string> {
-  const empty = Buffer.from('{}');
-  const upload = await rawRequest(port, 'POST', `/v2/${repository}/blobs/uploads/?digest=${sha256(empty)}`, {
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(empty.length) },
-    body: empty,
-  });
-  assert.equal(upload.status, 201);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      artifactType: 'application/vnd.example.signature',
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: 2 },
-      layers: [{ mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: 2 }],
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-    }),
-  );
-  const put = await rawRequest(port, 'PUT', `/v2/${repository}/manifests/${sha256(manifest)}`, {
-    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
-    body: manifest,
-  });
-  assert.equal(put.status, 201);
-  return sha256(manifest);
 }
 
 describe('offline sites: mirror sync, export and import', { skip }, () => {
@@ -68,7 +43,7 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout.directory}:app`, `docker://${host}/team/app:v1`]);
     await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layout.directory}:multi`, `docker://${host}/team/multi:v2`]);
     await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layout.directory}:multi`, `docker://${host}/team/multi:v3`]);
-    signature = await pushReferrer(source.port, 'team/app', image);
+    signature = await pushSignature(source.port, 'team/app', image);
   });
   after(async () => {
     await source?.stop();
@@ -79,13 +54,14 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     const bundle = path.join(directory, 'bundle.tar');
     const exported = await command(['export', '--out', bundle, 'team/app:v1', 'team/multi:v2']);
     assert.equal(exported.code, 0, exported.stderr);
-    assert.match(exported.stdout, /exported 2 images/);
+    assert.match(exported.stdout, /^exported 2 images: 5 manifests, 8 blobs \([\d.]+ MiB\) to /);
     assert.equal(await digestOf(`oci-archive:${bundle}:team/app:v1`), image.digest);
     assert.equal(await digestOf(`oci-archive:${bundle}:team/multi:v2`), index.digest);
 
     const imported = await runRegistryCommand(['import', bundle], { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: rootOf('imported') });
     assert.equal(imported.code, 0, imported.stderr);
-    assert.match(imported.stdout, /imported 2 images into this registry's stores: 5 manifests, 8 blobs/);
+    assert.match(imported.stdout, /^imported 2 images: 5 manifests, 8 blobs \([\d.]+ MiB\) into this registry's stores; 8 blobs stored \([\d.]+ MiB\), 0 already there\n$/);
+    assert.equal(imported.stdout.match(/\(([\d.]+ MiB)\)/)?.[1], exported.stdout.match(/\(([\d.]+ MiB)\)/)?.[1], 'the same size as the export said');
     const target = await startServerProcess({ root: rootOf('imported') });
     try {
       const host = `127.0.0.1:${target.port}`;
@@ -108,7 +84,7 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     }
     const again = await runRegistryCommand(['import', bundle], { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: rootOf('imported') });
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, / 0 blobs \(0\.0 MiB\)/, 'a second import finds every blob there');
+    assert.match(again.stdout, /; 0 blobs stored \(0 B\), 8 already there/, 'a second import finds every blob there');
   });
 
   it('imports into a running registry over HTTP, with token auth', async () => {
@@ -156,11 +132,12 @@ describe('offline sites: mirror sync, export and import', { skip }, () => {
     const env = { REGISTRY_CONFIG: config, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: rootOf('mirror') };
     const first = await runRegistryCommand(['mirror', 'sync', '--file', list], env);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /synced 3 images: 6 manifests, 6 blobs fetched \([\d.]+ MiB\), 2 already cached, 0 failed/);
+    // Distinct objects: app:v1 and its signature; one index for v2 and v3, of which the arm64 image is kept.
+    assert.match(first.stdout, /^synced 3 images: 4 manifests, 6 blobs \([\d.]+ MiB\); 6 blobs fetched \([\d.]+ MiB\), 0 already cached, 0 failed\n$/);
     assert.match(first.stderr, /central\/team\/multi:v3 \[#+\]/, 'a progress bar per image');
     const second = await runRegistryCommand(['mirror', 'sync', '--file', list], env);
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stdout, /0 blobs fetched \(0\.0 MiB\), 8 already cached, 0 failed/);
+    assert.match(second.stdout, /; 0 blobs fetched \(0 B\), 6 already cached, 0 failed/);
 
     const missing = path.join(directory, 'missing.yaml');
     await writeFile(missing, ['images:', '  - central/team/app:nope', '  - central/team/app:v1', ''].join('\n'));

@@ -1,0 +1,92 @@
+import type { Readable } from 'node:stream';
+import { findBlob } from '../metadata/blobs.js';
+import {
+  findMirrorReferrers,
+  importMirrorTag,
+  insertMirrorManifest,
+  linkMirrorBlob,
+  setMirrorReferrers,
+  type ImportedTagOutcome,
+  type UpstreamRepository,
+} from '../metadata/mirror.js';
+import { digestBytes, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { parseManifest, type Descriptor } from '../oci/manifest.js';
+import { isNonDistributableLayer } from '../oci/media-types.js';
+import { parseManifestReference } from '../oci/reference.js';
+import type { RegistryStores } from '../registry/context.js';
+import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
+
+export interface CachedManifestResult {
+  digest: string;
+  /** What became of the tag, when the manifest was put by tag. */
+  tag?: ImportedTagOutcome;
+}
+
+/**
+ * Fills an upstream's mirror cache with content carried in from elsewhere (`registry import` of a
+ * bundle made at a connected site), so that an offline site serves it by every mirror addressing as
+ * if it had been pulled through: blobs are verified as they are stored; a manifest goes in only when
+ * every blob it names is held, in one transaction with its blob links, its place among its subject's
+ * referrers and its tag (an `imported` tag-history event).
+ *
+ * Races: two imports of one blob write the same verified bytes (the storage commit is atomic, the
+ * rows are inserted if absent); two imports moving one tag are ordered by their transactions, and
+ * `importMirrorTag` keeps whichever saw the tag upstream last.
+ */
+export class MirrorCacheImport {
+  constructor(private readonly stores: RegistryStores) {}
+
+  /** Whether the registry holds the blob's bytes already (they need not be sent again). */
+  holdsBlob(digest: string): Promise<boolean> {
+    return holdsBlob(this.stores, parseDigest(digest));
+  }
+
+  async putBlob(from: UpstreamRepository, digestText: string, size: number | undefined, bytes: Readable): Promise<number> {
+    const digest = parseDigest(digestText);
+    const stored = await storeVerifiedBlob(this.stores, digest, size, bytes);
+    await linkMirrorBlob(this.stores.metadata, from, digest.value);
+    return stored;
+  }
+
+  /**
+   * Caches a manifest by tag or digest. `seenAt` is when the exporting site last saw the tag upstream:
+   * the cached tag counts as checked then (stale once the TTL has passed, and served stale while the
+   * upstream cannot be reached).
+   */
+  async putManifest(from: UpstreamRepository, referenceText: string, payload: Buffer, contentType: string | undefined, seenAt: number): Promise<CachedManifestResult> {
+    const reference = parseManifestReference(referenceText);
+    const digest = digestBytes(payload, reference.kind === 'digest' ? reference.digest.algorithm : 'sha256').value;
+    if (reference.kind === 'digest' && reference.digest.value !== digest) {
+      throw new RegistryError('DIGEST_INVALID', { message: 'manifest digest does not match the reference', detail: { reference: reference.digest.value, actual: digest } });
+    }
+    const manifest = parseManifest(payload, contentType);
+    const blobs = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType)).map((blob) => blob.digest);
+    for (const blob of blobs) {
+      if (!(await findBlob(this.stores.metadata, blob))) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: `manifest ${digest} names blob ${blob}, which this registry does not hold`, detail: { digest: blob } });
+      }
+    }
+    const now = Date.now();
+    return this.stores.metadata.transaction().execute(async (transaction) => {
+      for (const blob of blobs) await linkMirrorBlob(transaction, from, blob, now);
+      await insertMirrorManifest(transaction, from, { digest, mediaType: manifest.mediaType, size: payload.length, payload }, now);
+      if (manifest.subject) {
+        const referrer: Descriptor = {
+          mediaType: manifest.mediaType,
+          digest,
+          size: payload.length,
+          ...(manifest.artifactType ? { artifactType: manifest.artifactType } : {}),
+          ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
+        };
+        const listed = await findMirrorReferrers(transaction, from, manifest.subject.digest);
+        const descriptors = listed?.descriptors ?? [];
+        if (!descriptors.some((descriptor) => descriptor.digest === digest)) {
+          await setMirrorReferrers(transaction, from, manifest.subject.digest, [...descriptors, referrer], Math.max(listed?.checkedAt ?? 0, seenAt));
+        }
+      }
+      if (reference.kind === 'digest') return { digest };
+      return { digest, tag: await importMirrorTag(transaction, from, reference.tag, digest, seenAt, now) };
+    });
+  }
+}
