@@ -13,6 +13,7 @@ import { ManifestService } from './registry/manifests.js';
 import { ReferrersService } from './registry/referrers.js';
 import { UploadService } from './registry/uploads.js';
 import type { StorageDriver } from './storage/driver.js';
+import { GarbageCollector } from './gc/collector.js';
 import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
@@ -31,6 +32,8 @@ export interface AppDependencies {
   auth?: RegistryAuth;
   /** Upstreams to mirror (pull-through cache); none when absent. */
   mirror?: MirrorSettings | null;
+  /** Settings of garbage collection runs started over HTTP (storage.maintenance.gc); a day's grace by default. */
+  gc?: { graceMs: number; untagged: boolean };
 }
 
 export interface RegistryApp {
@@ -53,6 +56,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     listings,
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores) : null,
+    gc: { collector: new GarbageCollector(stores, deps.logger), metadata: deps.metadata, defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false } },
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig } from './config/load.js';
+import { ConfigError, loadConfig, parseDuration } from './config/load.js';
+import { gcCommand } from './cli/gc-command.js';
 import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
@@ -18,6 +19,7 @@ const usage = `usage: registry [serve] [--config FILE]
        registry config-keys      list every configuration key, its environment variable and default
        registry auth robot NAME  create a robot account: prints its secret and the policy entry
        registry auth hash        read a password on standard input, print its bcrypt hash
+       registry gc [--dry-run] [--untagged] [--grace DURATION] [--json]
        registry mirror sync --file IMAGES.yaml [--json]
        registry export --out BUNDLE.tar [NAME:TAG|NAME@DIGEST ...] [--all-mirrored [--upstream NAME]] [--since PREVIOUS.tar] [--json]
        registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME] [--as-local] [--json]
@@ -28,6 +30,9 @@ Commands:
   metadata rebuild
                fill an empty metadata database (database.url) from blob storage alone: repositories,
                manifests, references, blob links and tags. Also the way from SQLite to PostgreSQL.
+  gc           collect garbage once: blobs nothing refers to (and with --untagged, manifests with no
+               tag that nothing keeps), older than the grace window (storage.maintenance.gc.grace),
+               safe while servers serve the same stores. Exit 0 done, 1 failed, 2 another run holds the lease.
   mirror sync  cache the images of a list (name:tag, name@digest, tag patterns; all platforms or some)
                from their upstreams; skips what is cached, so it can be rerun to resume. Exit 1 if any failed.
   export       write images (every platform, and their referrers) from this registry's stores as an
@@ -41,7 +46,7 @@ Commands:
   --json       print the summary as JSON, for scripts (sync, export, import).`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'help';
   configFile?: string;
   robotName?: string;
   /** Options with a value (--file, --out, --to, --creds, --repository…), flags, and plain arguments. */
@@ -50,8 +55,8 @@ interface CommandLine {
   positional: string[];
 }
 
-const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository', '--upstream', '--since']);
-const flagOptions = new Set(['--json', '--as-local', '--all-mirrored']);
+const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository', '--upstream', '--since', '--grace']);
+const flagOptions = new Set(['--json', '--as-local', '--all-mirrored', '--dry-run', '--untagged']);
 
 function parseCommandLine(args: string[]): CommandLine {
   const result: CommandLine = { command: 'serve', options: {}, flags: new Set(), positional: [] };
@@ -81,7 +86,7 @@ function parseCommandLine(args: string[]): CommandLine {
     } else if (arg === 'mirror' && args[index + 1] === 'sync') {
       result.command = 'mirror-sync';
       index++;
-    } else if ((arg === 'export' || arg === 'import') && result.command === 'serve') {
+    } else if ((arg === 'export' || arg === 'import' || arg === 'gc') && result.command === 'serve') {
       result.command = arg;
     } else if (valueOptions.has(arg.split('=')[0] ?? '') && result.command !== 'serve') {
       const [name = '', inline] = arg.split(/=(.*)/s);
@@ -146,6 +151,16 @@ async function main(): Promise<void> {
     const file = commandLine.options.file;
     if (!file) throw new ConfigError('mirror sync needs --file IMAGES.yaml');
     process.exitCode = await mirrorSyncCommand(config, file, { json: commandLine.flags.has('json') });
+    return;
+  }
+  if (commandLine.command === 'gc') {
+    const grace = commandLine.options.grace;
+    process.exitCode = await gcCommand(config, {
+      ...(commandLine.flags.has('dry-run') ? { dryRun: true } : {}),
+      ...(commandLine.flags.has('untagged') ? { untagged: true } : {}),
+      ...(grace !== undefined ? { graceMs: parseDuration(grace, '--grace') } : {}),
+      json: commandLine.flags.has('json'),
+    });
     return;
   }
   if (commandLine.command === 'export') {

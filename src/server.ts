@@ -6,6 +6,7 @@ import { openAuth } from './auth/setup.js';
 import { mirrorSettings } from './mirror/settings.js';
 import { parseListenAddress, type RegistryConfig } from './config/schema.js';
 import type { UploadService } from './registry/uploads.js';
+import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
 
 export interface RunningRegistry {
@@ -36,6 +37,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy },
     auth,
     mirror,
+    gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -63,12 +65,14 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   );
 
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
+  const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       logger.info({ drainTimeoutMs: config.http.draintimeout }, 'shutting down: finishing in-flight requests');
       stopPurging();
+      stopCollecting();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => {
@@ -77,6 +81,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       }, config.http.draintimeout);
       await closed;
       clearTimeout(timer);
+      await services.gc.collector.stop();
       await metadata.close();
       closeStorage();
       logger.info('registry stopped');
@@ -110,5 +115,33 @@ function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, l
     });
   };
   timer = setTimeout(tick, Math.min(firstPurgeDelayMs, purging.interval)).unref();
+  return () => clearTimeout(timer);
+}
+
+/** The first collection runs this long after start (and never before the first purge). */
+const firstCollectionDelayMs = 10 * 60_000;
+
+/**
+ * Collects garbage now and then (storage.maintenance.gc); every replica schedules it, the lease lets
+ * one run at a time (the others skip that turn). Returns a stop function.
+ */
+function scheduleGarbageCollection(config: RegistryConfig, collector: GarbageCollector, logger: Logger): () => void {
+  const settings = config.storage.maintenance.gc;
+  if (!settings.enabled) return () => {};
+  let timer: NodeJS.Timeout | undefined;
+  const run = async () => {
+    try {
+      await collector.run({ dryRun: settings.dryrun, untagged: settings.untagged, graceMs: settings.grace });
+    } catch (error) {
+      if (error instanceof GcBusyError) logger.debug({ holder: error.holder }, 'garbage collection skipped: another run holds the lease');
+      else logger.error({ err: error }, 'garbage collection failed');
+    }
+  };
+  const tick = () => {
+    void run().finally(() => {
+      timer = setTimeout(tick, settings.interval).unref();
+    });
+  };
+  timer = setTimeout(tick, Math.min(firstCollectionDelayMs, settings.interval)).unref();
   return () => clearTimeout(timer);
 }

@@ -202,7 +202,7 @@ function parseSize(raw: unknown, where: string): number {
 
 const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-function parseDuration(raw: unknown, where: string): number {
+export function parseDuration(raw: unknown, where: string): number {
   if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return raw * 1000;
   const match = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim()) : null;
   if (!match) throw new ConfigError(`${where}: expected a duration such as 30s, 500ms or 5m, got ${describe(raw)}`);

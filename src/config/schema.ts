@@ -129,6 +129,13 @@ export const configSchema = {
         interval: duration(24 * 3_600_000, 'How often to look for abandoned uploads (first run about a minute after start).'),
         dryrun: boolean(false, 'Only log what would be purged.'),
       },
+      gc: {
+        enabled: boolean(true, 'Collect garbage online now and then: blobs nothing refers to, and with untagged, manifests nothing refers to.'),
+        interval: duration(24 * 3_600_000, 'How often to collect (the first run about ten minutes after start); one replica runs at a time.'),
+        grace: duration(24 * 3_600_000, 'What was pushed, mounted or used within this window is kept (a push names its layers last).'),
+        untagged: boolean(false, 'Also collect manifests with no tag that no index or subject keeps (pushing by digest is then not for keeps).'),
+        dryrun: boolean(false, 'Only report what would be collected.'),
+      },
     },
   },
   database: {

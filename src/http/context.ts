@@ -6,6 +6,7 @@ import type { ManifestService } from '../registry/manifests.js';
 import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { MirrorCacheImport } from '../mirror/cache-import.js';
+import type { GcService } from './handlers/gc.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -35,4 +36,6 @@ export interface RegistryServices {
   mirror: MirrorService | null;
   /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */
   mirrorCache: MirrorCacheImport | null;
+  /** Garbage collection, started over HTTP by operators. */
+  gc: GcService;
 }

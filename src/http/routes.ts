@@ -10,6 +10,7 @@ import type { TokenService } from '../auth/token-service.js';
 import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
 import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
+import { gcHandlers } from './handlers/gc.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -56,6 +57,9 @@ const paths = {
   token: /^\/auth\/token$/,
   mirrorStatus: /^\/api\/v1\/mirror\/status$/,
   mirrorHistory: /^\/api\/v1\/mirror\/history$/,
+  gcRuns: /^\/api\/v1\/gc$/,
+  // Group 1 is empty (no repository); group 2 is the run's id.
+  gcRun: /^\/api\/v1\/gc\/()([^/]+)$/,
   mirrorCacheBlob: /^\/api\/v1\/mirror\/cache\/(.+)\/blobs\/([^/]+)$/,
   mirrorCacheManifest: /^\/api\/v1\/mirror\/cache\/(.+)\/manifests\/([^/]+)$/,
 } as const;
@@ -92,9 +96,16 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
         ] satisfies Route[])
       : []),
   ];
+  const gc = gcHandlers(services.gc);
+  const gcRoutes: Route[] = [
+    { name: 'gc.start', method: 'POST', pattern: paths.gcRuns, scoped: false, access: 'catalog', handle: gc.start },
+    { name: 'gc.list', method: 'GET', pattern: paths.gcRuns, scoped: false, access: 'catalog', handle: gc.list },
+    { name: 'gc.show', method: 'GET', pattern: paths.gcRun, scoped: false, access: 'catalog', handle: gc.show },
+  ];
   return [
     ...tokenRoutes,
     ...mirrorRoutes,
+    ...gcRoutes,
     { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
     { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },

@@ -5,12 +5,12 @@ export interface BlobRow {
   size: number;
 }
 
-/** Records a blob whose bytes are already verified in storage. Existing rows are left as they are. */
+/** Records a blob whose bytes are already verified in storage; an existing row only counts as used now. */
 export async function insertBlob(db: MetadataExecutor, blob: BlobRow, now = Date.now()): Promise<void> {
   await db
     .insertInto('blobs')
-    .values({ digest: blob.digest, size: blob.size, created_at: now })
-    .onConflict((conflict) => conflict.column('digest').doNothing())
+    .values({ digest: blob.digest, size: blob.size, created_at: now, used_at: now })
+    .onConflict((conflict) => conflict.column('digest').doUpdateSet({ used_at: now }))
     .execute();
 }
 

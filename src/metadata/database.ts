@@ -6,6 +6,7 @@ import {
   CompiledQuery,
   Kysely,
   Migrator,
+  PostgresAdapter,
   PostgresDialect,
   SqliteDialect,
   type Dialect,
@@ -17,12 +18,24 @@ import * as initial from './migrations/0001-initial.js';
 import * as mirror from './migrations/0002-mirror.js';
 import * as mirrorHistoryReferrers from './migrations/0003-mirror-history-referrers.js';
 import * as mirrorHistoryAction from './migrations/0004-mirror-history-action.js';
+import * as garbageCollection from './migrations/0005-gc.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
 export type MetadataDb = Kysely<MetadataSchema>;
 /** Either the database or an open transaction on it: query functions accept both. */
 export type MetadataExecutor = Kysely<MetadataSchema> | Transaction<MetadataSchema>;
+
+/** Which engine a database or transaction runs on, for the few statements the engines spell differently. */
+export function engineOf(db: MetadataExecutor): MetadataEngine {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+/** A row named something that is no longer there (a foreign key), on either engine. */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503';
+}
 
 const compiledSqlCache = new WeakMap<object, Map<string, string>>();
 
@@ -74,6 +87,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0002-mirror': (engine) => ({ up: (db) => mirror.up(db, engine) }),
   '0003-mirror-history-referrers': (engine) => ({ up: (db) => mirrorHistoryReferrers.up(db, engine) }),
   '0004-mirror-history-action': () => ({ up: (db) => mirrorHistoryAction.up(db) }),
+  '0005-gc': (engine) => ({ up: (db) => garbageCollection.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -35,7 +35,7 @@ const manifestColumns = [
   'manifests.payload',
 ] as const;
 
-type ManifestSelection = Omit<Selectable<ManifestsTable>, 'repository_id' | 'created_at'>;
+type ManifestSelection = Omit<Selectable<ManifestsTable>, 'repository_id' | 'created_at' | 'used_at'>;
 
 function toManifestRow(row: ManifestSelection): ManifestRow {
   return {
@@ -84,8 +84,10 @@ export async function insertManifest(db: MetadataExecutor, manifest: NewManifest
       size: manifest.payload.length,
       payload: manifest.payload,
       created_at: now,
+      used_at: now,
     })
-    .onConflict((conflict) => conflict.columns(['repository_id', 'digest']).doNothing())
+    // Pushed again: it counts as used now (a collection re-checks this before deleting it).
+    .onConflict((conflict) => conflict.columns(['repository_id', 'digest']).doUpdateSet({ used_at: now }))
     .execute();
   const { id } = await db
     .selectFrom('manifests')

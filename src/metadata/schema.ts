@@ -1,4 +1,4 @@
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 /** Times are milliseconds since the epoch; sizes are bytes. Both fit a JavaScript number. */
 export interface RepositoriesTable {
@@ -11,6 +11,8 @@ export interface BlobsTable {
   digest: string;
   size: number;
   created_at: number;
+  /** The last use (HEAD, mount), at a one-second resolution: the grace window counts from it. */
+  used_at: ColumnType<number, number | undefined, number>;
 }
 
 export interface RepositoryBlobsTable {
@@ -40,6 +42,8 @@ export interface ManifestsTable {
   size: number;
   payload: Uint8Array;
   created_at: number;
+  /** The last GET or HEAD by digest, at a one-second resolution. */
+  used_at: ColumnType<number, number | undefined, number>;
 }
 
 /** Blobs (config and layers) a manifest names. */
@@ -115,6 +119,40 @@ export interface MirrorBlobsTable {
   fetched_at: number;
 }
 
+/** Bytes being written into blobs/ before their rows: garbage collection keeps the digest meanwhile. */
+export interface BlobWritesTable {
+  id: string;
+  digest: string;
+  started_at: number;
+}
+
+/** Storage keys whose rows garbage collection removed, to delete. */
+export interface GcPendingTable {
+  key: string;
+  /** The digest of the bytes or of the manifest a link names: writers of that digest wait until the key is gone. */
+  digest: string | null;
+  created_at: number;
+}
+
+/** The lease of the one collection that may run. */
+export interface GcLockTable {
+  name: string;
+  holder: string;
+  expires_at: number;
+}
+
+export interface GcRunsTable {
+  id: Generated<number>;
+  state: 'running' | 'succeeded' | 'failed';
+  /** 1 for a dry run (an integer: SQLite has no booleans). */
+  dry_run: number;
+  holder: string;
+  started_at: number;
+  finished_at: number | null;
+  /** The report, JSON. */
+  report: string | null;
+}
+
 export interface MetadataSchema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -129,4 +167,8 @@ export interface MetadataSchema {
   mirror_blobs: MirrorBlobsTable;
   mirror_tag_history: MirrorTagHistoryTable;
   mirror_referrers: MirrorReferrersTable;
+  blob_writes: BlobWritesTable;
+  gc_pending: GcPendingTable;
+  gc_lock: GcLockTable;
+  gc_runs: GcRunsTable;
 }

@@ -1,9 +1,11 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { findBlob, insertBlob } from '../metadata/blobs.js';
+import { isForeignKeyViolation } from '../metadata/database.js';
 import { findMirrorBlob, linkMirrorBlob } from '../metadata/mirror.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import { claimWrite, releaseWrite } from '../registry/blob-writes.js';
 import type { BlobDescriptor, RegistryStores } from '../registry/context.js';
 import { storagePaths } from '../storage/paths.js';
 import type { MirrorTarget } from './addressing.js';
@@ -122,9 +124,34 @@ export class MirroredBlobs {
       const reply = await this.upstreams.ask(target, 'HEAD', `${target.repository}/blobs/${digest.value}`, via);
       if (reply.status === 404) throw blobUnknownUpstream(target, digest.value);
       if (reply.status !== 200) throw this.upstreams.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
-      await linkMirrorBlob(metadata, from, digest.value);
-      return null;
+      try {
+        await linkMirrorBlob(metadata, from, digest.value);
+        return null;
+      } catch (error) {
+        // Race closed: garbage collection removed the blob since it was found; fetch it instead.
+        if (!isForeignKeyViolation(error)) throw error;
+      }
     }
+    // The bytes land in blobs/ before their rows: claimed, so garbage collection keeps the digest.
+    const writeId = await claimWrite(this.stores, digest.value);
+    let fetch: BlobFetch;
+    try {
+      fetch = await this.fetchFromUpstream(target, digest, via);
+    } catch (error) {
+      await releaseWrite(this.stores, writeId);
+      throw error;
+    }
+    void fetch.done
+      .catch(() => undefined)
+      .then(() => releaseWrite(this.stores, writeId))
+      .catch((error: unknown) => this.logger.warn({ err: error, digest: digest.value }, 'could not release a blob write claim (it expires on its own)'));
+    return fetch;
+  }
+
+  private async fetchFromUpstream(target: MirrorTarget, digest: Digest, via: string | undefined): Promise<BlobFetch> {
+    const from = upstreamRepository(target);
+    const { storage, metadata } = this.stores;
+    const key = storagePaths.blobData(digest);
     const reply = await this.upstreams.ask(target, 'GET', `${target.repository}/blobs/${digest.value}`, via);
     if (reply.status === 404) {
       reply.body?.destroy();

@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import { findBlob, findLinkedBlob, linkBlob, unlinkBlob } from '../metadata/blobs.js';
+import { isForeignKeyViolation } from '../metadata/database.js';
+import { touchBlob } from '../metadata/gc.js';
 import { ensureRepository, findRepository } from '../metadata/repositories.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -18,9 +20,13 @@ export class BlobService {
     private readonly options: BlobServiceOptions,
   ) {}
 
-  /** The blob as this repository knows it; BLOB_UNKNOWN unless it is linked to the repository. */
+  /**
+   * The blob as this repository knows it; BLOB_UNKNOWN unless it is linked to the repository. The
+   * use is recorded first (see touchBlob): a client that finds the blob here may skip its upload.
+   */
   async stat(repository: string, digestText: string): Promise<BlobDescriptor> {
     const digest = parseDigest(digestText);
+    await touchBlob(this.stores.metadata, digest.value);
     const blob = await findLinkedBlob(this.stores.metadata, repository, digest.value);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
     return blob;
@@ -61,6 +67,7 @@ export class BlobService {
    */
   async mount(repository: string, digestText: string, fromRepository?: string): Promise<BlobDescriptor | null> {
     const digest = parseDigest(digestText);
+    await touchBlob(this.stores.metadata, digest.value);
     let source: BlobDescriptor | undefined;
     if (fromRepository === undefined) {
       source = await findBlob(this.stores.metadata, digest.value);
@@ -76,7 +83,14 @@ export class BlobService {
     const stored = await this.stores.storage.stat(storagePaths.blobData(digest));
     if (!stored || stored.size !== source.size) return null;
     const target = await ensureRepository(this.stores.metadata, repository);
-    await linkBlob(this.stores.metadata, target.id, digest.value);
+    try {
+      // A fresh link keeps the blob through the grace window, as an upload's does.
+      await linkBlob(this.stores.metadata, target.id, digest.value);
+    } catch (error) {
+      // Race closed: the blob was collected since it was found; the client uploads it instead.
+      if (isForeignKeyViolation(error)) return null;
+      throw error;
+    }
     return source;
   }
 }

@@ -1,4 +1,6 @@
 import { findLinkedDigests } from '../metadata/blobs.js';
+import { isForeignKeyViolation } from '../metadata/database.js';
+import { touchManifest } from '../metadata/gc.js';
 import {
   deleteManifest,
   findManifest,
@@ -8,14 +10,15 @@ import {
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag } from '../metadata/tags.js';
-import { digestBytes, parseDigest } from '../oci/digest.js';
+import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseManifest, type Descriptor } from '../oci/manifest.js';
+import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
-import { parseLookupReference, parseManifestReference } from '../oci/reference.js';
+import { parseLookupReference, parseManifestReference, type ManifestReference } from '../oci/reference.js';
 import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
+import { withBlobWrite } from './blob-writes.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
 import { recordManifest } from './manifest-rows.js';
@@ -60,6 +63,29 @@ export class ManifestService {
     const blobDigests = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType)).map((blob) => blob.digest);
     const childIds = await this.requireReferences(existing, blobDigests, manifest.manifests);
 
+    // The manifest's bytes and links, then its rows, under a claim of its digest that garbage collection respects.
+    try {
+      await withBlobWrite(this.stores, digest.value, () => this.store(repository, reference, digest, payload, manifest, blobDigests, childIds));
+    } catch (error) {
+      // Race closed: a blob or child checked above was collected before the rows went in. The rows'
+      // foreign keys refuse them (on PostgreSQL after waiting for the collection's commit).
+      if (isForeignKeyViolation(error)) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'a blob or manifest the manifest names was removed by garbage collection meanwhile; push it again' });
+      }
+      throw error;
+    }
+    return { digest: digest.value, subject: manifest.subject?.digest ?? null };
+  }
+
+  private async store(
+    repository: string,
+    reference: ManifestReference,
+    digest: Digest,
+    payload: Buffer,
+    manifest: ParsedManifest,
+    blobDigests: string[],
+    childIds: number[],
+  ): Promise<void> {
     const { storage, metadata } = this.stores;
     const payloadKey = storagePaths.blobData(digest);
     if ((await storage.stat(payloadKey))?.size !== payload.length) await putSmallObject(storage, payloadKey, payload);
@@ -86,7 +112,6 @@ export class ManifestService {
     } else {
       await recordManifest(metadata, record);
     }
-    return { digest: digest.value, subject: manifest.subject?.digest ?? null };
   }
 
   /** Every blob must be linked to the repository and every child manifest held by it: else MANIFEST_BLOB_UNKNOWN. */
@@ -109,6 +134,8 @@ export class ManifestService {
   /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
   async get(repository: string, referenceText: string, accepted: Set<string>): Promise<ManifestContent> {
     const reference = parseLookupReference(referenceText);
+    // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
+    if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value);
     const manifest = await findManifestByReference(
       this.stores.metadata,
       repository,

@@ -2,6 +2,7 @@ import { randomUUID, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
+import { withBlobWrite } from './blob-writes.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import {
   advanceUpload,
@@ -254,14 +255,17 @@ export class UploadService {
   private async publish(upload: UploadRow, digest: Digest, size: number): Promise<void> {
     const { storage, metadata } = this.stores;
     const blobKey = storagePaths.blobData(digest);
-    await this.publishLocks.run(digest.value, async () => {
-      const existing = await storage.stat(blobKey);
-      if (!existing || existing.size !== size) await storage.move(storagePaths.uploadData(upload.id), blobKey);
-    });
-    await metadata.transaction().execute(async (transaction) => {
-      await insertBlob(transaction, { digest: digest.value, size });
-      await linkBlob(transaction, upload.repositoryId, digest.value);
-      await deleteUpload(transaction, upload.id);
+    // Claimed before the bytes are looked at: garbage collection keeps the digest until the rows are in.
+    await withBlobWrite(this.stores, digest.value, async () => {
+      await this.publishLocks.run(digest.value, async () => {
+        const existing = await storage.stat(blobKey);
+        if (!existing || existing.size !== size) await storage.move(storagePaths.uploadData(upload.id), blobKey);
+      });
+      await metadata.transaction().execute(async (transaction) => {
+        await insertBlob(transaction, { digest: digest.value, size });
+        await linkBlob(transaction, upload.repositoryId, digest.value);
+        await deleteUpload(transaction, upload.id);
+      });
     });
     this.hashStates.forget(upload.id);
     await storage.delete(storagePaths.uploadDirectory(upload.id));

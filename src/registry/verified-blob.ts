@@ -4,6 +4,7 @@ import { findBlob, insertBlob } from '../metadata/blobs.js';
 import { digestOf, newHash, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { storagePaths } from '../storage/paths.js';
+import { withBlobWrite } from './blob-writes.js';
 import type { RegistryStores } from './context.js';
 import { HashingStream } from './hashing-stream.js';
 
@@ -13,6 +14,10 @@ import { HashingStream } from './hashing-stream.js';
  * kept on a mismatch, which is DIGEST_INVALID or SIZE_INVALID. Linking the blob is the caller's.
  */
 export async function storeVerifiedBlob(stores: RegistryStores, digest: Digest, size: number | undefined, bytes: Readable): Promise<number> {
+  return withBlobWrite(stores, digest.value, () => writeVerified(stores, digest, size, bytes));
+}
+
+async function writeVerified(stores: RegistryStores, digest: Digest, size: number | undefined, bytes: Readable): Promise<number> {
   const writer = await stores.storage.writer(storagePaths.blobData(digest));
   const hashing = new HashingStream(newHash(digest.algorithm), size);
   try {

@@ -13,8 +13,8 @@ import { bundleDescriptionName, type BundleDescription } from '../../src/transfe
 import { LocalImportTarget } from '../../src/transfer/local-target.js';
 import { listTarEntries, readTarEntryBytes } from '../../src/transfer/tar.js';
 import { fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
-import { testBlob, type TestBlob } from '../helpers/blobs.js';
-import { allManifestTypes, imageManifest, indexOf, manifestOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
+import { testBlob } from '../helpers/blobs.js';
+import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode } from '../helpers/push.js';
 import { freePort } from '../helpers/ports.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
@@ -209,18 +209,8 @@ describe('offline sites: bundles carry where images came from, and import fills 
     // The tag moves upstream, and the connected site sees it.
     const pusher = await upstream.pusher(['repository:team-a/app:pull,push']);
     // The same config, a new layer.
-    const [config] = image.blobs as [TestBlob];
-    const newLayer = testBlob(5000);
-    const moved = manifestOf(
-      {
-        schemaVersion: 2,
-        mediaType: ociManifestType,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.length },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: newLayer.digest, size: newLayer.bytes.length }],
-      },
-      ociManifestType,
-      [config, newLayer],
-    );
+    const moved = imageManifest({ config: image.blobs[0]!, layerSize: 5000 });
+    const newLayer = moved.blobs[1]!;
     await pushManifest(pusher, 'team-a/app', 'v1', moved);
     await sync(connected, ['central/team-a/app:v1', 'central/team-a/multi:v2']);
     const second = path.join(directory, 'second.tar');

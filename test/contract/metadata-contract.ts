@@ -30,6 +30,23 @@ import {
   setMirrorReferrers,
   setMirrorTag,
 } from '../../src/metadata/mirror.js';
+import {
+  acquireGcLock,
+  claimBlobWrite,
+  currentGcHolder,
+  deleteGarbageBlobs,
+  deleteGarbageManifests,
+  deletePending,
+  findGarbageBlobs,
+  findGarbageManifests,
+  findUnrecordedDigests,
+  isPendingDeletion,
+  listPending,
+  releaseBlobWrite,
+  releaseGcLock,
+  renewGcLock,
+  touchBlob,
+} from '../../src/metadata/gc.js';
 import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
 import { advanceUpload, deleteUpload, findUpload, insertUpload } from '../../src/metadata/uploads.js';
 import { testBlob } from '../helpers/blobs.js';
@@ -64,7 +81,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -283,6 +300,102 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.deepEqual((await listCachedManifests(database.db, from.upstream)).map((row) => row.digest).sort(), [first, second, third].sort());
       assert.deepEqual(await findUpstreamsCaching(database.db, 'library/busybox'), ['offline.example']);
       assert.deepEqual(await findUpstreamsCaching(database.db, 'library/nothing'), []);
+    });
+
+    it('garbage collection: marks over indexes and referrers, re-checks at delete time, claims, touches and the lease', async () => {
+      const now = Date.now();
+      const old = now - 2 * 3_600_000;
+      const cutoff = now - 3_600_000;
+      const lease = { holder: 'contract:1:a', leaseMs: 60_000 };
+      assert.equal(await acquireGcLock(database.db, lease.holder, lease.leaseMs), lease.holder);
+      assert.equal(await acquireGcLock(database.db, 'contract:2:b', 60_000), lease.holder, 'a second run does not get the lease');
+      assert.equal(await renewGcLock(database.db, 'contract:2:b', 60_000), false);
+      assert.equal(await renewGcLock(database.db, lease.holder, 60_000), true);
+
+      const repository = await ensureRepository(database.db, 'gc/repo');
+      const blob = async (at = old) => {
+        const digest = randomDigest();
+        await insertBlob(database.db, { digest, size: 100 }, at);
+        return digest;
+      };
+      const manifest = async (options: { blobs?: string[]; children?: number[]; subject?: string } = {}) => {
+        const digest = await blob();
+        const id = await insertManifest(
+          database.db,
+          {
+            repositoryId: repository.id,
+            digest,
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            artifactType: null,
+            subjectDigest: options.subject ?? null,
+            payload: Buffer.from('{}'),
+            blobDigests: options.blobs ?? [],
+            childIds: options.children ?? [],
+          },
+          old,
+        );
+        return { id, digest };
+      };
+      const liveLayer = await blob();
+      const image = await manifest({ blobs: [liveLayer] });
+      const innerIndex = await manifest({ children: [image.id] });
+      const outerIndex = await manifest({ children: [innerIndex.id] });
+      await setTag(database.db, repository.id, 'latest', outerIndex.id);
+      const referrer = await manifest({ subject: image.digest });
+      await manifest({ subject: referrer.digest }); // a referrer of the referrer: kept too
+      const garbageLayer = await blob();
+      const untagged = await manifest({ blobs: [garbageLayer] });
+      const untaggedReferrer = await manifest({ subject: untagged.digest });
+      const retagged = await manifest();
+
+      const garbage = (await findGarbageManifests(database.db, cutoff)).map((row) => row.digest);
+      assert.deepEqual(garbage.sort(), [untagged.digest, untaggedReferrer.digest, retagged.digest].sort(), 'only untagged manifests nothing keeps (younger rows of other tests stay out)');
+      const blobsIfUntagged = (await findGarbageBlobs(database.db, cutoff, true)).map((row) => row.digest);
+      assert.ok(blobsIfUntagged.includes(garbageLayer) && !blobsIfUntagged.includes(liveLayer));
+      assert.ok(!(await findGarbageBlobs(database.db, cutoff, false)).some((row) => row.digest === garbageLayer), 'without untagged, its manifest keeps the layer');
+
+      // A tag put on a candidate after the mark: the deleting transaction keeps it.
+      await setTag(database.db, repository.id, 'late', retagged.id);
+      const candidates = (await findGarbageManifests(database.db, cutoff - 1)).filter((row) => garbage.includes(row.digest));
+      const refs = [...candidates, { id: retagged.id, repository: 'gc/repo', digest: retagged.digest }];
+      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, lease, (row) => `links/${row.digest}`);
+      assert.deepEqual(deleted.map((row) => row.digest).sort(), [untagged.digest, untaggedReferrer.digest].sort());
+      assert.ok((await findManifest(database.db, repository.id, retagged.digest)) !== undefined);
+      assert.deepEqual((await listPending(database.db, 100)).map((entry) => entry.key).sort(), [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`].sort());
+      await deletePending(database.db, [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`]);
+
+      // Blobs: a use, a write in progress, a young link and a mirror entry each keep one.
+      const touched = await blob();
+      const writing = await blob();
+      const linkedLate = await blob();
+      const mirrored = await blob();
+      const plain = await blob();
+      await touchBlob(database.db, touched);
+      assert.equal(await claimBlobWrite(database.db, 'write-1', writing), 'claimed');
+      await linkBlob(database.db, repository.id, linkedLate);
+      await linkMirrorBlob(database.db, { upstream: 'docker.io', repository: 'library/gc' }, mirrored);
+      const bytesKey = (digest: string) => `bytes/${digest}`;
+      const removed = await deleteGarbageBlobs(database.db, [touched, writing, linkedLate, mirrored, plain, garbageLayer, liveLayer], cutoff, lease, bytesKey);
+      assert.deepEqual(removed.map((row) => row.digest).sort(), [plain, garbageLayer].sort());
+      assert.equal(await findBlob(database.db, plain), undefined);
+      assert.ok(await isPendingDeletion(database.db, plain), 'its bytes are pending deletion');
+      assert.equal(await claimBlobWrite(database.db, 'write-2', plain), 'wait', 'a writer of it waits while the run holds the lease');
+      await releaseBlobWrite(database.db, 'write-1');
+      assert.deepEqual((await deleteGarbageBlobs(database.db, [writing], cutoff, lease, bytesKey)).map((row) => row.digest), [writing], 'once the write ended');
+      await releaseGcLock(database.db, lease.holder);
+      assert.equal(await claimBlobWrite(database.db, 'write-3', plain), 'claimed', 'with no run alive, a stale pending deletion is forgotten');
+      assert.equal(await isPendingDeletion(database.db, plain), false);
+      await releaseBlobWrite(database.db, 'write-3');
+      assert.deepEqual(await findUnrecordedDigests(database.db, [plain, touched]), [plain], 'bytes of a removed row are unrecorded');
+
+      // The lease: free after release, and a dead holder can be displaced at once.
+      assert.equal(await acquireGcLock(database.db, 'contract:3:c', 60_000), 'contract:3:c');
+      assert.equal(await acquireGcLock(database.db, 'contract:4:d', 60_000, Date.now(), 'contract:3:c'), 'contract:4:d');
+      assert.equal(await acquireGcLock(database.db, 'contract:5:e', 60_000, Date.now() + 120_000), 'contract:5:e', 'an expired lease is free');
+      await releaseGcLock(database.db, 'contract:5:e');
+      assert.equal(await currentGcHolder(database.db), undefined);
+      const pendingLeft = await listPending(database.db, 100);
+      await deletePending(database.db, pendingLeft.map((entry) => entry.key));
     });
   });
 }

@@ -25,9 +25,9 @@ export function manifestOf(body: unknown, mediaType: string, blobs: TestBlob[] =
   return { bytes, digest: sha256Of(bytes), mediaType, blobs };
 }
 
-/** An image manifest (OCI or Docker schema 2) over a fresh config and layer; the blobs are not pushed. */
-export function imageManifest(options: { docker?: boolean; annotations?: Record<string, string>; layerSize?: number } = {}): TestManifest {
-  const config = testBlob(200);
+/** An image manifest (OCI or Docker schema 2) over a fresh config (unless given) and layer; the blobs are not pushed. */
+export function imageManifest(options: { docker?: boolean; annotations?: Record<string, string>; layerSize?: number; config?: TestBlob } = {}): TestManifest {
+  const config = options.config ?? testBlob(200);
   const layer = testBlob(options.layerSize ?? 3000);
   const docker = options.docker ?? false;
   const mediaType = docker ? dockerManifestType : ociManifestType;

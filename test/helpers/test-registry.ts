@@ -56,6 +56,8 @@ export interface TestRegistryOptions {
   trustProxy?: boolean;
   /** The `mirror` section of a configuration file (upstreams to mirror). */
   mirror?: Record<string, unknown>;
+  /** Settings of garbage collection runs started over HTTP. */
+  gc?: { graceMs: number; untagged: boolean };
 }
 
 const s3Bucket = 'registry-test';
@@ -86,6 +88,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false },
       auth: await openAuth(config),
       mirror: mirrorSettings(config),
+      ...(options.gc ? { gc: options.gc } : {}),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };

@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import {
+  acquireGcLock,
+  claimUnrecordedBytes,
+  deleteGarbageBlobs,
+  deleteGarbageManifests,
+  deletePending,
+  failInterruptedRuns,
+  findGarbageBlobs,
+  findGarbageManifests,
+  findUnrecordedDigests,
+  finishGcRun,
+  insertGcRun,
+  listPending,
+  releaseGcLock,
+  renewGcLock,
+  type BlobRef,
+  type ManifestRef,
+} from '../metadata/gc.js';
+import { parseDigest } from '../oci/digest.js';
+import type { RegistryStores } from '../registry/context.js';
+import { storagePaths } from '../storage/paths.js';
+
+export interface GcOptions {
+  dryRun: boolean;
+  /** Collect manifests nothing refers to (no tag, no live index or subject) too. */
+  untagged: boolean;
+  /** What was created or used within this window is kept. */
+  graceMs: number;
+}
+
+/** What a run found and removed (for a dry run: would remove). */
+export interface GcReport {
+  id: number;
+  state: 'succeeded' | 'failed';
+  dryRun: boolean;
+  untagged: boolean;
+  graceMs: number;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  markMs: number;
+  manifests: number;
+  blobs: number;
+  bytes: number;
+  /** Bytes in storage that no row names (a crash between bytes and rows), older than the grace window. */
+  orphans: number;
+  orphanBytes: number;
+  /** Storage keys a run that stopped early had left to delete, deleted by this one. */
+  leftovers: number;
+  /** For a dry run: what would go (at most `maxListed` of each). */
+  wouldRemove?: { manifests: ManifestRef[]; blobs: BlobRef[]; orphans: BlobRef[]; truncated: boolean };
+  error?: string;
+}
+
+export type GcPhase = 'leftovers' | 'mark' | 'manifests' | 'blobs' | 'orphans';
+
+export class GcBusyError extends Error {
+  constructor(readonly holder: string) {
+    super(`another garbage collection is running (${holder}); try again when it has finished`);
+    this.name = 'GcBusyError';
+  }
+}
+
+const leaseMs = 60_000;
+const batchSize = 500;
+const storageConcurrency = 8;
+const maxListed = 10_000;
+
+/** Runs at most `limit` of the tasks at once. */
+async function forEachConcurrently<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const result: T[][] = [];
+  for (let start = 0; start < items.length; start += size) result.push(items.slice(start, start + size));
+  return result;
+}
+
+/** `blobs/sha256/ab/abcdef…/data` → `sha256:abcdef…`, or null for any other key. */
+function digestOfBlobKey(key: string): string | null {
+  const match = /^blobs\/([a-z0-9]+)\/[a-f0-9]{2}\/([a-f0-9]+)\/data$/.exec(key);
+  if (!match) return null;
+  try {
+    const digest = parseDigest(`${match[1]}:${match[2]}`);
+    return storagePaths.blobData(digest) === key ? digest.value : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a process of this host with that id is alive (a lease holder that died can be taken over at once). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Online garbage collection. The mark is a query over the reference tables; the sweep deletes rows
+ * first, in bounded batches whose every row is re-checked in the deleting transaction, then the
+ * bytes and links those rows named (recorded as pending deletions in that same transaction, so a run
+ * that dies finishes next time). Clients keep pushing and pulling meanwhile; see metadata/gc.ts for
+ * which race each re-check closes. One run at a time, across processes and replicas: a lease in the
+ * database, renewed while the run goes on.
+ */
+export class GarbageCollector {
+  private readonly hostName = hostname();
+  private stopping = false;
+  private readonly running = new Set<Promise<GcReport>>();
+
+  constructor(
+    private readonly stores: RegistryStores,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Takes the lease and records the run; throws GcBusyError when another run holds it. The run then goes on in `done`. */
+  async start(options: GcOptions, onProgress: (phase: GcPhase, done: number, total: number) => void = () => {}): Promise<{ id: number; done: Promise<GcReport> }> {
+    const holder = `${this.hostName}:${process.pid}:${randomUUID()}`;
+    await this.acquire(holder);
+    let id: number;
+    try {
+      await failInterruptedRuns(this.stores.metadata, holder);
+      id = await insertGcRun(this.stores.metadata, { dryRun: options.dryRun, holder });
+    } catch (error) {
+      await releaseGcLock(this.stores.metadata, holder);
+      throw error;
+    }
+    const done = this.runHolding(id, holder, options, onProgress);
+    this.running.add(done);
+    void done.finally(() => this.running.delete(done)).catch(() => undefined);
+    return { id, done };
+  }
+
+  /** Ends runs of this process at their next batch (marked failed, the lease released), for a shutdown. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([...this.running]);
+  }
+
+  async run(options: GcOptions, onProgress?: (phase: GcPhase, done: number, total: number) => void): Promise<GcReport> {
+    return (await this.start(options, onProgress)).done;
+  }
+
+  private async acquire(holder: string): Promise<void> {
+    const db = this.stores.metadata;
+    let current = await acquireGcLock(db, holder, leaseMs);
+    if (current === holder) return;
+    // A holder on this host whose process is gone (killed) is not waited for until its lease ends.
+    const [host, pid] = current.split(':');
+    if (host === this.hostName && Number(pid) !== process.pid && !processAlive(Number(pid))) current = await acquireGcLock(db, holder, leaseMs, Date.now(), current);
+    if (current !== holder) throw new GcBusyError(current);
+  }
+
+  private async runHolding(id: number, holder: string, options: GcOptions, onProgress: (phase: GcPhase, done: number, total: number) => void): Promise<GcReport> {
+    const db = this.stores.metadata;
+    const started = Date.now();
+    let lost = false;
+    const heartbeat = setInterval(() => {
+      renewGcLock(db, holder, leaseMs).then(
+        (held) => {
+          if (!held) lost = true;
+        },
+        (error: unknown) => this.logger.warn({ err: error }, 'garbage collection lease renewal failed'),
+      );
+    }, leaseMs / 3);
+    heartbeat.unref();
+    const report: GcReport = {
+      id,
+      state: 'succeeded',
+      dryRun: options.dryRun,
+      untagged: options.untagged,
+      graceMs: options.graceMs,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: '',
+      durationMs: 0,
+      markMs: 0,
+      manifests: 0,
+      blobs: 0,
+      bytes: 0,
+      orphans: 0,
+      orphanBytes: 0,
+      leftovers: 0,
+    };
+    try {
+      await this.sweep(report, { ...options, holder, lost: () => lost }, onProgress);
+    } catch (error) {
+      report.state = 'failed';
+      report.error = (error as Error).message;
+      this.logger.error({ err: error, gcRun: id }, 'garbage collection failed');
+    } finally {
+      clearInterval(heartbeat);
+    }
+    report.finishedAt = new Date().toISOString();
+    report.durationMs = Date.now() - started;
+    try {
+      await finishGcRun(db, id, report.state, report);
+    } finally {
+      await releaseGcLock(db, holder);
+    }
+    const { wouldRemove, ...summary } = report;
+    this.logger.info({ gc: summary, ...(wouldRemove ? { wouldRemoveListed: wouldRemove.manifests.length + wouldRemove.blobs.length + wouldRemove.orphans.length } : {}) }, 'garbage collection finished');
+    return report;
+  }
+
+  private async sweep(
+    report: GcReport,
+    run: GcOptions & { holder: string; lost: () => boolean },
+    onProgress: (phase: GcPhase, done: number, total: number) => void,
+  ): Promise<void> {
+    const { storage, metadata: db } = this.stores;
+    const lease = { holder: run.holder, leaseMs };
+    const stillHeld = () => {
+      if (run.lost()) throw new Error('the garbage collection lease was lost: stopping');
+      if (this.stopping) throw new Error('stopped: the registry is shutting down (the next run carries on)');
+    };
+    const bytesKeyOf = (digest: string) => storagePaths.blobData(parseDigest(digest));
+    const finishPending = async (keys: string[]) => {
+      await forEachConcurrently(keys, storageConcurrency, (key) => storage.delete(key));
+      await deletePending(db, keys);
+    };
+
+    if (!run.dryRun) {
+      // What a run that stopped early left: its rows are gone, so its keys go first.
+      for (let batch = await listPending(db, batchSize); batch.length > 0; batch = await listPending(db, batchSize)) {
+        stillHeld();
+        await finishPending(batch.map((entry) => entry.key));
+        report.leftovers += batch.length;
+        onProgress('leftovers', report.leftovers, report.leftovers);
+      }
+    }
+
+    stillHeld();
+    const markStarted = Date.now();
+    const cutoff = markStarted - run.graceMs;
+    onProgress('mark', 0, 1);
+    const manifests = run.untagged ? await findGarbageManifests(db, cutoff) : [];
+    const blobs = await findGarbageBlobs(db, cutoff, run.untagged);
+    const orphans = await this.findOrphans(cutoff);
+    report.markMs = Date.now() - markStarted;
+    onProgress('mark', 1, 1);
+
+    if (run.dryRun) {
+      report.manifests = manifests.length;
+      report.blobs = blobs.length;
+      report.bytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
+      report.orphans = orphans.length;
+      report.orphanBytes = orphans.reduce((sum, blob) => sum + blob.size, 0);
+      report.wouldRemove = {
+        manifests: manifests.slice(0, maxListed),
+        blobs: blobs.slice(0, maxListed),
+        orphans: orphans.slice(0, maxListed),
+        truncated: Math.max(manifests.length, blobs.length, orphans.length) > maxListed,
+      };
+      return;
+    }
+
+    // Manifests, in rounds: one an index still names waits until the index has gone. Only what the
+    // mark found is a candidate (a manifest that became garbage since waits for the next run).
+    const marked = new Set(manifests.map((manifest) => manifest.id));
+    let remaining = manifests;
+    while (remaining.length > 0) {
+      let deletedThisRound = 0;
+      for (const batch of chunks(remaining, batchSize)) {
+        stillHeld();
+        const deleted = await deleteGarbageManifests(db, batch, cutoff, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest)));
+        await finishPending(deleted.map((manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))));
+        for (const manifest of deleted) this.logger.debug({ repository: manifest.repository, digest: manifest.digest }, 'garbage collection deleted a manifest');
+        deletedThisRound += deleted.length;
+        report.manifests += deleted.length;
+        onProgress('manifests', report.manifests, manifests.length);
+      }
+      if (deletedThisRound === 0) break;
+      remaining = (await findGarbageManifests(db, cutoff)).filter((manifest) => marked.has(manifest.id));
+    }
+
+    // Blobs (with untagged: also those the deleted manifests were the last to name).
+    const blobCandidates = run.untagged ? await findGarbageBlobs(db, cutoff, false) : blobs;
+    let blobsDone = 0;
+    for (const batch of chunks(blobCandidates.map((blob) => blob.digest), batchSize)) {
+      stillHeld();
+      const deleted = await deleteGarbageBlobs(db, batch, cutoff, lease, bytesKeyOf);
+      await finishPending(deleted.map((blob) => bytesKeyOf(blob.digest)));
+      report.blobs += deleted.length;
+      report.bytes += deleted.reduce((sum, blob) => sum + blob.size, 0);
+      blobsDone += batch.length;
+      onProgress('blobs', blobsDone, blobCandidates.length);
+    }
+
+    // Bytes no row names, older than the grace window.
+    let orphansDone = 0;
+    const sizes = new Map(orphans.map((orphan) => [orphan.digest, orphan.size]));
+    for (const batch of chunks(orphans.map((orphan) => orphan.digest), batchSize)) {
+      stillHeld();
+      const claimed = await claimUnrecordedBytes(db, batch, lease, bytesKeyOf);
+      await finishPending(claimed.map(bytesKeyOf));
+      report.orphans += claimed.length;
+      report.orphanBytes += claimed.reduce((sum, digest) => sum + (sizes.get(digest) ?? 0), 0);
+      orphansDone += batch.length;
+      onProgress('orphans', orphansDone, orphans.length);
+    }
+  }
+
+  /** Objects under blobs/ that no row names and that were written before the cutoff. */
+  private async findOrphans(cutoff: number): Promise<BlobRef[]> {
+    const { storage, metadata } = this.stores;
+    const orphans: BlobRef[] = [];
+    let batch: string[] = [];
+    const check = async () => {
+      for (const digest of await findUnrecordedDigests(metadata, batch)) {
+        const info = await storage.stat(storagePaths.blobData(parseDigest(digest)));
+        if (info && info.modifiedAt.getTime() < cutoff) orphans.push({ digest, size: info.size });
+      }
+      batch = [];
+    };
+    for await (const key of storage.list('blobs')) {
+      const digest = digestOfBlobKey(key);
+      if (!digest) continue;
+      batch.push(digest);
+      if (batch.length >= batchSize) await check();
+    }
+    if (batch.length > 0) await check();
+    return orphans;
+  }
+}

@@ -1,0 +1,59 @@
+import { GcBusyError, type GarbageCollector } from '../../gc/collector.js';
+import { findGcRun, listGcRuns } from '../../metadata/gc.js';
+import type { MetadataDb } from '../../metadata/database.js';
+import { RegistryError } from '../../oci/errors.js';
+import type { RegistryContext } from '../context.js';
+import { queryParameter } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+export interface GcService {
+  collector: GarbageCollector;
+  metadata: MetadataDb;
+  /** The settings of runs started over HTTP (storage.maintenance.gc). */
+  defaults: { graceMs: number; untagged: boolean };
+}
+
+const listedRuns = 50;
+
+/** The operators' API of garbage collection: start a run, list runs, read one run's report. */
+export function gcHandlers(gc: GcService) {
+  return {
+    /** POST /api/v1/gc?dryrun=true|false: 202 {id} of the run started, 409 while another runs. */
+    async start(ctx: RegistryContext): Promise<void> {
+      const dryRunText = queryParameter(ctx, 'dryrun') ?? 'false';
+      if (dryRunText !== 'true' && dryRunText !== 'false') {
+        throw new RegistryError('UNSUPPORTED', { status: 400, message: 'dryrun must be true or false', detail: { dryrun: dryRunText.slice(0, 20) } });
+      }
+      let started;
+      try {
+        started = await gc.collector.start({ dryRun: dryRunText === 'true', ...gc.defaults });
+      } catch (error) {
+        if (error instanceof GcBusyError) throw new RegistryError('UNSUPPORTED', { status: 409, message: error.message });
+        throw error;
+      }
+      // The run goes on after the answer; its outcome is in its report.
+      started.done.catch(() => undefined);
+      ctx.status = 202;
+      ctx.set('Location', `/api/v1/gc/${started.id}`);
+      ctx.body = { id: started.id };
+    },
+
+    /** GET /api/v1/gc: the latest runs, newest first (their reports without the dry-run lists). */
+    async list(ctx: RegistryContext): Promise<void> {
+      const runs = await listGcRuns(gc.metadata, listedRuns);
+      ctx.body = {
+        runs: runs.map(({ report, ...run }) => {
+          const { wouldRemove: _listed, ...summary } = (report ?? {}) as { wouldRemove?: unknown };
+          return { ...run, startedAt: new Date(run.startedAt).toISOString(), finishedAt: run.finishedAt === null ? null : new Date(run.finishedAt).toISOString(), report: report ? summary : null };
+        }),
+      };
+    },
+
+    /** GET /api/v1/gc/<id>: one run, its state and report (for a dry run, what would go). */
+    async show(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const run = /^\d{1,15}$/.test(params.reference) ? await findGcRun(gc.metadata, Number(params.reference)) : undefined;
+      if (!run) throw new RegistryError('NOT_FOUND', { message: `no garbage collection run ${params.reference.slice(0, 20)}` });
+      ctx.body = { ...run, startedAt: new Date(run.startedAt).toISOString(), finishedAt: run.finishedAt === null ? null : new Date(run.finishedAt).toISOString() };
+    },
+  };
+}
