@@ -9,7 +9,11 @@ import {
   PostgresAdapter,
   PostgresDialect,
   SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
   type Dialect,
+  type Driver,
+  type SqliteDialectConfig,
   type Migration,
   type MigrationProvider,
   type Transaction,
@@ -165,9 +169,30 @@ function openPostgres(connectionString: string): pg.Pool {
   return pool;
 }
 
+/**
+ * SQLite transactions begin IMMEDIATE: the writer lock is taken (waiting up to busy_timeout) before
+ * the first statement. A deferred transaction that reads first and writes later fails at once with
+ * SQLITE_BUSY when another process (the gc command beside a server) committed in between.
+ */
+class ImmediateTransactionsDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class SqliteWriterDialect extends SqliteDialect {
+  constructor(private readonly settings: SqliteDialectConfig) {
+    super(settings);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateTransactionsDriver(this.settings);
+  }
+}
+
 function dialectFor(engine: MetadataEngine, target: string): Dialect {
   if (engine === 'postgres') return new PostgresDialect({ pool: openPostgres(target) });
-  return new SqliteDialect({ database: withStatementCache(openSqlite(target)) });
+  return new SqliteWriterDialect({ database: withStatementCache(openSqlite(target)) });
 }
 
 /**

@@ -17,6 +17,8 @@ import {
 const streamChunkSize = 1024 * 1024;
 /** Temporary files of writes in progress; a leftover here is from a crash and is removed at start. */
 const temporaryDirectoryName = '.tmp';
+/** A temporary file untouched this long is a crash's leftover, not a write in progress. */
+const staleTemporaryFileMs = 3_600_000;
 
 function isErrno(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
@@ -36,10 +38,25 @@ export class FilesystemDriver implements StorageDriver {
 
   static async open(root: string): Promise<FilesystemDriver> {
     const driver = new FilesystemDriver(path.resolve(root));
-    await mkdir(driver.root, { recursive: true });
-    await rm(driver.temporaryDirectory, { recursive: true, force: true });
     await mkdir(driver.temporaryDirectory, { recursive: true });
+    await driver.removeStaleTemporaryFiles();
     return driver;
+  }
+
+  /**
+   * Temporary files a crash left behind. Only old ones: another process on the same root (a server
+   * beside the gc or import command) may be writing the young ones right now.
+   */
+  private async removeStaleTemporaryFiles(): Promise<void> {
+    const staleBefore = Date.now() - staleTemporaryFileMs;
+    for (const name of await readdir(this.temporaryDirectory)) {
+      const file = path.join(this.temporaryDirectory, name);
+      try {
+        if ((await stat(file)).mtimeMs < staleBefore) await rm(file, { recursive: true, force: true });
+      } catch (error) {
+        if (!isErrno(error, 'ENOENT')) throw error;
+      }
+    }
   }
 
   private pathOf(key: string, options?: { allowEmpty?: boolean }): string {
