@@ -68,6 +68,8 @@ const leaseMs = 60_000;
 const batchSize = 500;
 const storageConcurrency = 8;
 const maxListed = 10_000;
+/** Digests looked up at once in the orphan scan (well under either engine's limit of bound values). */
+const lookupBatchSize = 5000;
 
 /** Runs at most `limit` of the tasks at once. */
 async function forEachConcurrently<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
@@ -311,25 +313,38 @@ export class GarbageCollector {
     }
   }
 
-  /** Objects under blobs/ that no row names and that were written before the cutoff. */
+  /**
+   * Objects under blobs/ that no row names and that were written before the cutoff: a walk of the
+   * blob keys (the one part of a run whose cost grows with all that is stored), one two-hex-digit
+   * prefix at a time, several at once, looked up in the database a few thousand at a time.
+   */
   private async findOrphans(cutoff: number): Promise<BlobRef[]> {
     const { storage, metadata } = this.stores;
     const orphans: BlobRef[] = [];
-    let batch: string[] = [];
-    const check = async () => {
-      for (const digest of await findUnrecordedDigests(metadata, batch)) {
+    const check = async (digests: string[]) => {
+      for (const digest of await findUnrecordedDigests(metadata, digests)) {
         const info = await storage.stat(storagePaths.blobData(parseDigest(digest)));
         if (info && info.modifiedAt.getTime() < cutoff) orphans.push({ digest, size: info.size });
       }
-      batch = [];
     };
-    for await (const key of storage.list('blobs')) {
-      const digest = digestOfBlobKey(key);
-      if (!digest) continue;
-      batch.push(digest);
-      if (batch.length >= batchSize) await check();
+    const prefixes: string[] = [];
+    for (const algorithm of ['sha256', 'sha512']) {
+      for (let value = 0; value < 256; value++) prefixes.push(`blobs/${algorithm}/${value.toString(16).padStart(2, '0')}`);
     }
-    if (batch.length > 0) await check();
+    let batch: string[] = [];
+    await forEachConcurrently(prefixes, storageConcurrency, async (prefix) => {
+      for await (const key of storage.list(prefix)) {
+        const digest = digestOfBlobKey(key);
+        if (!digest) continue;
+        batch.push(digest);
+        if (batch.length >= lookupBatchSize) {
+          const full = batch;
+          batch = [];
+          await check(full);
+        }
+      }
+    });
+    if (batch.length > 0) await check(batch);
     return orphans;
   }
 }

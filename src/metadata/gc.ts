@@ -390,7 +390,8 @@ export async function findGcRun(db: MetadataExecutor, id: number): Promise<GcRun
  */
 export async function lockDigests(db: MetadataExecutor, digests: string[]): Promise<void> {
   if (engineOf(db) !== 'postgres' || digests.length === 0) return;
-  for (const digest of [...digests].sort()) await sql`select pg_advisory_xact_lock(hashtext(${digest}))`.execute(db);
+  // One statement, in digest order, so two transactions locking overlapping sets cannot deadlock.
+  await sql`select pg_advisory_xact_lock(hashtext(d)) from unnest(${[...new Set(digests)].sort()}::text[]) as d order by d`.execute(db);
 }
 
 /**

@@ -232,6 +232,17 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.ok(!(await bytesStored(registry, orphan.digest)));
   });
 
+  it('finishes first the deletions a run that died left pending (its rows gone, its bytes not)', async () => {
+    const left = testBlob(999);
+    const key = storagePaths.blobData(parseDigest(left.digest));
+    await putSmallObject(registry.storage, key, left.bytes);
+    await registry.metadata.db.insertInto('gc_pending').values({ key, digest: left.digest, created_at: Date.now() - hour }).execute();
+    const report = await collect(registry);
+    assert.equal(report.leftovers, 1);
+    assert.ok(!(await bytesStored(registry, left.digest)));
+    assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').selectAll().execute(), []);
+  });
+
   it('an upload of a digest whose old bytes a run is deleting waits for it, then stores its own; a stale pending deletion does not hold it', async () => {
     const blob = testBlob(2222);
     const token = await fetchToken(registry.request, ['alice', passwords.alice], ['repository:team-a/race:pull,push']);

@@ -12,12 +12,14 @@ import { identityColumn } from './column-types.js';
  *   time); uploads of a digest with a pending key wait until its bytes are gone.
  * - `gc_lock`: one run at a time, a lease renewed while it runs.
  * - `gc_runs`: each run and its report.
+ * - an index for the mark's look-up of manifests by digest alone (a manifest's own bytes).
  */
 export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<void> {
   await db.schema.alterTable('blobs').addColumn('used_at', 'bigint', (column) => column.notNull().defaultTo(0)).execute();
   await sql`update blobs set used_at = created_at`.execute(db);
   await db.schema.alterTable('manifests').addColumn('used_at', 'bigint', (column) => column.notNull().defaultTo(0)).execute();
   await sql`update manifests set used_at = created_at`.execute(db);
+  await db.schema.createIndex('manifests_digest').on('manifests').column('digest').execute();
   await db.schema
     .createTable('blob_writes')
     .addColumn('id', 'varchar(64)', (column) => column.primaryKey())

@@ -1,0 +1,197 @@
+/**
+ * Garbage collection at scale: 10,000 manifests naming 90,000 blobs, and 10,000 blobs nothing names
+ * (a tenth of 100,000), bytes on the filesystem, metadata in SQLite and in PostgreSQL where one
+ * answers: the mark and sweep times of one run. Then a running server under a pull load and a push
+ * load, each measured alone and again while `registry gc` collects beside it: the ratio is what the
+ * collection leaves of the throughput. Figures only: nothing here passes or fails on speed.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pino from 'pino';
+import { GarbageCollector, type GcReport } from '../../src/gc/collector.js';
+import { openMetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
+import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
+import { rawRequest } from '../helpers/raw-http.js';
+import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
+import { loadTest } from './load.js';
+
+const manifestCount = Number(process.env.BENCH_GC_MANIFESTS ?? 10_000);
+const blobsPerManifest = 9;
+const garbageCount = manifestCount;
+const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
+const hour = 3_600_000;
+
+const hex = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+interface Dataset {
+  referenced: string[];
+  garbage: string[];
+}
+
+async function writeBytes(root: string, digests: string[]): Promise<void> {
+  const size = 64;
+  for (let start = 0; start < digests.length; start += 200) {
+    await Promise.all(
+      digests.slice(start, start + 200).map(async (digest) => {
+        const value = digest.slice('sha256:'.length);
+        const directory = path.join(root, 'blobs', 'sha256', value.slice(0, 2), value);
+        await mkdir(directory, { recursive: true });
+        await writeFile(path.join(directory, 'data'), Buffer.alloc(size));
+      }),
+    );
+  }
+}
+
+function makeDataset(): Dataset {
+  const digest = () => `sha256:${hex(randomBytes(16))}`;
+  return {
+    referenced: Array.from({ length: manifestCount * blobsPerManifest }, digest),
+    garbage: Array.from({ length: garbageCount }, digest),
+  };
+}
+
+/** Rows for the dataset, all pushed two hours ago: manifests tagged, each naming its nine blobs. */
+async function insertRows(db: MetadataDb, data: Dataset): Promise<void> {
+  const old = Date.now() - 2 * hour;
+  const allBlobs = [...data.referenced, ...data.garbage];
+  for (let start = 0; start < allBlobs.length; start += 500) {
+    await db
+      .insertInto('blobs')
+      .values(allBlobs.slice(start, start + 500).map((digest) => ({ digest, size: 64, created_at: old, used_at: old })))
+      .execute();
+  }
+  const repositories = 100;
+  for (let index = 0; index < repositories; index++) await db.insertInto('repositories').values({ name: `bench/repo-${index}`, created_at: old }).execute();
+  const repositoryIds = (await db.selectFrom('repositories').select('id').orderBy('id').execute()).map((row) => Number(row.id));
+  for (let start = 0; start < manifestCount; start += 250) {
+    await db.transaction().execute(async (transaction) => {
+      for (let index = start; index < Math.min(manifestCount, start + 250); index++) {
+        const repositoryId = repositoryIds[index % repositories]!;
+        const payload = Buffer.from(`{"bench":${index}}`);
+        const { id } = await transaction
+          .insertInto('manifests')
+          .values({ repository_id: repositoryId, digest: `sha256:${hex(payload)}`, media_type: 'application/vnd.oci.image.manifest.v1+json', artifact_type: null, subject_digest: null, size: payload.length, payload, created_at: old, used_at: old })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const blobs = data.referenced.slice(index * blobsPerManifest, (index + 1) * blobsPerManifest);
+        await transaction.insertInto('manifest_blobs').values(blobs.map((digest) => ({ manifest_id: Number(id), digest }))).execute();
+        await transaction.insertInto('repository_blobs').values(blobs.map((digest) => ({ repository_id: repositoryId, digest, created_at: old }))).execute();
+        await transaction.insertInto('tags').values({ repository_id: repositoryId, name: `t${index}`, manifest_id: Number(id), created_at: old, updated_at: old }).execute();
+      }
+    });
+  }
+}
+
+async function collectOnce(root: string, databaseUrl: string, data: Dataset): Promise<GcReport> {
+  const database = await openMetadataDatabase(databaseUrl);
+  try {
+    await insertRows(database.db, data);
+    const storage = await FilesystemDriver.open(root);
+    return await new GarbageCollector({ storage, metadata: database.db }, pino({ level: 'silent' })).run({ dryRun: false, untagged: false, graceMs: hour });
+  } finally {
+    await database.close();
+  }
+}
+
+function printRun(label: string, report: GcReport): void {
+  const sweepMs = report.durationMs - report.markMs;
+  process.stdout.write(
+    `  ${label.padEnd(10)} mark ${String(report.markMs).padStart(6)} ms   sweep ${String(sweepMs).padStart(6)} ms   total ${(report.durationMs / 1000).toFixed(2)} s   ` +
+      `${report.blobs} blobs freed (${Math.round(report.blobs / (sweepMs / 1000))}/s)\n`,
+  );
+}
+
+/** Pushes of small blobs (monolithic POST ?digest=) by `clients` clients for `seconds`: uploads per second. */
+async function pushLoad(port: number, clients: number, seconds: number): Promise<{ perSecond: number; failures: number }> {
+  const deadline = Date.now() + seconds * 1000;
+  let done = 0;
+  let failures = 0;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (Date.now() < deadline) {
+        const bytes = randomBytes(1024);
+        const response = await rawRequest(port, 'POST', `/v2/bench/push/blobs/uploads/?digest=sha256:${hex(bytes)}`, {
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
+          body: bytes,
+        });
+        if (response.status === 201) done++;
+        else failures++;
+      }
+    }),
+  );
+  return { perSecond: done / ((Date.now() - started) / 1000), failures };
+}
+
+/** `registry gc` on the same stores, again and again, until stopped. */
+function collectInLoop(root: string): { stop(): Promise<number> } {
+  let stopping = false;
+  let runs = 0;
+  const loop = (async () => {
+    while (!stopping) {
+      await new Promise<void>((resolve) => {
+        const child = spawn(process.execPath, [path.join(projectRoot, 'dist/src/main.js'), 'gc', '--grace', '0s'], {
+          cwd: projectRoot,
+          env: { PATH: process.env.PATH ?? '', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root },
+          stdio: 'ignore',
+        });
+        child.once('close', () => resolve());
+      });
+      runs++;
+    }
+  })();
+  return {
+    async stop() {
+      stopping = true;
+      await loop;
+      return runs;
+    },
+  };
+}
+
+await withTemporaryDirectory('registry-bench-gc-', async (directory) => {
+  process.stdout.write(`Garbage collection: ${manifestCount} tagged manifests naming ${manifestCount * blobsPerManifest} blobs, ${garbageCount} blobs nothing names (bytes on the filesystem)\n`);
+  const data = makeDataset();
+  const root = path.join(directory, 'storage');
+  await writeBytes(root, [...data.referenced, ...data.garbage]);
+
+  const sqlite = await collectOnce(root, `sqlite:${path.join(directory, 'bench.db')}`, data);
+  printRun('SQLite', sqlite);
+  const skip = await postgresSkipReason();
+  if (skip) {
+    process.stdout.write(`  PostgreSQL: ${skip}\n`);
+  } else {
+    await writeBytes(root, data.garbage);
+    const database = await createTestDatabase();
+    try {
+      printRun('PostgreSQL', await collectOnce(root, database.url, data));
+    } finally {
+      await database.drop();
+    }
+  }
+
+  // A running server on the SQLite stores, with garbage to collect again.
+  await writeBytes(root, data.garbage);
+  const server = await startServerProcess({ root, keepLogs: false, env: { REGISTRY_DATABASE_URL: `sqlite:${path.join(directory, 'bench.db')}`, REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED: 'false' } });
+  try {
+    const manifest = (await rawRequest(server.port, 'GET', '/v2/bench/repo-0/manifests/t0', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).headers['docker-content-digest'];
+    const pullPath = `/v2/bench/repo-0/manifests/${String(manifest)}`;
+    const pull = () => loadTest({ port: server.port, path: pullPath, headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' }, connections: 20, seconds: loadSeconds });
+    const pullAlone = await pull();
+    const pushAlone = await pushLoad(server.port, 8, loadSeconds);
+    const collecting = collectInLoop(root);
+    const pullWithGc = await pull();
+    const pushWithGc = await pushLoad(server.port, 8, loadSeconds);
+    const runs = await collecting.stop();
+    process.stdout.write(
+      `  load on a running server (SQLite), alone / with registry gc running back to back (${runs} runs):\n` +
+        `    manifest GET by digest, 20 connections  ${Math.round(pullAlone.perSecond)} / ${Math.round(pullWithGc.perSecond)} req/s   ratio ${(pullWithGc.perSecond / pullAlone.perSecond).toFixed(2)}   failures ${pullAlone.failures + pullWithGc.failures}\n` +
+        `    blob push (1 KiB), 8 clients            ${Math.round(pushAlone.perSecond)} / ${Math.round(pushWithGc.perSecond)} per s   ratio ${(pushWithGc.perSecond / pushAlone.perSecond).toFixed(2)}   failures ${pushAlone.failures + pushWithGc.failures}\n`,
+    );
+  } finally {
+    await server.stop();
+  }
+});
