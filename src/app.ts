@@ -56,7 +56,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     listings,
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores) : null,
-    gc: { collector: new GarbageCollector(stores, deps.logger), metadata: deps.metadata, defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false } },
+    gc: { collector: new GarbageCollector(stores, deps.logger, deps.mirror ?? null), metadata: deps.metadata, defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false } },
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { RegistryConfig } from '../config/schema.js';
 import { GarbageCollector, GcBusyError, type GcPhase } from '../gc/collector.js';
+import { mirrorSettings } from '../mirror/settings.js';
 import { openStores } from '../stores.js';
 import { ProgressBar } from './progress.js';
 import { formatBytes, plural } from './report.js';
@@ -29,7 +30,7 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
     bar.update(done, total);
   };
   try {
-    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db }, logger);
+    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db }, logger, mirrorSettings(config));
     const report = await collector.run(
       { dryRun: options.dryRun ?? settings.dryrun, untagged: options.untagged ?? settings.untagged, graceMs: options.graceMs ?? settings.grace },
       progress,
@@ -40,7 +41,7 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
       const verb = report.dryRun ? 'would collect' : 'collected';
       process.stdout.write(
         `${verb} ${plural(report.manifests, 'manifest')}, ${plural(report.blobs, 'blob')} (${formatBytes(report.bytes)}), ` +
-          `${plural(report.orphans, 'orphaned blob')} (${formatBytes(report.orphanBytes)}) in ${(report.durationMs / 1000).toFixed(1)} s ` +
+          `${plural(report.orphans, 'orphaned blob')} (${formatBytes(report.orphanBytes)})${report.evicted > 0 ? `, ${report.dryRun ? 'would evict' : 'evicted'} ${plural(report.evicted, 'cached image')}` : ''} in ${(report.durationMs / 1000).toFixed(1)} s ` +
           `(mark ${(report.markMs / 1000).toFixed(1)} s${report.leftovers > 0 ? `; finished ${report.leftovers} deletions an earlier run left` : ''}); run ${report.id}\n`,
       );
       if (report.error) process.stderr.write(`registry: garbage collection failed: ${report.error}\n`);

@@ -165,6 +165,9 @@ export const configSchema = {
     instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),
     failurethreshold: integer(3, 'Consecutive failures (unreachable, timeout, 5xx) after which an upstream is left alone for cooloff.', 1, 1000),
     cooloff: duration(30_000, 'How long a failing upstream is not asked (cached content is served, uncached content fails at once).'),
+    cache: {
+      maxsize: size(0, 'Largest size of the mirror cache (its distinct blobs); past it, garbage collection evicts the least recently pulled images first. 0: unlimited.', 0),
+    },
     upstreams: namedSections('Upstream registries this one mirrors, by name (docker.io, ghcr.io, registry.example.com).', {
       url: string('', 'Base URL of the upstream registry (https://registry-1.docker.io).'),
       prefix: string('', 'Path prefix that addresses this upstream: /v2/<prefix>/<name>/...; empty: the upstream\'s name.'),
@@ -177,6 +180,7 @@ export const configSchema = {
       timeout: duration(30_000, 'Time allowed for the upstream to answer with headers, and between two chunks of a body.'),
       repositories: list(['**'], 'Upstream repositories this upstream may serve (globs: library/*, team/**).'),
       allowpush: boolean(false, 'Accept pushes into this upstream\'s names as local content that takes precedence (else 405 UNSUPPORTED).'),
+      retention: duration(0, 'Cached images not pulled for this long are evicted by garbage collection (never within its grace window). 0: kept forever, as an offline site needs.'),
     }),
   },
 } as const;

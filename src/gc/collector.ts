@@ -21,7 +21,9 @@ import {
 } from '../metadata/gc.js';
 import { parseDigest } from '../oci/digest.js';
 import type { RegistryStores } from '../registry/context.js';
+import type { MirrorSettings } from '../mirror/settings.js';
 import { storagePaths } from '../storage/paths.js';
+import { evict, planEviction, type EvictedImage, type EvictionSettings } from './mirror-eviction.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -50,12 +52,15 @@ export interface GcReport {
   orphanBytes: number;
   /** Storage keys a run that stopped early had left to delete, deleted by this one. */
   leftovers: number;
+  /** Mirror cache images evicted (retention, maxsize) before the mark, and their manifests. */
+  evicted: number;
+  evictedManifests: number;
   /** For a dry run: what would go (at most `maxListed` of each). */
-  wouldRemove?: { manifests: ManifestRef[]; blobs: BlobRef[]; orphans: BlobRef[]; truncated: boolean };
+  wouldRemove?: { manifests: ManifestRef[]; blobs: BlobRef[]; orphans: BlobRef[]; evicted: EvictedImage[]; truncated: boolean };
   error?: string;
 }
 
-export type GcPhase = 'leftovers' | 'mark' | 'manifests' | 'blobs' | 'orphans';
+export type GcPhase = 'leftovers' | 'evict' | 'mark' | 'manifests' | 'blobs' | 'orphans';
 
 export class GcBusyError extends Error {
   constructor(readonly holder: string) {
@@ -124,6 +129,8 @@ export class GarbageCollector {
   constructor(
     private readonly stores: RegistryStores,
     private readonly logger: Logger,
+    /** The mirror's upstreams, whose retention and cache size say what of the cache to evict. */
+    private readonly mirror: MirrorSettings | null = null,
   ) {}
 
   /** Takes the lease and records the run; throws GcBusyError when another run holds it. The run then goes on in `done`. */
@@ -193,6 +200,8 @@ export class GarbageCollector {
       orphans: 0,
       orphanBytes: 0,
       leftovers: 0,
+      evicted: 0,
+      evictedManifests: 0,
     };
     try {
       await this.sweep(report, { ...options, holder, lost: () => lost }, onProgress);
@@ -242,6 +251,23 @@ export class GarbageCollector {
       }
     }
 
+    // Mirror cache eviction first: it only removes cache rows; the sweep below frees the bytes.
+    stillHeld();
+    const evictionSettings: EvictionSettings = {
+      retentionMs: new Map((this.mirror?.upstreams ?? []).map((upstream) => [upstream.name, upstream.retentionMs])),
+      maxBytes: this.mirror?.cacheMaxBytes ?? 0,
+      graceMs: run.graceMs,
+    };
+    const evictionPlan = await planEviction(db, evictionSettings);
+    let evicted: EvictedImage[] = evictionPlan.map((image) => ({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason }));
+    if (!run.dryRun) {
+      evicted = await evict(db, evictionPlan, run.graceMs);
+      for (const image of evicted) this.logger.debug({ ...image }, 'garbage collection evicted a cached image');
+    }
+    report.evicted = evicted.length;
+    report.evictedManifests = evicted.reduce((sum, image) => sum + image.manifests, 0);
+    onProgress('evict', 1, 1);
+
     stillHeld();
     const markStarted = Date.now();
     const cutoff = markStarted - run.graceMs;
@@ -262,7 +288,8 @@ export class GarbageCollector {
         manifests: manifests.slice(0, maxListed),
         blobs: blobs.slice(0, maxListed),
         orphans: orphans.slice(0, maxListed),
-        truncated: Math.max(manifests.length, blobs.length, orphans.length) > maxListed,
+        evicted: evicted.slice(0, maxListed),
+        truncated: Math.max(manifests.length, blobs.length, orphans.length, evicted.length) > maxListed,
       };
       return;
     }

@@ -23,6 +23,7 @@ import * as mirror from './migrations/0002-mirror.js';
 import * as mirrorHistoryReferrers from './migrations/0003-mirror-history-referrers.js';
 import * as mirrorHistoryAction from './migrations/0004-mirror-history-action.js';
 import * as garbageCollection from './migrations/0005-gc.js';
+import * as mirrorEviction from './migrations/0006-mirror-eviction.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -92,6 +93,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0003-mirror-history-referrers': (engine) => ({ up: (db) => mirrorHistoryReferrers.up(db, engine) }),
   '0004-mirror-history-action': () => ({ up: (db) => mirrorHistoryAction.up(db) }),
   '0005-gc': (engine) => ({ up: (db) => garbageCollection.up(db, engine) }),
+  '0006-mirror-eviction': () => ({ up: (db) => mirrorEviction.up(db) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -1,5 +1,5 @@
 import type { Descriptor } from '../oci/manifest.js';
-import type { MetadataExecutor } from './database.js';
+import type { MetadataDb, MetadataExecutor } from './database.js';
 import type { MirrorTagAction } from './schema.js';
 
 /** Which upstream repository cached content came from. */
@@ -34,8 +34,20 @@ export async function findMirrorManifest(db: MetadataExecutor, from: UpstreamRep
 export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, manifest: MirrorManifestRow, now = Date.now()): Promise<void> {
   await db
     .insertInto('mirror_manifests')
-    .values({ ...from, digest: manifest.digest, media_type: manifest.mediaType, size: manifest.size, payload: manifest.payload, fetched_at: now })
+    .values({ ...from, digest: manifest.digest, media_type: manifest.mediaType, size: manifest.size, payload: manifest.payload, fetched_at: now, used_at: now })
     .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'digest']).doNothing())
+    .execute();
+}
+
+/** Records that a cached manifest was served (at most once a second): cache eviction goes by it. */
+export async function touchMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, digest: string, now = Date.now()): Promise<void> {
+  await db
+    .updateTable('mirror_manifests')
+    .set({ used_at: now })
+    .where('upstream', '=', from.upstream)
+    .where('repository', '=', from.repository)
+    .where('digest', '=', digest)
+    .where('used_at', '<', now - 1000)
     .execute();
 }
 
@@ -251,4 +263,99 @@ export async function listCachedManifests(db: MetadataExecutor, upstream: string
 export async function findUpstreamsCaching(db: MetadataExecutor, repository: string): Promise<string[]> {
   const rows = await db.selectFrom('mirror_manifests').select('upstream').distinct().where('repository', '=', repository).orderBy('upstream').execute();
   return rows.map((row) => row.upstream);
+}
+
+// --- cache eviction ---------------------------------------------------------------------------
+
+export interface CachedManifestRow extends UpstreamRepository {
+  digest: string;
+  mediaType: string;
+  payload: Uint8Array;
+  usedAt: number;
+}
+
+/** Every cached manifest (payloads included: eviction reads which blobs and children they name). */
+export async function listCachedManifestsWithPayloads(db: MetadataExecutor): Promise<CachedManifestRow[]> {
+  const rows = await db.selectFrom('mirror_manifests').select(['upstream', 'repository', 'digest', 'media_type', 'payload', 'used_at']).execute();
+  return rows.map((row) => ({ upstream: row.upstream, repository: row.repository, digest: row.digest, mediaType: row.media_type, payload: row.payload, usedAt: Number(row.used_at) }));
+}
+
+/** The referrers listed for every cached subject: subject → referrer digests, per upstream repository. */
+export async function listCachedReferrers(db: MetadataExecutor): Promise<Array<UpstreamRepository & { subject: string; referrers: string[] }>> {
+  const rows = await db.selectFrom('mirror_referrers').select(['upstream', 'repository', 'subject', 'descriptors']).execute();
+  return rows.map((row) => ({
+    upstream: row.upstream,
+    repository: row.repository,
+    subject: row.subject,
+    referrers: (JSON.parse(row.descriptors) as Descriptor[]).map((descriptor) => descriptor.digest),
+  }));
+}
+
+/** Cached blobs (each counted once, however many upstream repositories share it) and their sizes. */
+export async function listCachedBlobSizes(db: MetadataExecutor): Promise<Map<string, number>> {
+  const rows = await db.selectFrom('mirror_blobs').innerJoin('blobs', 'blobs.digest', 'mirror_blobs.digest').select(['blobs.digest', 'blobs.size']).distinct().execute();
+  return new Map(rows.map((row) => [row.digest, Number(row.size)]));
+}
+
+/**
+ * Evicts cached manifests of one upstream repository, unless one of them was served since
+ * `usedBefore` (re-checked here: a pull just now keeps the image). Their tags go (an `evicted`
+ * history event each), their referrer lists, and the links of cached blobs that no manifest left in
+ * the repository names (`stillNamed` reads them from the payloads). The bytes are then garbage
+ * collection's to free. Answers whether it evicted.
+ */
+export async function evictCachedManifests(
+  db: MetadataDb,
+  from: UpstreamRepository,
+  digests: string[],
+  usedBefore: number,
+  stillNamed: (remaining: Array<{ mediaType: string; payload: Uint8Array }>) => Set<string>,
+  now = Date.now(),
+): Promise<boolean> {
+  if (digests.length === 0) return false;
+  return db.transaction().execute(async (transaction) => {
+    const recent = await transaction
+      .selectFrom('mirror_manifests')
+      .select('digest')
+      .where('upstream', '=', from.upstream)
+      .where('repository', '=', from.repository)
+      .where('digest', 'in', digests)
+      .where('used_at', '>=', usedBefore)
+      .executeTakeFirst();
+    if (recent) return false;
+    const tags = await transaction
+      .selectFrom('mirror_tags')
+      .select(['tag', 'digest'])
+      .where('upstream', '=', from.upstream)
+      .where('repository', '=', from.repository)
+      .where('digest', 'in', digests)
+      .execute();
+    if (tags.length > 0) {
+      await transaction
+        .deleteFrom('mirror_tags')
+        .where('upstream', '=', from.upstream)
+        .where('repository', '=', from.repository)
+        .where('tag', 'in', tags.map((tag) => tag.tag))
+        .execute();
+      await transaction
+        .insertInto('mirror_tag_history')
+        .values(tags.map((tag) => ({ ...from, tag: tag.tag, from_digest: tag.digest, to_digest: null, at: now, action: 'evicted' as const })))
+        .execute();
+    }
+    await transaction.deleteFrom('mirror_referrers').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('subject', 'in', digests).execute();
+    await transaction.deleteFrom('mirror_manifests').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('digest', 'in', digests).execute();
+    const remaining = await transaction.selectFrom('mirror_manifests').select(['media_type', 'payload']).where('upstream', '=', from.upstream).where('repository', '=', from.repository).execute();
+    const named = stillNamed(remaining.map((row) => ({ mediaType: row.media_type, payload: row.payload })));
+    const linked = await transaction.selectFrom('mirror_blobs').select('digest').where('upstream', '=', from.upstream).where('repository', '=', from.repository).execute();
+    const unlink = linked.map((row) => row.digest).filter((digest) => !named.has(digest));
+    for (let start = 0; start < unlink.length; start += 500) {
+      await transaction
+        .deleteFrom('mirror_blobs')
+        .where('upstream', '=', from.upstream)
+        .where('repository', '=', from.repository)
+        .where('digest', 'in', unlink.slice(start, start + 500))
+        .execute();
+    }
+    return true;
+  });
 }

@@ -76,6 +76,8 @@ export interface MirrorManifestsTable {
   size: number;
   payload: Uint8Array;
   fetched_at: number;
+  /** The last time it was served, at a one-second resolution (what cache eviction goes by). */
+  used_at: ColumnType<number, number | undefined, number>;
 }
 
 /** A tag as last seen upstream, and when it was last checked there. */
@@ -100,7 +102,7 @@ export interface MirrorTagHistoryTable {
   action: MirrorTagAction;
 }
 
-export type MirrorTagAction = 'seen' | 'moved' | 'gone' | 'imported';
+export type MirrorTagAction = 'seen' | 'moved' | 'gone' | 'imported' | 'evicted';
 
 /** The upstream's referrers of a digest: its descriptors as JSON, and when they were last asked for. */
 export interface MirrorReferrersTable {

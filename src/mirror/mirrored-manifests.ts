@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { deleteMirrorTag, findMirrorManifest, findMirrorTag, insertMirrorManifest, setMirrorTag } from '../metadata/mirror.js';
+import { deleteMirrorTag, findMirrorManifest, findMirrorTag, insertMirrorManifest, setMirrorTag, touchMirrorManifest } from '../metadata/mirror.js';
 import { digestBytes, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { maxManifestBytes } from '../oci/manifest.js';
@@ -37,6 +37,7 @@ export class MirroredManifests {
     const cached = await findMirrorManifest(this.stores.metadata, from, digest.value);
     if (cached) {
       health.counters.cacheHits++;
+      await touchMirrorManifest(this.stores.metadata, from, digest.value);
       return cached;
     }
     health.counters.cacheMisses++;
@@ -50,8 +51,14 @@ export class MirroredManifests {
     });
   }
 
-  /** `revalidate` asks the upstream however fresh the cached tag is (mirror sync). */
+  /** `revalidate` asks the upstream however fresh the cached tag is (mirror sync). The use is recorded (cache eviction). */
   async byTag(target: MirrorTarget, tag: string, via: string | undefined, revalidate = false): Promise<ManifestContent> {
+    const manifest = await this.throughTag(target, tag, via, revalidate);
+    await touchMirrorManifest(this.stores.metadata, upstreamRepository(target), manifest.digest);
+    return manifest;
+  }
+
+  private async throughTag(target: MirrorTarget, tag: string, via: string | undefined, revalidate: boolean): Promise<ManifestContent> {
     const from = upstreamRepository(target);
     const { metadata } = this.stores;
     const cachedTag = await findMirrorTag(metadata, from, tag);

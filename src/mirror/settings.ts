@@ -21,6 +21,8 @@ export interface UpstreamSettings {
   allowPush: boolean;
   /** Docker Hub: one-part names are official images under library/. */
   dockerHub: boolean;
+  /** Cached images not pulled for this long are evicted by garbage collection; 0: never. */
+  retentionMs: number;
 }
 
 export interface MirrorSettings {
@@ -31,6 +33,8 @@ export interface MirrorSettings {
   instanceId: string;
   failureThreshold: number;
   coolOffMs: number;
+  /** Largest size of the cache's distinct blobs before garbage collection evicts; 0: unlimited. */
+  cacheMaxBytes: number;
 }
 
 const dockerHubNames = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
@@ -68,6 +72,7 @@ export function mirrorSettings(config: RegistryConfig): MirrorSettings | null {
       repositories: upstream.repositories.map(globToRegExp),
       allowPush: upstream.allowpush,
       dockerHub: dockerHubNames.has(name) || dockerHubNames.has(url.hostname),
+      retentionMs: upstream.retention,
     };
   });
   const defaultUpstream = config.mirror.default === '' ? null : (upstreams.find((upstream) => upstream.name === config.mirror.default) ?? null);
@@ -77,5 +82,6 @@ export function mirrorSettings(config: RegistryConfig): MirrorSettings | null {
     instanceId: config.mirror.instanceid !== '' ? config.mirror.instanceid : `${hostname()}-${randomBytes(4).toString('hex')}`,
     failureThreshold: config.mirror.failurethreshold,
     coolOffMs: config.mirror.cooloff,
+    cacheMaxBytes: config.mirror.cache.maxsize,
   };
 }

@@ -14,6 +14,7 @@ import { testBlob, type TestBlob } from '../helpers/blobs.js';
 import { allManifestTypes, imageManifest, indexOf, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const hour = 3_600_000;
 const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as ConstructorParameters<typeof GarbageCollector>[1];
@@ -313,6 +314,84 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.equal(list.runs[0]?.id, id);
     assert.equal(list.runs[0]?.report.wouldRemove, undefined, 'the list leaves the dry-run lists out');
     assert.equal(envelopeCode(await registry.request.get('/api/v1/gc/999999').set('Authorization', aliceToken).expect(404)), 'NOT_FOUND');
+  });
+});
+
+describe('garbage collection: mirror cache eviction (retention, maxsize)', () => {
+  let upstream: TestUpstream;
+  const images = [imageManifest({ layerSize: 10_000 }), imageManifest({ layerSize: 10_000 }), imageManifest({ layerSize: 10_000 })];
+  before(async () => {
+    upstream = await startTestUpstream();
+    const pusher = await upstream.pusher(['repository:team-a/cached:pull,push']);
+    for (const [index, manifest] of images.entries()) await pushManifest(pusher, 'team-a/cached', `v${index}`, manifest);
+  });
+  after(async () => upstream?.close());
+
+  /** Pulls an image through the mirror (manifest and blobs), and waits until its blobs' cache rows are in (they follow the last byte). */
+  const pullThrough = async (mirror: TestRegistry, index: number) => {
+    await pull(mirror, 'central/team-a/cached', `v${index}`, images[index]!);
+    const digests = images[index]!.blobs.map((blob) => blob.digest);
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const rows = await mirror.metadata.db.selectFrom('mirror_blobs').select('digest').where('digest', 'in', digests).execute();
+      if (rows.length === digests.length) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('the blobs were not cached');
+  };
+  /** As if the image had been pulled last `by` ago. */
+  const ageCached = async (mirror: TestRegistry, index: number, by: number) => {
+    const db = mirror.metadata.db;
+    await db.updateTable('mirror_manifests').set({ used_at: Date.now() - by, fetched_at: Date.now() - by }).where('digest', '=', images[index]!.digest).execute();
+    await db.updateTable('blobs').set({ created_at: Date.now() - by, used_at: Date.now() - by }).where('digest', 'in', images[index]!.blobs.map((blob) => blob.digest)).execute();
+  };
+  const cachedTags = async (mirror: TestRegistry) => (await mirror.metadata.db.selectFrom('mirror_tags').select('tag').orderBy('tag').execute()).map((row) => row.tag);
+  const gcOf = (mirror: TestRegistry) => mirror.registry.services.gc.collector;
+
+  it('with a retention, images not pulled within it are evicted and their bytes freed; others, and everything without a retention, stay', async () => {
+    const mirror = await createTestRegistry({ mirror: mirrorConfigFor(upstream, { repositories: ['team-a/**'], retention: '1h' }) });
+    const forever = await createTestRegistry({ mirror: mirrorConfigFor(upstream, { repositories: ['team-a/**'] }) });
+    try {
+      for (const registry of [mirror, forever]) {
+        await pullThrough(registry, 0);
+        await pullThrough(registry, 1);
+        await ageCached(registry, 0, 2 * hour);
+      }
+      const report = await gcOf(mirror).run({ dryRun: false, untagged: false, graceMs: 60_000 });
+      assert.equal(report.evicted, 1);
+      assert.deepEqual(await cachedTags(mirror), ['v1']);
+      await assertGone(mirror, [images[0]!.blobs[1]!], 'the evicted image\'s layer');
+      await assertKept(mirror, [images[1]!.blobs[1]!], 'the image pulled lately');
+      const history = await mirror.request.get('/api/v1/mirror/history?tag=v0').expect(200);
+      assert.equal((history.body as { events: Array<{ action: string }> }).events[0]?.action, 'evicted');
+      await pullThrough(mirror, 0); // online, it is fetched again
+
+      const kept = await gcOf(forever).run({ dryRun: false, untagged: false, graceMs: 60_000 });
+      assert.equal(kept.evicted, 0, 'retention 0: an offline site never loses an image it had');
+      assert.deepEqual(await cachedTags(forever), ['v0', 'v1']);
+      await assertKept(forever, images[0]!.blobs, 'a cached image, however old');
+    } finally {
+      await mirror.close();
+      await forever.close();
+    }
+  });
+
+  it('past mirror.cache.maxsize the least recently pulled images go first, never one pulled within the grace window', async () => {
+    const oneImage = images[0]!.blobs.reduce((sum, blob) => sum + blob.bytes.length, 0);
+    const mirror = await createTestRegistry({ mirror: mirrorConfigFor(upstream, { repositories: ['team-a/**'] }, { cache: { maxsize: String(oneImage + 100) } }) });
+    try {
+      for (const index of [0, 1, 2]) await pullThrough(mirror, index);
+      await ageCached(mirror, 0, 3 * hour);
+      await ageCached(mirror, 1, 2 * hour);
+      const dry = await gcOf(mirror).run({ dryRun: true, untagged: false, graceMs: 60_000 });
+      assert.deepEqual(dry.wouldRemove?.evicted.map((image) => [image.digest, image.reason]), [[images[0]!.digest, 'maxsize'], [images[1]!.digest, 'maxsize']]);
+      assert.deepEqual(await cachedTags(mirror), ['v0', 'v1', 'v2'], 'a dry run evicts nothing');
+      const report = await gcOf(mirror).run({ dryRun: false, untagged: false, graceMs: 60_000 });
+      assert.equal(report.evicted, 2);
+      assert.deepEqual(await cachedTags(mirror), ['v2'], 'the oldest two went; the one pulled just now stays though the cache is still over its size');
+      await assertKept(mirror, images[2]!.blobs, 'the image pulled within the grace window');
+    } finally {
+      await mirror.close();
+    }
   });
 });
 
