@@ -91,6 +91,18 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   return { server, address, logger, shutdown };
 }
 
+/** Runs `task` after `firstDelayMs`, then `intervalMs` after each run ends; returns a stop function. */
+function repeat(firstDelayMs: number, intervalMs: number, task: () => Promise<void>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    void task().finally(() => {
+      timer = setTimeout(tick, intervalMs).unref();
+    });
+  };
+  timer = setTimeout(tick, Math.min(firstDelayMs, intervalMs)).unref();
+  return () => clearTimeout(timer);
+}
+
 /** The first purge runs this long after start, so a restart loop does not purge on every start. */
 const firstPurgeDelayMs = 60_000;
 
@@ -98,8 +110,7 @@ const firstPurgeDelayMs = 60_000;
 function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, logger: Logger): () => void {
   const purging = config.storage.maintenance.uploadpurging;
   if (!purging.enabled) return () => {};
-  let timer: NodeJS.Timeout | undefined;
-  const run = async () => {
+  return repeat(firstPurgeDelayMs, purging.interval, async () => {
     try {
       const { sessions, orphans } = await uploads.purge(Date.now() - purging.age, purging.dryrun);
       if (sessions.length > 0 || orphans.length > 0) {
@@ -108,17 +119,10 @@ function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, l
     } catch (error) {
       logger.error({ err: error }, 'upload purge failed');
     }
-  };
-  const tick = () => {
-    void run().finally(() => {
-      timer = setTimeout(tick, purging.interval).unref();
-    });
-  };
-  timer = setTimeout(tick, Math.min(firstPurgeDelayMs, purging.interval)).unref();
-  return () => clearTimeout(timer);
+  });
 }
 
-/** The first collection runs this long after start (and never before the first purge). */
+/** The first collection runs this long after start. */
 const firstCollectionDelayMs = 10 * 60_000;
 
 /**
@@ -128,20 +132,12 @@ const firstCollectionDelayMs = 10 * 60_000;
 function scheduleGarbageCollection(config: RegistryConfig, collector: GarbageCollector, logger: Logger): () => void {
   const settings = config.storage.maintenance.gc;
   if (!settings.enabled) return () => {};
-  let timer: NodeJS.Timeout | undefined;
-  const run = async () => {
+  return repeat(firstCollectionDelayMs, settings.interval, async () => {
     try {
       await collector.run({ dryRun: settings.dryrun, untagged: settings.untagged, graceMs: settings.grace });
     } catch (error) {
       if (error instanceof GcBusyError) logger.debug({ holder: error.holder }, 'garbage collection skipped: another run holds the lease');
       else logger.error({ err: error }, 'garbage collection failed');
     }
-  };
-  const tick = () => {
-    void run().finally(() => {
-      timer = setTimeout(tick, settings.interval).unref();
-    });
-  };
-  timer = setTimeout(tick, Math.min(firstCollectionDelayMs, settings.interval)).unref();
-  return () => clearTimeout(timer);
+  });
 }

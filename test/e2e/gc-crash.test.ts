@@ -102,6 +102,14 @@ describe('garbage collection killed in the middle of a sweep', { skip }, () => {
     } finally {
       after.close();
     }
+    // A run of another replica holds the lease: the command line says so and exits 2, changing nothing.
+    const writable = new Database(path.join(root, 'registry.db'));
+    writable.prepare("insert into gc_lock (name, holder, expires_at) values ('gc', 'replica-b:4242:run', ?)").run(Date.now() + 60_000);
+    writable.close();
+    const busy = await runRegistryCommand(['gc', '--grace', '0s'], env);
+    assert.equal(busy.code, 2, busy.stderr);
+    assert.match(busy.stderr, /another garbage collection is running \(replica-b:4242:run\)/);
+
     for (const { reference, image } of live) {
       const out = path.join(directory, `pulled-${reference.replace(/[/:]/g, '-')}`);
       await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/${reference}`, `oci:${out}:x`]);
