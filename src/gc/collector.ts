@@ -7,6 +7,7 @@ import {
   deleteGarbageBlobs,
   deleteGarbageManifests,
   deletePending,
+  expireBlobWrites,
   failInterruptedRuns,
   findGarbageBlobs,
   findGarbageManifests,
@@ -249,6 +250,8 @@ export class GarbageCollector {
         report.leftovers += batch.length;
         onProgress('leftovers', report.leftovers, report.leftovers);
       }
+      // Claims of writers that died a day ago keep their digests no longer.
+      await expireBlobWrites(db);
     }
 
     // Mirror cache eviction first: it only removes cache rows; the sweep below frees the bytes.

@@ -154,9 +154,9 @@ export async function findGarbageBlobs(db: MetadataExecutor, cutoff: number, unt
 export async function findUnrecordedDigests(db: MetadataExecutor, digests: string[]): Promise<string[]> {
   if (digests.length === 0) return [];
   const recorded = new Set((await db.selectFrom('blobs').select('digest').where('digest', 'in', digests).execute()).map((row) => row.digest));
-  const publishing = new Set((await db.selectFrom('blob_writes').select('digest').where('digest', 'in', digests).execute()).map((row) => row.digest));
+  const writing = new Set((await db.selectFrom('blob_writes').select('digest').where('digest', 'in', digests).execute()).map((row) => row.digest));
   const pending = new Set((await db.selectFrom('gc_pending').select('digest').where('digest', 'in', digests).execute()).map((row) => row.digest));
-  return digests.filter((digest) => !recorded.has(digest) && !publishing.has(digest) && !pending.has(digest));
+  return digests.filter((digest) => !recorded.has(digest) && !writing.has(digest) && !pending.has(digest));
 }
 
 // --- the sweep: re-checked deletes ----------------------------------------------------------------

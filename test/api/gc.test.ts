@@ -233,6 +233,17 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.ok(!(await bytesStored(registry, orphan.digest)));
   });
 
+  it('a claim of a writer that died a day ago no longer keeps its digest', async () => {
+    const lost = testBlob(777);
+    await putSmallObject(registry.storage, storagePaths.blobData(parseDigest(lost.digest)), lost.bytes);
+    await registry.metadata.db.insertInto('blob_writes').values({ id: 'crashed-writer', digest: lost.digest, started_at: Date.now() - 25 * hour }).execute();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const report = await collect(registry, { graceMs: 1 });
+    assert.equal(report.orphans, 1, 'its bytes, which no row names, are an orphan');
+    assert.ok(!(await bytesStored(registry, lost.digest)));
+    assert.deepEqual(await registry.metadata.db.selectFrom('blob_writes').selectAll().execute(), []);
+  });
+
   it('finishes first the deletions a run that died left pending (its rows gone, its bytes not)', async () => {
     const left = testBlob(999);
     const key = storagePaths.blobData(parseDigest(left.digest));
