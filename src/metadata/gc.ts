@@ -10,6 +10,22 @@ import { engineOf, type MetadataDb, type MetadataExecutor } from './database.js'
 /** How fine a use is recorded: at most one write per object per this many milliseconds. */
 export const touchResolutionMs = 1000;
 
+const recentTouches = new WeakMap<object, Map<string, number>>();
+
+/**
+ * Whether this process recorded a use of the object within the resolution already (then the
+ * database holds a use that recent, and no statement is needed); else notes this one.
+ */
+export function touchedLately(db: MetadataExecutor, key: string, now: number): boolean {
+  let touches = recentTouches.get(db);
+  if (!touches) recentTouches.set(db, (touches = new Map()));
+  const last = touches.get(key);
+  if (last !== undefined && now - last < touchResolutionMs) return true;
+  if (touches.size >= 10_000) touches.clear();
+  touches.set(key, now);
+  return false;
+}
+
 /**
  * Records a use of a blob (a HEAD or GET, a mount) before it is answered; answers whether the blob
  * row still exists. Written only when the last recorded use is older than the resolution, so a hot
@@ -22,11 +38,13 @@ export const touchResolutionMs = 1000;
  * the row gone (and the HEAD answers 404, so the client uploads).
  */
 export async function touchBlob(db: MetadataExecutor, digest: string, now = Date.now()): Promise<void> {
+  if (touchedLately(db, `blob\0${digest}`, now)) return;
   await db.updateTable('blobs').set({ used_at: now }).where('digest', '=', digest).where('used_at', '<', now - touchResolutionMs).execute();
 }
 
 /** Records a GET or HEAD of a manifest by digest (an index about to name it, a client about to pull it). */
 export async function touchManifest(db: MetadataExecutor, repositoryName: string, digest: string, now = Date.now()): Promise<void> {
+  if (touchedLately(db, `manifest\0${repositoryName}\0${digest}`, now)) return;
   await db
     .updateTable('manifests')
     .set({ used_at: now })

@@ -1,5 +1,6 @@
 import type { Descriptor } from '../oci/manifest.js';
 import type { MetadataDb, MetadataExecutor } from './database.js';
+import { touchedLately } from './gc.js';
 import type { MirrorTagAction } from './schema.js';
 
 /** Which upstream repository cached content came from. */
@@ -41,6 +42,7 @@ export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamR
 
 /** Records that a cached manifest was served (at most once a second): cache eviction goes by it. */
 export async function touchMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, digest: string, now = Date.now()): Promise<void> {
+  if (touchedLately(db, `mirror\0${from.upstream}\0${from.repository}\0${digest}`, now)) return;
   await db
     .updateTable('mirror_manifests')
     .set({ used_at: now })

@@ -38,6 +38,8 @@ interface Outcomes {
   /** Answers that are neither success nor the refusal a grace of 0 allows. */
   unexpected: string[];
   collections: number;
+  /** Runs that found another one holding the lease (exit 2). */
+  busy: number;
 }
 
 /**
@@ -128,7 +130,7 @@ async function stress(setup: StressSetup, options: { graceSeconds: number; durat
   const bases = setup.servers.map((server) => `http://127.0.0.1:${server.port}`);
   const shared = Array.from({ length: 5 }, () => blobOf(randomBytes(4096)));
   const tags = new Map<string, Pushed>();
-  const outcomes: Outcomes = { pushes: 0, refused: 0, unexpected: [], collections: 0 };
+  const outcomes: Outcomes = { pushes: 0, refused: 0, unexpected: [], collections: 0, busy: 0 };
   const deadline = Date.now() + options.durationMs;
   const until = () => Date.now() > deadline;
   const clients = ['stress/a', 'stress/b', 'stress/c'].map((repository) => new PushingClient(bases, repository, shared, tags, outcomes).loop(until));
@@ -147,15 +149,17 @@ async function stress(setup: StressSetup, options: { graceSeconds: number; durat
       }
     }
   })();
-  // Collections back to back, from the command line, beside the servers.
-  const collections = (async () => {
+  // Collections back to back from the command line beside the servers; with several replicas, two
+  // such loops at once, as two replicas' schedules would: one runs, the other says so and exits 2.
+  const collectionLoops = Array.from({ length: setup.servers.length > 1 ? 2 : 1 }, async () => {
     while (!until()) {
       const result = await runRegistryCommand(['gc', '--grace', `${options.graceSeconds}s`, '--untagged', '--json'], setup.gcEnv);
       if (result.code === 0) outcomes.collections++;
+      else if (result.code === 2 && /another garbage collection is running/.test(result.stderr)) outcomes.busy++;
       else outcomes.unexpected.push(`registry gc exited ${result.code}: ${result.stderr.slice(-500)}`);
     }
-  })();
-  await Promise.all([...clients, skopeoPushes, collections]);
+  });
+  await Promise.all([...clients, skopeoPushes, ...collectionLoops]);
   const serverErrors = setup.servers.flatMap((server) => server.logs.filter((entry) => entry.level === 50 || (entry.msg === 'request' && Number(entry.status) >= 500)));
   if (serverErrors.length > 0) outcomes.unexpected.push(`server errors: ${JSON.stringify(serverErrors.slice(0, 5))}`);
 
@@ -195,7 +199,9 @@ async function makeLayout(directory: string): Promise<OciLayout> {
 }
 
 function reportOutcome(label: string, outcomes: Outcomes): void {
-  process.stdout.write(`# ${label}: ${outcomes.pushes} pushes, ${outcomes.refused} refused with MANIFEST_BLOB_UNKNOWN, ${outcomes.collections} collections\n`);
+  process.stdout.write(
+    `# ${label}: ${outcomes.pushes} pushes, ${outcomes.refused} refused with MANIFEST_BLOB_UNKNOWN, ${outcomes.collections} collections, ${outcomes.busy} runs that found another holding the lease\n`,
+  );
 }
 
 describe('garbage collection under load: the filesystem and SQLite, one server and the command line', { skip }, () => {
