@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import pino from 'pino';
 import type { RegistryConfig } from '../config/schema.js';
 import { GarbageCollector, GcBusyError, type GcPhase } from '../gc/collector.js';
@@ -5,6 +6,9 @@ import { mirrorSettings } from '../mirror/settings.js';
 import { openStores } from '../stores.js';
 import { ProgressBar } from './progress.js';
 import { formatBytes, plural } from './report.js';
+
+/** The niceness the command runs at. */
+const backgroundPriority = 10;
 
 export interface GcCommandOptions {
   dryRun?: boolean;
@@ -19,6 +23,8 @@ export interface GcCommandOptions {
  * holds the lease.
  */
 export async function gcCommand(config: RegistryConfig, options: GcCommandOptions): Promise<number> {
+  // Background work: the servers beside it come first for the CPU (as `nice` would have it).
+  setPriority(backgroundPriority);
   const logger = pino({ level: 'warn', base: { service: 'registry' } }, pino.destination(2));
   const stores = await openStores(config, logger);
   const settings = config.storage.maintenance.gc;

@@ -20,6 +20,7 @@ import {
   type BlobRef,
   type ManifestRef,
 } from '../metadata/gc.js';
+import { engineOf } from '../metadata/database.js';
 import { parseDigest } from '../oci/digest.js';
 import type { RegistryStores } from '../registry/context.js';
 import type { MirrorSettings } from '../mirror/settings.js';
@@ -71,7 +72,8 @@ export class GcBusyError extends Error {
 }
 
 const leaseMs = 60_000;
-const batchSize = 500;
+/** Rows deleted per transaction: small, so that each holds the writer lock briefly. */
+const batchSize = 200;
 const storageConcurrency = 8;
 const maxListed = 10_000;
 /** Digests looked up at once in the orphan scan (well under either engine's limit of bound values). */
@@ -237,6 +239,18 @@ export class GarbageCollector {
       if (this.stopping) throw new Error('stopped: the registry is shutting down (the next run carries on)');
     };
     const bytesKeyOf = (digest: string) => storagePaths.blobData(parseDigest(digest));
+    /**
+     * A deleting transaction, then on SQLite as long a pause: there it holds the one writer lock,
+     * and the servers' writes (pushes, and with better-sqlite3 their whole process) wait for it, so
+     * a run leaves them at least half of the lock's time. PostgreSQL locks rows only.
+     */
+    const paced = engineOf(db) === 'sqlite';
+    const deleting = async <T>(transaction: () => Promise<T>): Promise<T> => {
+      const started = Date.now();
+      const result = await transaction();
+      if (paced) await new Promise((resolve) => setTimeout(resolve, Date.now() - started));
+      return result;
+    };
     const finishPending = async (keys: string[]) => {
       await forEachConcurrently(keys, storageConcurrency, (key) => storage.delete(key));
       await deletePending(db, keys);
@@ -305,7 +319,9 @@ export class GarbageCollector {
       let deletedThisRound = 0;
       for (const batch of chunks(remaining, batchSize)) {
         stillHeld();
-        const deleted = await deleteGarbageManifests(db, batch, cutoff, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest)));
+        const deleted = await deleting(() =>
+          deleteGarbageManifests(db, batch, cutoff, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
+        );
         await finishPending(deleted.map((manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))));
         for (const manifest of deleted) this.logger.debug({ repository: manifest.repository, digest: manifest.digest }, 'garbage collection deleted a manifest');
         deletedThisRound += deleted.length;
@@ -321,7 +337,7 @@ export class GarbageCollector {
     let blobsDone = 0;
     for (const batch of chunks(blobCandidates.map((blob) => blob.digest), batchSize)) {
       stillHeld();
-      const deleted = await deleteGarbageBlobs(db, batch, cutoff, lease, bytesKeyOf);
+      const deleted = await deleting(() => deleteGarbageBlobs(db, batch, cutoff, lease, bytesKeyOf));
       await finishPending(deleted.map((blob) => bytesKeyOf(blob.digest)));
       report.blobs += deleted.length;
       report.bytes += deleted.reduce((sum, blob) => sum + blob.size, 0);
@@ -334,7 +350,7 @@ export class GarbageCollector {
     const sizes = new Map(orphans.map((orphan) => [orphan.digest, orphan.size]));
     for (const batch of chunks(orphans.map((orphan) => orphan.digest), batchSize)) {
       stillHeld();
-      const claimed = await claimUnrecordedBytes(db, batch, lease, bytesKeyOf);
+      const claimed = await deleting(() => claimUnrecordedBytes(db, batch, lease, bytesKeyOf));
       await finishPending(claimed.map(bytesKeyOf));
       report.orphans += claimed.length;
       report.orphanBytes += claimed.reduce((sum, digest) => sum + (sizes.get(digest) ?? 0), 0);
@@ -357,9 +373,15 @@ export class GarbageCollector {
         if (info && info.modifiedAt.getTime() < cutoff) orphans.push({ digest, size: info.size });
       }
     };
+    // A filesystem lists one directory per call: its 256 prefixes are walked several at once. An
+    // object store lists a thousand keys per call however deep they are: one listing is cheaper.
     const prefixes: string[] = [];
-    for (const algorithm of ['sha256', 'sha512']) {
-      for (let value = 0; value < 256; value++) prefixes.push(`blobs/${algorithm}/${value.toString(16).padStart(2, '0')}`);
+    if (storage.name === 'filesystem') {
+      for (const algorithm of ['sha256', 'sha512']) {
+        for (let value = 0; value < 256; value++) prefixes.push(`blobs/${algorithm}/${value.toString(16).padStart(2, '0')}`);
+      }
+    } else {
+      prefixes.push('blobs');
     }
     let batch: string[] = [];
     await forEachConcurrently(prefixes, storageConcurrency, async (prefix) => {

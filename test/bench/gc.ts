@@ -16,7 +16,6 @@ import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
-import { loadTest } from './load.js';
 
 const manifestCount = Number(process.env.BENCH_GC_MANIFESTS ?? 10_000);
 const blobsPerManifest = 9;
@@ -104,52 +103,50 @@ function printRun(label: string, report: GcReport): void {
   );
 }
 
-/** Pushes of small blobs (monolithic POST ?digest=) by `clients` clients for `seconds`: uploads per second. */
-async function pushLoad(port: number, clients: number, seconds: number): Promise<{ perSecond: number; failures: number }> {
-  const deadline = Date.now() + seconds * 1000;
-  let done = 0;
-  let failures = 0;
-  const started = Date.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (Date.now() < deadline) {
-        const bytes = randomBytes(1024);
-        const response = await rawRequest(port, 'POST', `/v2/bench/push/blobs/uploads/?digest=sha256:${hex(bytes)}`, {
-          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
-          body: bytes,
-        });
-        if (response.status === 201) done++;
-        else failures++;
-      }
-    }),
-  );
-  return { perSecond: done / ((Date.now() - started) / 1000), failures };
+/** One `registry gc --grace 0s` on the same stores; resolves when it exits. */
+function collectOnceBeside(root: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const child = spawn(process.execPath, [path.join(projectRoot, 'dist/src/main.js'), 'gc', '--grace', '0s'], {
+      cwd: projectRoot,
+      env: { PATH: process.env.PATH ?? '', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root },
+      stdio: 'ignore',
+    });
+    child.once('close', () => resolve());
+  });
 }
 
-/** `registry gc` on the same stores, again and again, until stopped. */
-function collectInLoop(root: string): { stop(): Promise<number> } {
-  let stopping = false;
-  let runs = 0;
-  const loop = (async () => {
-    while (!stopping) {
-      await new Promise<void>((resolve) => {
-        const child = spawn(process.execPath, [path.join(projectRoot, 'dist/src/main.js'), 'gc', '--grace', '0s'], {
-          cwd: projectRoot,
-          env: { PATH: process.env.PATH ?? '', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root },
-          stdio: 'ignore',
-        });
-        child.once('close', () => resolve());
-      });
-      runs++;
+/** A pull load and a push load at once, until `done` settles (or for `seconds`): requests per second of each. */
+async function mixedLoad(port: number, pullPath: string, until: Promise<unknown> | number): Promise<{ pulls: number; pushes: number; seconds: number; failures: number }> {
+  const started = Date.now();
+  let finished = false;
+  if (typeof until === 'number') setTimeout(() => (finished = true), until * 1000);
+  else void until.then(() => (finished = true));
+  const headers = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
+  let pulls = 0;
+  let pushes = 0;
+  let failures = 0;
+  const base = `http://127.0.0.1:${port}`;
+  // fetch keeps its connections alive, as registry clients do.
+  const pullers = Array.from({ length: 16 }, async () => {
+    while (!finished) {
+      const response = await fetch(`${base}${pullPath}`, { headers });
+      await response.arrayBuffer();
+      if (response.status === 200) pulls++;
+      else failures++;
     }
-  })();
-  return {
-    async stop() {
-      stopping = true;
-      await loop;
-      return runs;
-    },
-  };
+  });
+  const pushers = Array.from({ length: 4 }, async () => {
+    while (!finished) {
+      const bytes = randomBytes(1024);
+      const response = await fetch(`${base}/v2/bench/push/blobs/uploads/?digest=sha256:${hex(bytes)}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: bytes });
+      await response.arrayBuffer();
+      if (response.status === 201) pushes++;
+      else failures++;
+    }
+  });
+  await Promise.all([...pullers, ...pushers]);
+  const seconds = (Date.now() - started) / 1000;
+  return { pulls: pulls / seconds, pushes: pushes / seconds, seconds, failures };
 }
 
 await withTemporaryDirectory('registry-bench-gc-', async (directory) => {
@@ -179,20 +176,16 @@ await withTemporaryDirectory('registry-bench-gc-', async (directory) => {
   try {
     const manifest = (await rawRequest(server.port, 'GET', '/v2/bench/repo-0/manifests/t0', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).headers['docker-content-digest'];
     const pullPath = `/v2/bench/repo-0/manifests/${String(manifest)}`;
-    const pull = () => loadTest({ port: server.port, path: pullPath, headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' }, connections: 20, seconds: loadSeconds });
-    // Warmed up first (prepared statements, JIT, page cache), so that alone and beside a collection compare like with like.
-    await loadTest({ port: server.port, path: pullPath, headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' }, connections: 20, seconds: 1 });
-    await pushLoad(server.port, 8, 1);
-    const pullAlone = await pull();
-    const pushAlone = await pushLoad(server.port, 8, loadSeconds);
-    const collecting = collectInLoop(root);
-    const pullWithGc = await pull();
-    const pushWithGc = await pushLoad(server.port, 8, loadSeconds);
-    const runs = await collecting.stop();
+    await mixedLoad(server.port, pullPath, 1); // warm-up: prepared statements, JIT, page cache
+    const before = await mixedLoad(server.port, pullPath, loadSeconds);
+    const during = await mixedLoad(server.port, pullPath, collectOnceBeside(root));
+    const afterwards = await mixedLoad(server.port, pullPath, loadSeconds);
+    const alonePulls = (before.pulls + afterwards.pulls) / 2;
+    const alonePushes = (before.pushes + afterwards.pushes) / 2;
     process.stdout.write(
-      `  load on a running server (SQLite), alone / with registry gc running back to back (${runs} runs):\n` +
-        `    manifest GET by digest, 20 connections  ${Math.round(pullAlone.perSecond)} / ${Math.round(pullWithGc.perSecond)} req/s   ratio ${(pullWithGc.perSecond / pullAlone.perSecond).toFixed(2)}   failures ${pullAlone.failures + pullWithGc.failures}\n` +
-        `    blob push (1 KiB), 8 clients            ${Math.round(pushAlone.perSecond)} / ${Math.round(pushWithGc.perSecond)} per s   ratio ${(pushWithGc.perSecond / pushAlone.perSecond).toFixed(2)}   failures ${pushAlone.failures + pushWithGc.failures}\n`,
+      `  a running server (SQLite) under 16 pulling and 4 pushing clients, alone (before and after) / while registry gc collects beside it (${during.seconds.toFixed(1)} s):\n` +
+        `    manifest GET by digest   ${Math.round(alonePulls)} / ${Math.round(during.pulls)} req/s   ratio ${(during.pulls / alonePulls).toFixed(2)}\n` +
+        `    blob push (1 KiB)        ${Math.round(alonePushes)} / ${Math.round(during.pushes)} per s   ratio ${(during.pushes / alonePushes).toFixed(2)}   failures ${before.failures + during.failures + afterwards.failures}\n`,
     );
   } finally {
     await server.stop();
