@@ -18,6 +18,9 @@ import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
+import { AuditService } from './audit/audit-service.js';
+import { PullRecorder } from './audit/pull-recorder.js';
+import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
 
 export interface AppDependencies {
   storage: StorageDriver;
@@ -34,18 +37,24 @@ export interface AppDependencies {
   mirror?: MirrorSettings | null;
   /** Settings of garbage collection runs started over HTTP (storage.maintenance.gc); a day's grace by default. */
   gc?: { graceMs: number; untagged: boolean };
+  /** What the audit log records (audit.*); tag changes only, by default. */
+  audit?: AuditSettings;
 }
 
 export interface RegistryApp {
   app: Koa<RegistryState>;
   services: RegistryServices;
+  /** Counted pulls not yet written (audit.pulls): written on a schedule and at shutdown. */
+  pulls: PullRecorder | null;
 }
 
 /** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
 export function createApp(deps: AppDependencies): RegistryApp {
   const stores = { storage: deps.storage, metadata: deps.metadata };
-  const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled });
-  const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled });
+  const audit = deps.audit ?? defaultAuditSettings;
+  const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger) : null;
+  const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit });
+  const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled, audit, ...(pulls ? { pulls } : {}) });
   const listings = new ListingService(stores);
   const referrers = new ReferrersService(stores);
   const services: RegistryServices = {
@@ -55,8 +64,13 @@ export function createApp(deps: AppDependencies): RegistryApp {
     referrers,
     listings,
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
-    mirrorCache: deps.mirror ? new MirrorCacheImport(stores) : null,
-    gc: { collector: new GarbageCollector(stores, deps.logger, deps.mirror ?? null), metadata: deps.metadata, defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false } },
+    mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
+    gc: {
+      collector: new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs),
+      metadata: deps.metadata,
+      defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false },
+    },
+    audit: new AuditService(deps.metadata, manifests),
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
@@ -69,5 +83,5 @@ export function createApp(deps: AppDependencies): RegistryApp {
   if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));
   app.use(router.routes());
   app.use(router.allowedMethods());
-  return { app, services };
+  return { app, services, pulls };
 }

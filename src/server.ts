@@ -8,6 +8,7 @@ import { parseListenAddress, type RegistryConfig } from './config/schema.js';
 import type { UploadService } from './registry/uploads.js';
 import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
+import { auditSettings } from './audit/settings.js';
 
 export interface RunningRegistry {
   server: Server;
@@ -29,8 +30,9 @@ export function createLogger(config: RegistryConfig): Logger {
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
   const auth = await openAuth(config);
   const mirror = mirrorSettings(config);
+  const audit = auditSettings(config);
   const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
-  const { app, services } = createApp({
+  const { app, services, pulls } = createApp({
     storage,
     metadata: metadata.db,
     logger,
@@ -38,6 +40,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     auth,
     mirror,
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
+    audit,
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -66,6 +69,8 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
 
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
   const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
+  const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, () => services.audit.prune(audit.retentionMs, logger).then(() => {}, (error: unknown) => logger.error({ err: error }, 'pruning audit events failed'))) : () => {};
+  const stopPullWrites = pulls ? repeat(audit.pullFlushMs, audit.pullFlushMs, () => pulls.flush()) : () => {};
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -81,6 +86,10 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       }, config.http.draintimeout);
       await closed;
       clearTimeout(timer);
+      stopPruning();
+      stopPullWrites();
+      // Pulls of the requests that just finished are written before the database closes.
+      await pulls?.flush();
       await services.gc.collector.stop();
       await metadata.close();
       closeStorage();
@@ -102,6 +111,10 @@ function repeat(firstDelayMs: number, intervalMs: number, task: () => Promise<vo
   timer = setTimeout(tick, Math.min(firstDelayMs, intervalMs)).unref();
   return () => clearTimeout(timer);
 }
+
+/** Audit retention is applied a minute after start, then hourly. */
+const firstPruneDelayMs = 60_000;
+const pruneIntervalMs = 3_600_000;
 
 /** The first purge runs this long after start, so a restart loop does not purge on every start. */
 const firstPurgeDelayMs = 60_000;

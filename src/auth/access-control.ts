@@ -10,6 +10,8 @@ import { TokenError, type TokenVerifier } from './tokens.js';
 export interface RequestGrant {
   /** The account name ('' for anonymous). */
   account: string;
+  /** How the account was proven: a bearer token, HTTP Basic, or nothing (anonymous, or auth off). */
+  method: 'token' | 'basic' | 'none';
   /** Auth is off: everything is allowed, even a mount that names no source repository. */
   unrestricted: boolean;
   allows(type: string, name: string, action: string): boolean;
@@ -26,7 +28,7 @@ export interface AccessControl {
 
 /** Auth off: everyone may do everything. */
 export const openAccess: AccessControl = {
-  authorize: async () => ({ account: '', unrestricted: true, allows: () => true }),
+  authorize: async () => ({ account: '', method: 'none', unrestricted: true, allows: () => true }),
 };
 
 function quoted(value: string): string {
@@ -79,7 +81,7 @@ export class TokenAccessControl implements AccessControl {
     }
     const allows = (type: string, name: string, action: string) =>
       access.some((entry) => entry?.type === type && entry.name === name && Array.isArray(entry.actions) && actionsCover(entry.actions, action));
-    const grantObject: RequestGrant = { account, unrestricted: false, allows };
+    const grantObject: RequestGrant = { account, method: 'token', unrestricted: false, allows };
     if (!needed || needed.actions.every((action) => allows(needed.type, needed.name, action))) return grantObject;
     const forThisResource = access.some((entry) => entry?.type === needed.type && entry.name === needed.name);
     if (forThisResource) throw new RegistryError('DENIED', { detail: [needed] });
@@ -129,7 +131,7 @@ export class BasicAccessControl implements AccessControl {
       principal = proven;
     }
     const allows = (type: string, name: string, action: string) => grant(this.policy, principal, { type, name, actions: [action] }).actions.length > 0;
-    const result: RequestGrant = { account: accountOf(principal), unrestricted: false, allows };
+    const result: RequestGrant = { account: accountOf(principal), method: principal.kind === 'anonymous' ? 'none' : 'basic', unrestricted: false, allows };
     const permitted = needed ? needed.actions.every((action) => allows(needed.type, needed.name, action)) : principal.kind !== 'anonymous';
     if (permitted) return result;
     if (principal.kind === 'anonymous') throw challenge();

@@ -28,6 +28,8 @@ export interface AccessRule {
   authenticated: boolean;
   repositories: RegExp[];
   catalog: boolean;
+  /** Reading the audit log (events, tag histories, verification). */
+  audit: boolean;
   actions: string[];
 }
 
@@ -60,6 +62,7 @@ export const openToAccountsPolicy: AccessPolicy = {
       authenticated: true,
       repositories: [globToRegExp('**')],
       catalog: true,
+      audit: true,
       actions: ['*'],
     },
   ],
@@ -110,6 +113,7 @@ export function parsePolicy(document: unknown): AccessPolicy {
         authenticated: rule.authenticated === true,
         repositories: stringList(rule.repositories, `${where}.repositories`).map(globToRegExp),
         catalog: rule.catalog === true,
+        audit: rule.audit === true,
         actions,
       };
       const who = parsed.accounts.length + parsed.groups.length + parsed.robots.length;
@@ -158,7 +162,7 @@ export function grant(policy: AccessPolicy, principal: Principal, scope: Scope):
     const names =
       scope.type === 'repository'
         ? rule.repositories.some((pattern) => pattern.test(scope.name))
-        : scope.type === 'registry' && scope.name === 'catalog' && rule.catalog;
+        : scope.type === 'registry' && ((scope.name === 'catalog' && rule.catalog) || (scope.name === 'audit' && rule.audit));
     if (!names) continue;
     const actions = scope.type === 'registry' ? (scope.actions.includes('*') ? ['*'] : []) : allowed(rule.actions, scope.actions);
     return { ...nothing, actions };

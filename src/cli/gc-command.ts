@@ -1,3 +1,4 @@
+import { auditSettings } from '../audit/settings.js';
 import { setPriority } from 'node:os';
 import pino from 'pino';
 import type { RegistryConfig } from '../config/schema.js';
@@ -36,7 +37,7 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
     bar.update(done, total);
   };
   try {
-    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db }, logger, mirrorSettings(config));
+    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db }, logger, mirrorSettings(config), auditSettings(config).timeMachineMs);
     const report = await collector.run(
       { dryRun: options.dryRun ?? settings.dryrun, untagged: options.untagged ?? settings.untagged, graceMs: options.graceMs ?? settings.grace },
       progress,

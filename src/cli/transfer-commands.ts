@@ -1,6 +1,7 @@
 import { createWriteStream, readdirSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { auditSettings } from '../audit/settings.js';
 import pino from 'pino';
 import { ConfigError, readYamlFile } from '../config/load.js';
 import type { RegistryConfig } from '../config/schema.js';
@@ -36,8 +37,9 @@ async function withServices<T>(config: RegistryConfig, body: (services: OfflineS
   const opened = await openStores(config, logger);
   try {
     const stores = { storage: opened.storage, metadata: opened.metadata.db };
-    const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled });
-    const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled });
+    const audit = auditSettings(config);
+    const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled, audit });
+    const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled, audit });
     const settings = mirrorSettings(config);
     const mirror = settings ? new MirrorService(stores, { manifests, blobs, listings: new ListingService(stores), referrers: new ReferrersService(stores) }, settings, logger) : null;
     return await body({ stores, manifests, mirror, settings });

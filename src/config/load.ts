@@ -200,12 +200,12 @@ function parseSize(raw: unknown, where: string): number {
   return Number(match[1]) * (sizeUnits[(match[2] ?? '').toLowerCase()] ?? 1);
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function parseDuration(raw: unknown, where: string): number {
   if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return raw * 1000;
-  const match = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim()) : null;
-  if (!match) throw new ConfigError(`${where}: expected a duration such as 30s, 500ms or 5m, got ${describe(raw)}`);
+  const match = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim()) : null;
+  if (!match) throw new ConfigError(`${where}: expected a duration such as 30s, 500ms, 5m or 14d, got ${describe(raw)}`);
   return Number(match[1]) * (durationUnits[match[2] ?? 's'] ?? 1000);
 }
 

@@ -160,6 +160,16 @@ export const configSchema = {
       jwks: string('', 'JWKS file or http(s) URL of an external issuer; keys chosen by kid.'),
     },
   },
+  audit: {
+    instance: string('', 'This replica\'s name in audit events (which instance served a change); empty: the host name.'),
+    unchanged: boolean(false, 'Record a push of the digest a tag already points at as an `unchanged` event (else no event: it is not a move).'),
+    manifests: boolean(false, 'Also record manifest pushes by digest and manifest deletes by digest (tag events are always recorded).'),
+    blobs: boolean(false, 'Also record blob deletes.'),
+    pulls: boolean(false, 'Record pulls: counted in memory and written every pullflush as one `pulled` event per name, tag and account, with the tags\' last-pulled time.'),
+    pullflush: duration(10_000, 'How often counted pulls are written (audit.pulls).'),
+    retention: duration(0, 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
+    timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
+  },
   mirror: {
     default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
     instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),

@@ -134,6 +134,8 @@ export class GarbageCollector {
     private readonly logger: Logger,
     /** The mirror's upstreams, whose retention and cache size say what of the cache to evict. */
     private readonly mirror: MirrorSettings | null = null,
+    /** audit.timemachine: manifests a tag pointed at within it are kept, so restores find them. */
+    private readonly timeMachineMs = 14 * 86_400_000,
   ) {}
 
   /** Takes the lease and records the run; throws GcBusyError when another run holds it. The run then goes on in `done`. */
@@ -288,9 +290,10 @@ export class GarbageCollector {
     stillHeld();
     const markStarted = Date.now();
     const cutoff = markStarted - run.graceMs;
+    const taggedSince = markStarted - this.timeMachineMs;
     onProgress('mark', 0, 1);
-    const manifests = run.untagged ? await findGarbageManifests(db, cutoff) : [];
-    const blobs = await findGarbageBlobs(db, cutoff, run.untagged);
+    const manifests = run.untagged ? await findGarbageManifests(db, cutoff, taggedSince) : [];
+    const blobs = await findGarbageBlobs(db, cutoff, run.untagged, taggedSince);
     const orphans = await this.findOrphans(cutoff);
     report.markMs = Date.now() - markStarted;
     onProgress('mark', 1, 1);
@@ -320,7 +323,7 @@ export class GarbageCollector {
       for (const batch of chunks(remaining, batchSize)) {
         stillHeld();
         const deleted = await deleting(() =>
-          deleteGarbageManifests(db, batch, cutoff, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
+          deleteGarbageManifests(db, batch, cutoff, taggedSince, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
         );
         await finishPending(deleted.map((manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))));
         for (const manifest of deleted) this.logger.debug({ repository: manifest.repository, digest: manifest.digest }, 'garbage collection deleted a manifest');
@@ -329,7 +332,7 @@ export class GarbageCollector {
         onProgress('manifests', report.manifests, manifests.length);
       }
       if (deletedThisRound === 0) break;
-      remaining = (await findGarbageManifests(db, cutoff)).filter((manifest) => marked.has(manifest.id));
+      remaining = (await findGarbageManifests(db, cutoff, taggedSince)).filter((manifest) => marked.has(manifest.id));
     }
 
     // Blobs (with untagged: also those the deleted manifests were the last to name).

@@ -7,6 +7,7 @@ import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { MirrorCacheImport } from '../mirror/cache-import.js';
 import type { GcService } from './handlers/gc.js';
+import type { AuditService } from '../audit/audit-service.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -38,4 +39,6 @@ export interface RegistryServices {
   mirrorCache: MirrorCacheImport | null;
   /** Garbage collection, started over HTTP by operators. */
   gc: GcService;
+  /** The audit log: events, tag histories, restores. */
+  audit: AuditService;
 }

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors.js';
 import type { ChunkDescription } from '../registry/uploads.js';
 import type { RegistryContext } from './context.js';
+import { anonymousActor, type RequestOrigin } from '../audit/settings.js';
 import { parseContentLength, parseContentRange } from './range.js';
 
 /** One query parameter; repeated → 400 with the given code. */
@@ -85,4 +86,17 @@ export function pagination(ctx: RegistryContext): { limit?: number; last?: strin
 /** RFC 5988 link to the next page of a listing. */
 export function nextPageLink(path: string, limit: number, last: string): string {
   return `<${path}?n=${limit}&last=${encodeURIComponent(last)}>; rel="next"`;
+}
+
+/** Who sent the request, for the audit events it causes: the account, how it was proven, from where. */
+export function requestOrigin(ctx: RegistryContext): RequestOrigin {
+  const account = ctx.state.grant?.account ?? '';
+  return {
+    actor: account !== '' ? account : anonymousActor,
+    authMethod: ctx.state.grant?.method ?? 'none',
+    // ctx.ip honours X-Forwarded-For only with http.trustproxy (Koa's proxy setting).
+    address: ctx.ip ? ctx.ip.slice(0, 64) : null,
+    userAgent: ctx.get('user-agent') ? ctx.get('user-agent').slice(0, 512) : null,
+    requestId: ctx.state.requestId,
+  };
 }

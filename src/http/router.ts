@@ -8,11 +8,15 @@ import { queryParameter } from './request-parts.js';
 import type { RegistryContext, RegistryState } from './context.js';
 import type { Route, RouteAccess } from './routes.js';
 
+/** The scope that reads the audit log: a policy rule's `audit: true` grants it. */
+export const auditAccess: AccessEntry = { type: 'registry', name: 'audit', actions: ['*'] };
+
 const repositoryActions: Record<'pull' | 'push' | 'delete', string[]> = { pull: ['pull'], push: ['pull', 'push'], delete: ['delete'] };
 
 function neededAccess(access: Exclude<RouteAccess, 'public'>, repository: string): AccessEntry | null {
   if (access === 'authenticated') return null;
   if (access === 'catalog') return { type: 'registry', name: 'catalog', actions: ['*'] };
+  if (access === 'audit') return auditAccess;
   return { type: 'repository', name: repository, actions: repositoryActions[access] };
 }
 

@@ -11,14 +11,16 @@ import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
 import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
 import { gcHandlers } from './handlers/gc.js';
+import { auditHandlers } from './handlers/audit.js';
+import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
  * What a route needs when auth is on: nothing (the token endpoint), a valid identity (`GET /v2/`),
- * the catalog, or actions on the route's repository (push also needs pull, as in Distribution).
+ * the catalog, the audit log, or actions on the route's repository (push also needs pull, as in Distribution).
  */
-export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'pull' | 'push' | 'delete';
+export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'audit' | 'pull' | 'push' | 'delete';
 
 /** Path parts a route captures: the repository name (validated) and the last segment, raw. */
 export interface RouteParams {
@@ -60,6 +62,11 @@ const paths = {
   gcRuns: /^\/api\/v1\/gc$/,
   // Group 1 is empty (no repository); group 2 is the run's id.
   gcRun: /^\/api\/v1\/gc\/()([^/]+)$/,
+  auditEvents: /^\/api\/v1\/audit\/events$/,
+  auditVerify: /^\/api\/v1\/audit\/verify$/,
+  tagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
+  tagRestore: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/restore$/,
+  tagAt: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)$/,
   mirrorCacheBlob: /^\/api\/v1\/mirror\/cache\/(.+)\/blobs\/([^/]+)$/,
   mirrorCacheManifest: /^\/api\/v1\/mirror\/cache\/(.+)\/manifests\/([^/]+)$/,
 } as const;
@@ -102,10 +109,19 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'gc.list', method: 'GET', pattern: paths.gcRuns, scoped: false, access: 'catalog', handle: gc.list },
     { name: 'gc.show', method: 'GET', pattern: paths.gcRun, scoped: false, access: 'catalog', handle: gc.show },
   ];
+  const audit = auditHandlers(services.audit);
+  const auditRoutes: Route[] = [
+    { name: 'audit.events', method: 'GET', pattern: paths.auditEvents, scoped: false, access: 'audit', handle: audit.events },
+    { name: 'audit.verify', method: 'GET', pattern: paths.auditVerify, scoped: false, access: 'audit', handle: audit.verify },
+    { name: 'audit.tag.history', method: 'GET', pattern: paths.tagHistory, scoped, access: 'audit', handle: audit.history },
+    { name: 'audit.tag.restore', method: 'POST', pattern: paths.tagRestore, scoped, access: 'push', alsoAsk: () => [auditAccess], handle: audit.restore },
+    { name: 'audit.tag.at', method: 'GET', pattern: paths.tagAt, scoped, access: 'audit', handle: audit.at },
+  ];
   return [
     ...tokenRoutes,
     ...mirrorRoutes,
     ...gcRoutes,
+    ...auditRoutes,
     { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
     { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },

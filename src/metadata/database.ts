@@ -24,6 +24,7 @@ import * as mirrorHistoryReferrers from './migrations/0003-mirror-history-referr
 import * as mirrorHistoryAction from './migrations/0004-mirror-history-action.js';
 import * as garbageCollection from './migrations/0005-gc.js';
 import * as mirrorEviction from './migrations/0006-mirror-eviction.js';
+import * as audit from './migrations/0007-audit.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -94,6 +95,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0004-mirror-history-action': () => ({ up: (db) => mirrorHistoryAction.up(db) }),
   '0005-gc': (engine) => ({ up: (db) => garbageCollection.up(db, engine) }),
   '0006-mirror-eviction': () => ({ up: (db) => mirrorEviction.up(db) }),
+  '0007-audit': (engine) => ({ up: (db) => audit.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

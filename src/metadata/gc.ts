@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { engineOf, type MetadataDb, type MetadataExecutor } from './database.js';
+import { appendAuditEvents, systemOrigin, type NewAuditEvent } from './audit.js';
 
 /**
  * The queries of garbage collection. `cutoff` is a time (ms): what was created or used at or after
@@ -108,9 +109,11 @@ export interface BlobRef {
 
 /**
  * The manifests nothing keeps (with `untagged` collection): not tagged, not younger than the cutoff,
- * not a child of a live index, not a referrer of a live subject, transitively.
+ * not pointed at by a tag since `taggedSince` (the audit time machine: a restore within
+ * audit.timemachine must find its manifest, so every digest an audit event moved a local tag from or
+ * to since then is live), not a child of a live index, not a referrer of a live subject, transitively.
  */
-function liveManifests(cutoff: number): RawBuilder<unknown> {
+function liveManifests(cutoff: number, taggedSince: number): RawBuilder<unknown> {
   return sql`
     edges(from_id, to_id) as (
       select parent_id, child_id from manifest_children
@@ -120,13 +123,16 @@ function liveManifests(cutoff: number): RawBuilder<unknown> {
     live(id) as (
       select manifest_id from tags
       union select id from manifests where created_at >= ${cutoff} or used_at >= ${cutoff}
+      union select m.id from manifests m join repositories r on r.id = m.repository_id
+        join audit_events a on a.repository = r.name and (a.from_digest = m.digest or a.to_digest = m.digest)
+        where a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null
       union select e.to_id from edges e join live on e.from_id = live.id
     )`;
 }
 
-export async function findGarbageManifests(db: MetadataExecutor, cutoff: number): Promise<ManifestRef[]> {
+export async function findGarbageManifests(db: MetadataExecutor, cutoff: number, taggedSince: number): Promise<ManifestRef[]> {
   const { rows } = await sql<{ id: number; repository: string; digest: string }>`
-    with recursive ${liveManifests(cutoff)}
+    with recursive ${liveManifests(cutoff, taggedSince)}
     select m.id, r.name as repository, m.digest from manifests m join repositories r on r.id = m.repository_id
     where m.id not in (select id from live)
     order by m.id`.execute(db);
@@ -157,10 +163,10 @@ function blobIsGarbage(cutoff: number, leaving: RawBuilder<unknown> | null): Raw
  * Blob rows that are garbage now; with `untagged`, as they will be once the garbage manifests are
  * gone (for a dry run, and to size the work of a real one).
  */
-export async function findGarbageBlobs(db: MetadataExecutor, cutoff: number, untagged: boolean): Promise<BlobRef[]> {
+export async function findGarbageBlobs(db: MetadataExecutor, cutoff: number, untagged: boolean, taggedSince = cutoff): Promise<BlobRef[]> {
   const query = untagged
     ? sql<BlobRef>`
-        with recursive ${liveManifests(cutoff)}
+        with recursive ${liveManifests(cutoff, taggedSince)}
         select b.digest, b.size from blobs b where ${blobIsGarbage(cutoff, sql`select id from manifests where id not in (select id from live)`)}
         order by b.digest`
     : sql<BlobRef>`select b.digest, b.size from blobs b where ${blobIsGarbage(cutoff, null)} order by b.digest`;
@@ -204,12 +210,14 @@ export class GcLockLostError extends Error {
  * links become pending deletions in the same transaction.
  *
  * Race closed: a tag moved onto a manifest, or an index naming it pushed, while the mark ran (the
- * mark's answer is only a candidate list).
+ * mark's answer is only a candidate list); a tag moved off it meanwhile (its audit event is younger
+ * than `taggedSince`). Each manifest deleted is a `collected` audit event in the same transaction.
  */
 export async function deleteGarbageManifests(
   db: MetadataDb,
   candidates: ManifestRef[],
   cutoff: number,
+  taggedSince: number,
   lease: { holder: string; leaseMs: number },
   linkKeyOf: (manifest: ManifestRef) => string,
   now = Date.now(),
@@ -233,7 +241,12 @@ export async function deleteGarbageManifests(
             or (p.repository_id = m.repository_id and p.digest = m.subject_digest)
       )
       select distinct up.origin as id from up join manifests m on m.id = up.id
-      where m.created_at >= ${cutoff} or m.used_at >= ${cutoff} or exists (select 1 from tags t where t.manifest_id = m.id)`.execute(transaction);
+      where m.created_at >= ${cutoff} or m.used_at >= ${cutoff} or exists (select 1 from tags t where t.manifest_id = m.id)
+        or exists (
+          select 1 from audit_events a join repositories r on r.name = a.repository
+          where r.id = m.repository_id and (a.from_digest = m.digest or a.to_digest = m.digest)
+            and a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null
+        )`.execute(transaction);
     const named = await transaction.selectFrom('manifest_children').select('child_id').distinct().where('child_id', 'in', ids).execute();
     const keep = new Set([...live.map((row) => Number(row.id)), ...named.map((row) => Number(row.child_id))]);
     const existing = new Set((await transaction.selectFrom('manifests').select('id').where('id', 'in', ids).execute()).map((row) => Number(row.id)));
@@ -249,6 +262,10 @@ export async function deleteGarbageManifests(
     await transaction.deleteFrom('manifests').where('id', 'in', confirmedIds).execute();
     // Under the manifest's digest: a push of the same manifest waits until its old link is gone.
     await addPending(transaction, confirmed.map((manifest) => ({ key: linkKeyOf(manifest), digest: manifest.digest })), now);
+    const collected = confirmed.map(
+      (manifest): NewAuditEvent => ({ target: 'manifest', repository: manifest.repository, tag: null, upstream: null, action: 'collected', from: manifest.digest, to: null, mediaType: null }),
+    );
+    await appendAuditEvents(transaction, collected, systemOrigin('gc', lease.holder), now);
     return confirmed;
   });
 }

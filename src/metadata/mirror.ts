@@ -2,11 +2,20 @@ import type { Descriptor } from '../oci/manifest.js';
 import type { MetadataDb, MetadataExecutor } from './database.js';
 import { touchedLately } from './gc.js';
 import type { MirrorTagAction } from './schema.js';
+import { appendAuditEvents, systemOrigin, type AuditOrigin, type NewAuditEvent } from './audit.js';
 
 /** Which upstream repository cached content came from. */
 export interface UpstreamRepository {
   upstream: string;
   repository: string;
+}
+
+/** Refreshes from the upstream are the registry's own doing. */
+const mirrorOrigin = systemOrigin('mirror');
+
+/** A mirrored tag's change as an audit event: the upstream repository's name, with the upstream named. */
+function mirrorTagEvent(from: UpstreamRepository, tag: string, action: MirrorTagAction, previous: string | null, digest: string | null): NewAuditEvent {
+  return { target: 'tag', repository: from.repository, tag, upstream: from.upstream, action, from: previous, to: digest, mediaType: null };
 }
 
 export interface MirrorManifestRow {
@@ -90,14 +99,14 @@ async function moveMirrorTag(
   tag: string,
   previous: string | null,
   digest: string,
-  event: { checkedAt: number; at: number; action: MirrorTagAction },
+  event: { checkedAt: number; at: number; action: MirrorTagAction; origin?: AuditOrigin },
 ): Promise<void> {
   await db
     .insertInto('mirror_tags')
     .values({ ...from, tag, digest, checked_at: event.checkedAt, updated_at: event.at })
     .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: event.checkedAt, updated_at: event.at }))
     .execute();
-  await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: previous, to_digest: digest, at: event.at, action: event.action }).execute();
+  await appendAuditEvents(db, [mirrorTagEvent(from, tag, event.action, previous, digest)], event.origin ?? mirrorOrigin, event.at);
 }
 
 export type ImportedTagOutcome = 'created' | 'moved' | 'unchanged' | 'kept-newer';
@@ -107,7 +116,15 @@ export type ImportedTagOutcome = 'created' | 'moved' | 'unchanged' | 'kept-newer
  * cached tag (an `imported` history event) unless the cache saw the tag upstream later than that, so
  * an older bundle imported after a newer one never moves a tag back. Call it inside a transaction.
  */
-export async function importMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, seenAt: number, now = Date.now()): Promise<ImportedTagOutcome> {
+export async function importMirrorTag(
+  db: MetadataExecutor,
+  from: UpstreamRepository,
+  tag: string,
+  digest: string,
+  seenAt: number,
+  origin: AuditOrigin = systemOrigin('import'),
+  now = Date.now(),
+): Promise<ImportedTagOutcome> {
   const before = await findMirrorTag(db, from, tag);
   if (before && before.checkedAt > seenAt && before.digest !== digest) return 'kept-newer';
   if (before?.digest === digest) {
@@ -116,7 +133,7 @@ export async function importMirrorTag(db: MetadataExecutor, from: UpstreamReposi
     }
     return 'unchanged';
   }
-  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: seenAt, at: now, action: 'imported' });
+  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: seenAt, at: now, action: 'imported', origin });
   return before ? 'moved' : 'created';
 }
 
@@ -135,7 +152,7 @@ export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamReposi
     .where('tag', '=', tag)
     .returning('digest')
     .executeTakeFirst();
-  if (removed) await db.insertInto('mirror_tag_history').values({ ...from, tag, from_digest: removed.digest, to_digest: null, at: now, action: 'gone' }).execute();
+  if (removed) await appendAuditEvents(db, [mirrorTagEvent(from, tag, 'gone', removed.digest, null)], mirrorOrigin, now);
 }
 
 export interface MirrorTagEvent {
@@ -160,9 +177,13 @@ export interface MirrorTagHistoryQuery {
   limit: number;
 }
 
-/** Mirrored tag changes, newest first. */
+/** Mirrored tag changes, newest first (the mirror's part of the audit log). */
 export async function listMirrorTagHistory(db: MetadataExecutor, query: MirrorTagHistoryQuery): Promise<MirrorTagEvent[]> {
-  let select = db.selectFrom('mirror_tag_history').select(['id', 'upstream', 'repository', 'tag', 'from_digest', 'to_digest', 'at', 'action']);
+  let select = db
+    .selectFrom('audit_events')
+    .select(['id', 'upstream', 'repository', 'tag', 'from_digest', 'to_digest', 'at', 'action'])
+    .where('target', '=', 'tag')
+    .where('upstream', 'is not', null);
   if (query.upstream !== undefined) select = select.where('upstream', '=', query.upstream);
   if (query.repository !== undefined) select = select.where('repository', '=', query.repository);
   if (query.tag !== undefined) select = select.where('tag', '=', query.tag);
@@ -170,13 +191,13 @@ export async function listMirrorTagHistory(db: MetadataExecutor, query: MirrorTa
   const rows = await select.orderBy('id', 'desc').limit(query.limit).execute();
   return rows.map((row) => ({
     id: Number(row.id),
-    upstream: row.upstream,
+    upstream: row.upstream ?? '',
     repository: row.repository,
-    tag: row.tag,
+    tag: row.tag ?? '',
     from: row.from_digest,
     to: row.to_digest,
     at: Number(row.at),
-    action: row.action,
+    action: row.action as MirrorTagAction,
   }));
 }
 
@@ -339,10 +360,7 @@ export async function evictCachedManifests(
         .where('repository', '=', from.repository)
         .where('tag', 'in', tags.map((tag) => tag.tag))
         .execute();
-      await transaction
-        .insertInto('mirror_tag_history')
-        .values(tags.map((tag) => ({ ...from, tag: tag.tag, from_digest: tag.digest, to_digest: null, at: now, action: 'evicted' as const })))
-        .execute();
+      await appendAuditEvents(transaction, tags.map((tag) => mirrorTagEvent(from, tag.tag, 'evicted', tag.digest, null)), systemOrigin('gc'), now);
     }
     await transaction.deleteFrom('mirror_referrers').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('subject', 'in', digests).execute();
     await transaction.deleteFrom('mirror_manifests').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('digest', 'in', digests).execute();

@@ -65,6 +65,8 @@ export interface TagsTable {
   manifest_id: number;
   created_at: number;
   updated_at: number;
+  /** The last pull by tag (recorded when audit.pulls is on), in batches. */
+  pulled_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** A manifest fetched from an upstream repository (pull-through cache). */
@@ -90,19 +92,43 @@ export interface MirrorTagsTable {
   updated_at: number;
 }
 
-/** A change of a mirrored tag: first seen upstream (no from), moved, gone (no to), or imported from a bundle. */
-export interface MirrorTagHistoryTable {
-  id: Generated<number>;
-  upstream: string;
+/** Changes of a mirrored tag: first seen upstream, moved, gone upstream, imported from a bundle, evicted from the cache. */
+export type MirrorTagAction = 'seen' | 'moved' | 'gone' | 'imported' | 'evicted';
+
+/** One event of the audit log (see migration 0007 and audit-hash.ts). */
+export interface AuditEventsTable {
+  id: number;
+  at: number;
+  target: string;
   repository: string;
-  tag: string;
+  tag: string | null;
+  upstream: string | null;
+  action: string;
   from_digest: string | null;
   to_digest: string | null;
-  at: number;
-  action: MirrorTagAction;
+  media_type: string | null;
+  actor: string;
+  auth_method: string;
+  address: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  instance: string | null;
+  restored_event: number | null;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
 }
 
-export type MirrorTagAction = 'seen' | 'moved' | 'gone' | 'imported' | 'evicted';
+/** The head of the audit chain (one row), and where pruning cut its start. */
+export interface AuditChainTable {
+  name: string;
+  last_id: number;
+  last_hash: string;
+  /** Events up to this id were pruned; the first kept one's prev_hash is cut_hash. */
+  cut_id: number;
+  cut_hash: string;
+  cut_at: number | null;
+}
 
 /** The upstream's referrers of a digest: its descriptors as JSON, and when they were last asked for. */
 export interface MirrorReferrersTable {
@@ -167,10 +193,11 @@ export interface MetadataSchema {
   mirror_manifests: MirrorManifestsTable;
   mirror_tags: MirrorTagsTable;
   mirror_blobs: MirrorBlobsTable;
-  mirror_tag_history: MirrorTagHistoryTable;
   mirror_referrers: MirrorReferrersTable;
   blob_writes: BlobWritesTable;
   gc_pending: GcPendingTable;
   gc_lock: GcLockTable;
   gc_runs: GcRunsTable;
+  audit_events: AuditEventsTable;
+  audit_chain: AuditChainTable;
 }

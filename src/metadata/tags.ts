@@ -1,4 +1,4 @@
-import type { MetadataExecutor } from './database.js';
+import { engineOf, type MetadataExecutor } from './database.js';
 
 /** The manifest id a tag points at, if the tag exists. */
 export async function findTag(db: MetadataExecutor, repositoryId: number, name: string): Promise<{ manifestId: number } | undefined> {
@@ -11,20 +11,62 @@ export async function findTag(db: MetadataExecutor, repositoryId: number, name: 
   return row ? { manifestId: row.manifest_id } : undefined;
 }
 
-/** Points a tag at a manifest, creating it if needed; one statement, so concurrent writers cannot collide. */
-export async function setTag(db: MetadataExecutor, repositoryId: number, name: string, manifestId: number, now = Date.now()): Promise<void> {
-  await db
-    .insertInto('tags')
-    .values({ repository_id: repositoryId, name, manifest_id: manifestId, created_at: now, updated_at: now })
-    .onConflict((conflict) =>
-      conflict.columns(['repository_id', 'name']).doUpdateSet({ manifest_id: manifestId, updated_at: now }),
-    )
-    .execute();
+/**
+ * The digest a tag points at, its row locked until the transaction ends (PostgreSQL; on SQLite the
+ * transaction holds the writer lock already), so the caller's change and its audit event see the
+ * value no other writer can change before the commit.
+ */
+export async function lockTag(db: MetadataExecutor, repositoryId: number, name: string): Promise<{ manifestId: number; digest: string } | undefined> {
+  let select = db.selectFrom('tags').select('manifest_id').where('repository_id', '=', repositoryId).where('name', '=', name);
+  if (engineOf(db) === 'postgres') select = select.forUpdate();
+  const row = await select.executeTakeFirst();
+  if (!row) return undefined;
+  const manifest = await db.selectFrom('manifests').select('digest').where('id', '=', row.manifest_id).executeTakeFirstOrThrow();
+  return { manifestId: row.manifest_id, digest: manifest.digest };
 }
 
-export async function deleteTag(db: MetadataExecutor, repositoryId: number, name: string): Promise<boolean> {
-  const result = await db.deleteFrom('tags').where('repository_id', '=', repositoryId).where('name', '=', name).executeTakeFirst();
-  return result.numDeletedRows > 0n;
+/**
+ * Points a tag at a manifest in the caller's transaction; answers the digest it pointed at before
+ * (null: created). Race closed (two replicas creating one tag at once): the loser's insert waits for
+ * the winner's commit, finds the row, and re-reads it locked, so its event says moved from the
+ * winner's digest rather than created.
+ */
+export async function moveTag(db: MetadataExecutor, repositoryId: number, name: string, manifestId: number, now = Date.now()): Promise<{ previous: string | null }> {
+  let before = await lockTag(db, repositoryId, name);
+  if (!before) {
+    const inserted = await db
+      .insertInto('tags')
+      .values({ repository_id: repositoryId, name, manifest_id: manifestId, created_at: now, updated_at: now })
+      .onConflict((conflict) => conflict.columns(['repository_id', 'name']).doNothing())
+      .executeTakeFirst();
+    if ((inserted.numInsertedOrUpdatedRows ?? 0n) > 0n) return { previous: null };
+    before = await lockTag(db, repositoryId, name);
+    if (!before) throw new Error(`tag ${name} vanished while being written`);
+  }
+  if (before.manifestId !== manifestId) {
+    await db.updateTable('tags').set({ manifest_id: manifestId, updated_at: now }).where('repository_id', '=', repositoryId).where('name', '=', name).execute();
+  }
+  return { previous: before.digest };
+}
+
+/** Deletes a tag in the caller's transaction; answers the digest it pointed at, or undefined when there was no such tag. */
+export async function deleteTag(db: MetadataExecutor, repositoryId: number, name: string): Promise<string | undefined> {
+  const before = await lockTag(db, repositoryId, name);
+  if (!before) return undefined;
+  await db.deleteFrom('tags').where('repository_id', '=', repositoryId).where('name', '=', name).execute();
+  return before.digest;
+}
+
+/** Records the last pull of tags (audit.pulls), never moving a time back. */
+export async function markTagsPulled(db: MetadataExecutor, repositoryId: number, names: string[], at: number): Promise<void> {
+  if (names.length === 0) return;
+  await db
+    .updateTable('tags')
+    .set({ pulled_at: at })
+    .where('repository_id', '=', repositoryId)
+    .where('name', 'in', names)
+    .where((eb) => eb.or([eb('pulled_at', 'is', null), eb('pulled_at', '<', at)]))
+    .execute();
 }
 
 /** Up to `limit` tag names after `last`, in byte order. */

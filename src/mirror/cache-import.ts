@@ -16,6 +16,7 @@ import { isNonDistributableLayer } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import type { RegistryStores } from '../registry/context.js';
 import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
+import { systemOrigin, type RequestOrigin } from '../audit/settings.js';
 
 export interface CachedManifestResult {
   digest: string;
@@ -35,7 +36,11 @@ export interface CachedManifestResult {
  * `importMirrorTag` keeps whichever saw the tag upstream last.
  */
 export class MirrorCacheImport {
-  constructor(private readonly stores: RegistryStores) {}
+  constructor(
+    private readonly stores: RegistryStores,
+    /** This replica's name in the `imported` audit events. */
+    private readonly instance: string | null = null,
+  ) {}
 
   /** Whether the registry holds the blob's bytes already (they need not be sent again). */
   holdsBlob(digest: string): Promise<boolean> {
@@ -54,7 +59,14 @@ export class MirrorCacheImport {
    * the cached tag counts as checked then (stale once the TTL has passed, and served stale while the
    * upstream cannot be reached).
    */
-  async putManifest(from: UpstreamRepository, referenceText: string, payload: Buffer, contentType: string | undefined, seenAt: number): Promise<CachedManifestResult> {
+  async putManifest(
+    from: UpstreamRepository,
+    referenceText: string,
+    payload: Buffer,
+    contentType: string | undefined,
+    seenAt: number,
+    origin: RequestOrigin | null = null,
+  ): Promise<CachedManifestResult> {
     const reference = parseManifestReference(referenceText);
     const digest = digestBytes(payload, reference.kind === 'digest' ? reference.digest.algorithm : 'sha256').value;
     if (reference.kind === 'digest' && reference.digest.value !== digest) {
@@ -86,7 +98,8 @@ export class MirrorCacheImport {
         }
       }
       if (reference.kind === 'digest') return { digest };
-      return { digest, tag: await importMirrorTag(transaction, from, reference.tag, digest, seenAt, now) };
+      const auditOrigin = origin ? { ...origin, instance: this.instance } : systemOrigin('import', this.instance);
+      return { digest, tag: await importMirrorTag(transaction, from, reference.tag, digest, seenAt, auditOrigin, now) };
     });
   }
 }

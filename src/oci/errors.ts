@@ -22,6 +22,8 @@ export const errorCatalogue = {
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // Not in the OCI catalogue: a query parameter of the registry's own API (/api/v1) that is not valid.
+  PARAMETER_INVALID: { status: 400, message: 'invalid query parameter' },
   // Not in the OCI catalogue: a mirror chain that leads back to this registry (see Via).
   LOOP_DETECTED: { status: 508, message: 'request loop detected' },
   UNKNOWN: { status: 500, message: 'unknown error' },

@@ -9,9 +9,12 @@ import { validateRepositoryName } from '../oci/names.js';
 import { StorageNotFoundError, type ByteRange } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
+import { appendAuditEvents } from '../metadata/audit.js';
+import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 
 export interface BlobServiceOptions {
   deleteEnabled: boolean;
+  audit: AuditSettings;
 }
 
 export class BlobService {
@@ -51,14 +54,19 @@ export class BlobService {
   }
 
   /** Unlinks the blob from the repository; its bytes stay until garbage collection finds them unused. */
-  async delete(repository: string, digestText: string): Promise<void> {
+  async delete(repository: string, digestText: string, origin: RequestOrigin): Promise<void> {
     if (!this.options.deleteEnabled) {
       throw new RegistryError('UNSUPPORTED', { message: 'deletes are disabled (storage.delete.enabled is false)' });
     }
     const digest = parseDigest(digestText);
     const repositoryRow = await findRepository(this.stores.metadata, repository);
-    const removed = repositoryRow ? await unlinkBlob(this.stores.metadata, repositoryRow.id, digest.value) : false;
-    if (!removed) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+    if (!repositoryRow) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+    await this.stores.metadata.transaction().execute(async (transaction) => {
+      if (!(await unlinkBlob(transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+      if (!this.options.audit.recordBlobs) return;
+      const event = { target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null } as const;
+      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance });
+    });
   }
 
   /**

@@ -2,7 +2,8 @@ import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import type { MetadataDb } from '../metadata/database.js';
 import { insertManifest } from '../metadata/manifests.js';
 import { ensureRepository } from '../metadata/repositories.js';
-import { setTag } from '../metadata/tags.js';
+import { moveTag } from '../metadata/tags.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
 import type { ParsedManifest } from '../oci/manifest.js';
 
 export interface ManifestRecord {
@@ -17,14 +18,25 @@ export interface ManifestRecord {
   tags: string[];
 }
 
+/** Who writes the rows, for the audit events written with them. */
+export interface ManifestAudit {
+  origin: AuditOrigin;
+  /** A push of the digest a tag already has is an `unchanged` event (else none). */
+  recordUnchanged: boolean;
+  /** A push by digest (no tag) is a `pushed` manifest event. */
+  recordPush: boolean;
+}
+
 /**
  * The rows that make a manifest visible, written in one transaction once its bytes (and those of
  * everything it names) are in storage: repository, payload blob, blob links, manifest with its
- * references, tags. Used by a push and by a rebuild from storage. Returns the manifest's id.
+ * references, tags, and the audit events of the tags it moves (in the same transaction). Used by a
+ * push and by a rebuild from storage. Returns the manifest's id.
  */
 export async function recordManifest(
   metadata: MetadataDb,
   record: ManifestRecord,
+  audit: ManifestAudit,
   /**
    * Runs after the tag rows are written and before the commit. Writing a tag's storage link here
    * orders link writes as the commits are ordered, across replicas too: the tag row stays locked
@@ -46,8 +58,17 @@ export async function recordManifest(
       blobDigests: record.blobDigests,
       childIds: record.childIds,
     });
-    for (const tag of record.tags) await setTag(transaction, repository.id, tag, manifestId);
+    const events: NewAuditEvent[] = [];
+    const change = { target: 'tag', repository: record.repository, upstream: null, to: record.digest, mediaType: record.manifest.mediaType } as const;
+    for (const tag of record.tags) {
+      const { previous } = await moveTag(transaction, repository.id, tag, manifestId);
+      if (previous === null) events.push({ ...change, tag, action: 'created', from: null });
+      else if (previous !== record.digest) events.push({ ...change, tag, action: 'moved', from: previous });
+      else if (audit.recordUnchanged) events.push({ ...change, tag, action: 'unchanged', from: previous });
+    }
+    if (record.tags.length === 0 && audit.recordPush) events.push({ ...change, target: 'manifest', tag: null, action: 'pushed', from: null });
     await beforeCommit?.();
+    await appendAuditEvents(transaction, events, audit.origin);
     return manifestId;
   });
 }

@@ -9,7 +9,9 @@ import {
   findParentDigests,
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
-import { deleteTag } from '../metadata/tags.js';
+import { deleteTag, moveTag } from '../metadata/tags.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
+import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
@@ -33,6 +35,22 @@ export interface PutManifestResult {
 
 export interface ManifestServiceOptions {
   deleteEnabled: boolean;
+  audit: AuditSettings;
+  /** Counts pulls by tag and digest (audit.pulls); absent when pulls are not recorded. */
+  pulls?: PullCounter;
+}
+
+/** Where pulls are counted, to be written in batches. */
+export interface PullCounter {
+  count(repository: string, reference: { tag: string } | { digest: string }, origin: RequestOrigin): void;
+}
+
+export interface RestoredTag {
+  /** The digest the tag pointed at before (null: it did not exist). */
+  from: string | null;
+  to: string;
+  /** The `restored` event, or null when the tag already pointed there. */
+  eventId: number | null;
 }
 
 /**
@@ -49,7 +67,11 @@ export class ManifestService {
     private readonly options: ManifestServiceOptions,
   ) {}
 
-  async put(repository: string, referenceText: string, payload: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
+  private auditOrigin(origin: RequestOrigin): AuditOrigin {
+    return { ...origin, instance: this.options.audit.instance };
+  }
+
+  async put(repository: string, referenceText: string, payload: Buffer, contentType: string | undefined, origin: RequestOrigin): Promise<PutManifestResult> {
     const reference = parseManifestReference(referenceText);
     const digest = digestBytes(payload, reference.kind === 'digest' ? reference.digest.algorithm : 'sha256');
     if (reference.kind === 'digest' && reference.digest.value !== digest.value) {
@@ -65,7 +87,7 @@ export class ManifestService {
 
     // The manifest's bytes and links, then its rows, under a claim of its digest that garbage collection respects.
     try {
-      await withBlobWrite(this.stores, digest.value, () => this.store(repository, reference, digest, payload, manifest, blobDigests, childIds));
+      await withBlobWrite(this.stores, digest.value, () => this.store(repository, reference, digest, payload, manifest, blobDigests, childIds, origin));
     } catch (error) {
       // Race closed: a blob or child checked above was collected before the rows went in. The rows'
       // foreign keys refuse them (on PostgreSQL after waiting for the collection's commit).
@@ -85,6 +107,7 @@ export class ManifestService {
     manifest: ParsedManifest,
     blobDigests: string[],
     childIds: number[],
+    origin: RequestOrigin,
   ): Promise<void> {
     const { storage, metadata } = this.stores;
     const payloadKey = storagePaths.blobData(digest);
@@ -103,14 +126,15 @@ export class ManifestService {
       childIds,
       tags: reference.kind === 'tag' ? [reference.tag] : [],
     };
+    const audit = { origin: this.auditOrigin(origin), recordUnchanged: this.options.audit.recordUnchanged, recordPush: this.options.audit.recordManifests };
     if (reference.kind === 'tag') {
       await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-        recordManifest(metadata, record, () =>
+        recordManifest(metadata, record, audit, () =>
           putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
         ),
       );
     } else {
-      await recordManifest(metadata, record);
+      await recordManifest(metadata, record, audit);
     }
   }
 
@@ -132,7 +156,7 @@ export class ManifestService {
   }
 
   /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
-  async get(repository: string, referenceText: string, accepted: Set<string>): Promise<ManifestContent> {
+  async get(repository: string, referenceText: string, accepted: Set<string>, origin?: RequestOrigin): Promise<ManifestContent> {
     const reference = parseLookupReference(referenceText);
     // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
     if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value);
@@ -145,9 +169,11 @@ export class ManifestService {
       await this.repositoryOrUnknown(repository);
       throw manifestUnknown(referenceText);
     }
-    return negotiateManifest(manifest, referenceText, reference.kind === 'tag', accepted, (digest) =>
+    const content = await negotiateManifest(manifest, referenceText, reference.kind === 'tag', accepted, (digest) =>
       findManifestByReference(this.stores.metadata, repository, { digest }),
     );
+    if (origin && this.options.pulls) this.options.pulls.count(repository, reference.kind === 'tag' ? { tag: reference.tag } : { digest: content.digest }, origin);
+    return content;
   }
 
   private async repositoryOrUnknown(repository: string): Promise<RepositoryRow> {
@@ -157,7 +183,7 @@ export class ManifestService {
   }
 
   /** DELETE by tag removes the tag only; by digest removes the manifest and every tag pointing at it. */
-  async delete(repository: string, referenceText: string): Promise<void> {
+  async delete(repository: string, referenceText: string, origin: RequestOrigin): Promise<void> {
     if (!this.options.deleteEnabled) {
       throw new RegistryError('UNSUPPORTED', { message: 'deletes are disabled (storage.delete.enabled is false)' });
     }
@@ -167,8 +193,11 @@ export class ManifestService {
     if (reference.kind === 'tag') {
       await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
         metadata.transaction().execute(async (transaction) => {
-          if (!(await deleteTag(transaction, repositoryRow.id, reference.tag))) throw manifestUnknown(referenceText);
+          const from = await deleteTag(transaction, repositoryRow.id, reference.tag);
+          if (from === undefined) throw manifestUnknown(referenceText);
           await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
+          const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
+          await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
         }),
       );
       return;
@@ -187,6 +216,43 @@ export class ManifestService {
       const tags = await deleteManifest(transaction, manifest.id);
       for (const tag of tags) await storage.delete(storagePaths.repositoryTag(repository, tag));
       await storage.delete(storagePaths.repositoryManifest(repository, parseDigest(manifest.digest)));
+      // The tags went with the manifest: each is a deleted tag event.
+      const change = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType } as const;
+      const events: NewAuditEvent[] = tags.map((tag) => ({ ...change, target: 'tag', tag }));
+      if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
+      await appendAuditEvents(transaction, events, this.auditOrigin(origin));
     });
+  }
+
+  /**
+   * Points a tag back at a manifest the repository still holds, with a `restored` event naming the
+   * event restored to; like a push, under the tag's lock, with the tag's storage link written before
+   * the commit. A manifest collected meanwhile fails the tag row's foreign key: 404.
+   */
+  async restoreTag(repository: string, tag: string, digest: string, restoredEvent: number, origin: RequestOrigin): Promise<RestoredTag> {
+    const repositoryRow = await this.repositoryOrUnknown(repository);
+    const { storage, metadata } = this.stores;
+    const gone = () =>
+      new RegistryError('MANIFEST_UNKNOWN', {
+        message: `${repository}@${digest} is no longer in the repository (deleted, or collected after audit.timemachine): it cannot be restored`,
+        detail: { name: repository, digest },
+      });
+    try {
+      return await this.tagLocks.run(`${repository}:${tag}`, () =>
+        metadata.transaction().execute(async (transaction): Promise<RestoredTag> => {
+          const manifest = await findManifest(transaction, repositoryRow.id, digest);
+          if (!manifest) throw gone();
+          const { previous } = await moveTag(transaction, repositoryRow.id, tag, manifest.id);
+          if (previous === digest) return { from: previous, to: digest, eventId: null };
+          await putSmallObject(storage, storagePaths.repositoryTag(repository, tag), Buffer.from(digest));
+          const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, restoredEvent };
+          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
+          return { from: previous, to: digest, eventId: eventId ?? null };
+        }),
+      );
+    } catch (error) {
+      if (isForeignKeyViolation(error)) throw gone();
+      throw error;
+    }
   }
 }

@@ -9,6 +9,10 @@ import type { RegistryStores } from '../registry/context.js';
 import type { ManifestService } from '../registry/manifests.js';
 import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
 import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
+import { systemOrigin, type RequestOrigin } from '../audit/settings.js';
+
+/** `registry import` writes as the registry itself (the person at the terminal is not known to it). */
+const importOrigin: RequestOrigin = systemOrigin('import');
 
 /** Why an upstream of this site cannot hold a mirrored repository, or null when it can. */
 export function upstreamRefusal(upstreams: readonly UpstreamSettings[], upstreamName: string, repository: string): string | null {
@@ -72,6 +76,6 @@ export class LocalImportTarget implements ImportTarget {
 
   async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number) {
     if (destination.kind === 'mirror') return this.cache.putManifest({ upstream: destination.upstream, repository: destination.repository }, reference, payload, mediaType, seenAt);
-    return { digest: (await this.manifests.put(destination.repository, reference, payload, mediaType)).digest };
+    return { digest: (await this.manifests.put(destination.repository, reference, payload, mediaType, importOrigin)).digest };
   }
 }

@@ -20,8 +20,9 @@ const hour = 3_600_000;
 const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as ConstructorParameters<typeof GarbageCollector>[1];
 
 const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
+/** A collection with an hour's grace and no time machine (audit.timemachine 0: the audit tests cover it). */
 const collect = (registry: TestRegistry, options: Partial<{ dryRun: boolean; untagged: boolean; graceMs: number }> = {}): Promise<GcReport> =>
-  new GarbageCollector(storesOf(registry), silent).run({ dryRun: false, untagged: false, graceMs: hour, ...options });
+  new GarbageCollector(storesOf(registry), silent, null, 0).run({ dryRun: false, untagged: false, graceMs: hour, ...options });
 
 /** Moves every recorded time back, as if all that exists had been pushed and used long ago. */
 async function ageEverything(registry: TestRegistry, by: number): Promise<void> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { defaultAuditSettings } from '../../src/audit/settings.js';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helper
 const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
 const upstreamsOf = (registry: TestRegistry) => registry.registry.services.mirror?.settings.upstreams ?? [];
 const localTarget = (registry: TestRegistry) =>
-  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true }), upstreamsOf(registry));
+  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreamsOf(registry));
 
 const unreachable = `http://127.0.0.1:${await freePort()}`;
 
@@ -50,7 +51,7 @@ async function mirrorRows(registry: TestRegistry) {
   const db = registry.metadata.db;
   return {
     tags: await db.selectFrom('mirror_tags').select(['upstream', 'repository', 'tag', 'digest', 'checked_at']).orderBy('tag').execute(),
-    history: await db.selectFrom('mirror_tag_history').select(['repository', 'tag', 'from_digest', 'to_digest', 'action']).orderBy('id').execute(),
+    history: await db.selectFrom('audit_events').select(['repository', 'tag', 'from_digest', 'to_digest', 'action']).where('upstream', 'is not', null).orderBy('id').execute(),
     manifests: (await db.selectFrom('mirror_manifests').select('digest').execute()).length,
     localRepositories: (await db.selectFrom('repositories').select('name').execute()).map((row) => row.name),
   };

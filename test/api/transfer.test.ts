@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { defaultAuditSettings } from '../../src/audit/settings.js';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.
 
 const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
 const localTarget = (registry: TestRegistry, upstreams: UpstreamSettings[] = []) =>
-  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true }), upstreams);
+  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreams);
 
 async function writeArchive(file: string, entries: Array<[string, Buffer]>): Promise<void> {
   const tar = new TarWriter(createWriteStream(file));

@@ -47,7 +47,8 @@ import {
   renewGcLock,
   touchBlob,
 } from '../../src/metadata/gc.js';
-import { deleteTag, findTag, listTags, setTag } from '../../src/metadata/tags.js';
+import { deleteTag, findTag, listTags, moveTag } from '../../src/metadata/tags.js';
+import { systemOrigin } from '../../src/metadata/audit.js';
 import { advanceUpload, deleteUpload, findUpload, insertUpload } from '../../src/metadata/uploads.js';
 import { testBlob } from '../helpers/blobs.js';
 
@@ -81,7 +82,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -156,8 +157,8 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(stored?.size, payload.length);
       assert.deepEqual([...(await findManifestIds(database.db, repository.id, [childRow.digest, randomDigest()])).keys()], [childRow.digest]);
 
-      await setTag(database.db, repository.id, 'latest', child);
-      await setTag(database.db, repository.id, 'latest', parent);
+      await moveTag(database.db, repository.id, 'latest', child);
+      await moveTag(database.db, repository.id, 'latest', parent);
       assert.deepEqual(await findTag(database.db, repository.id, 'latest'), { manifestId: parent });
       assert.equal((await findManifestByReference(database.db, 'manifests/repo', { tag: 'latest' }))?.digest, parentDigest);
       assert.equal((await findManifestByReference(database.db, 'manifests/repo', { digest: childRow.digest }))?.id, child);
@@ -180,7 +181,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.deepEqual((await findReferrers(database.db, repository.id, subject, 'application/spdx+json')).map((row) => row.artifactType), ['application/spdx+json']);
       assert.equal(await countManifests(database.db, repository.id), 4);
 
-      await setTag(database.db, repository.id, 'stable', parent);
+      await moveTag(database.db, repository.id, 'stable', parent);
       assert.deepEqual((await deleteManifest(database.db, parent)).sort(), ['latest', 'stable']);
       assert.deepEqual(await findParentDigests(database.db, child), []);
       assert.equal(await findTag(database.db, repository.id, 'latest'), undefined);
@@ -199,12 +200,13 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         childIds: [],
       });
       const tags = ['b', 'B', '_x', 'a', 'A', '0', 'a.b', 'a-b', 'Z'];
-      await Promise.all(tags.map((tag) => setTag(database.db, repository.id, tag, manifest)));
+      await Promise.all(tags.map((tag) => moveTag(database.db, repository.id, tag, manifest)));
       const byteOrder = [...tags].sort((x, y) => (Buffer.compare(Buffer.from(x), Buffer.from(y))));
       assert.deepEqual(await listTags(database.db, repository.id, 100), byteOrder);
       assert.deepEqual(await listTags(database.db, repository.id, 3, byteOrder[2]), byteOrder.slice(3, 6));
-      assert.equal(await deleteTag(database.db, repository.id, 'a'), true);
-      assert.equal(await deleteTag(database.db, repository.id, 'a'), false);
+      const manifestDigest = (await findManifestByReference(database.db, 'order/repo', { tag: 'a' }))?.digest;
+      assert.equal(await deleteTag(database.db, repository.id, 'a'), manifestDigest, 'a delete answers the digest the tag had');
+      assert.equal(await deleteTag(database.db, repository.id, 'a'), undefined);
 
       await ensureRepository(database.db, 'order/empty');
       const listed = await listRepositoriesWithManifests(database.db, 100);
@@ -274,12 +276,12 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const [first, second, third] = [randomDigest(), randomDigest(), randomDigest()];
       const manifest = (digest: string) => ({ digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, payload: Buffer.from('{}') });
       for (const digest of [first, second, third]) await insertMirrorManifest(database.db, from, manifest(digest));
-      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, 50_000), 'created');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, 51_000), 'unchanged');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, systemOrigin('import'), 50_000), 'created');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, systemOrigin('import'), 51_000), 'unchanged');
       assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: first, checkedAt: 1500 }, 'a later sighting of the same digest refreshes the check');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 3000, 52_000), 'moved');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', third, 2000, 53_000), 'kept-newer', 'seen at 2000, the cache saw 3000');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 2500, 54_000), 'unchanged');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 3000, systemOrigin('import'), 52_000), 'moved');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', third, 2000, systemOrigin('import'), 53_000), 'kept-newer', 'seen at 2000, the cache saw 3000');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 2500, systemOrigin('import'), 54_000), 'unchanged');
       assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: second, checkedAt: 3000 }, 'an older sighting does not turn the check back');
       const history = await listMirrorTagHistory(database.db, { ...from, limit: 10 });
       assert.deepEqual(
@@ -340,7 +342,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const image = await manifest({ blobs: [liveLayer] });
       const innerIndex = await manifest({ children: [image.id] });
       const outerIndex = await manifest({ children: [innerIndex.id] });
-      await setTag(database.db, repository.id, 'latest', outerIndex.id);
+      await moveTag(database.db, repository.id, 'latest', outerIndex.id);
       const referrer = await manifest({ subject: image.digest });
       await manifest({ subject: referrer.digest }); // a referrer of the referrer: kept too
       const garbageLayer = await blob();
@@ -348,17 +350,17 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const untaggedReferrer = await manifest({ subject: untagged.digest });
       const retagged = await manifest();
 
-      const garbage = (await findGarbageManifests(database.db, cutoff)).map((row) => row.digest);
+      const garbage = (await findGarbageManifests(database.db, cutoff, cutoff)).map((row) => row.digest);
       assert.deepEqual(garbage.sort(), [untagged.digest, untaggedReferrer.digest, retagged.digest].sort(), 'only untagged manifests nothing keeps (younger rows of other tests stay out)');
       const blobsIfUntagged = (await findGarbageBlobs(database.db, cutoff, true)).map((row) => row.digest);
       assert.ok(blobsIfUntagged.includes(garbageLayer) && !blobsIfUntagged.includes(liveLayer));
       assert.ok(!(await findGarbageBlobs(database.db, cutoff, false)).some((row) => row.digest === garbageLayer), 'without untagged, its manifest keeps the layer');
 
       // A tag put on a candidate after the mark: the deleting transaction keeps it.
-      await setTag(database.db, repository.id, 'late', retagged.id);
-      const candidates = (await findGarbageManifests(database.db, cutoff - 1)).filter((row) => garbage.includes(row.digest));
+      await moveTag(database.db, repository.id, 'late', retagged.id);
+      const candidates = (await findGarbageManifests(database.db, cutoff - 1, cutoff)).filter((row) => garbage.includes(row.digest));
       const refs = [...candidates, { id: retagged.id, repository: 'gc/repo', digest: retagged.digest }];
-      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, lease, (row) => `links/${row.digest}`);
+      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, (row) => `links/${row.digest}`);
       assert.deepEqual(deleted.map((row) => row.digest).sort(), [untagged.digest, untaggedReferrer.digest].sort());
       assert.ok((await findManifest(database.db, repository.id, retagged.digest)) !== undefined);
       assert.deepEqual((await listPending(database.db, 100)).map((entry) => entry.key).sort(), [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`].sort());

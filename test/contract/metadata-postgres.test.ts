@@ -5,11 +5,21 @@ import { openMetadataDatabase } from '../../src/metadata/database.js';
 import { ensureRepository, findRepository } from '../../src/metadata/repositories.js';
 import { createTestDatabase, postgresAdminUrl, postgresSkipReason } from '../helpers/postgres.js';
 import { metadataContract } from './metadata-contract.js';
+import { auditContract } from './audit-contract.js';
 
 const skip = await postgresSkipReason();
 if (skip) console.log(`# ${skip}`);
 
 metadataContract(
+  'postgres',
+  async () => {
+    const database = await createTestDatabase();
+    return { url: database.url, cleanup: database.drop };
+  },
+  skip ? { skip } : {},
+);
+
+auditContract(
   'postgres',
   async () => {
     const database = await createTestDatabase();

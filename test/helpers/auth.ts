@@ -13,7 +13,7 @@ export const passwords = {
 
 /**
  * An access policy for the tests: alice (group team-a) may do everything in team-a/**, read the
- * catalog and publish to public/**; bob may only pull team-a/**; carol is in the htpasswd file only, with no rule of her own;
+ * catalog and the audit log and publish to public/**; bob may only pull team-a/**; carol is in the htpasswd file only, with no rule of her own;
  * the robot `ci` may pull and push team-b/**; anybody may pull public/**.
  */
 export async function writeTestPolicy(): Promise<{ directory: string; policy: string; htpasswd: string }> {
@@ -31,7 +31,7 @@ export async function writeTestPolicy(): Promise<{ directory: string; policy: st
       `  ci: { secret: "${hash(passwords.robot)}" }`,
       'rules:',
       '  - { groups: [team-a], repositories: ["team-a/**"], actions: [pull, push, delete] }',
-      '  - { accounts: [alice], catalog: true }',
+      '  - { accounts: [alice], catalog: true, audit: true }',
       '  - { accounts: [alice], repositories: ["public/**"], actions: [pull, push] }',
       '  - { accounts: [bob], repositories: ["team-a/**"], actions: [pull] }',
       '  - { robots: [ci], repositories: ["team-b/**"], actions: [pull, push] }',

@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import supertest from 'supertest';
 import { createApp, type RegistryApp } from '../../src/app.js';
 import { openAuth } from '../../src/auth/setup.js';
+import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
@@ -58,6 +59,8 @@ export interface TestRegistryOptions {
   mirror?: Record<string, unknown>;
   /** Settings of garbage collection runs started over HTTP. */
   gc?: { graceMs: number; untagged: boolean };
+  /** What the audit log records beyond tag changes (defaults otherwise). */
+  audit?: Partial<AuditSettings>;
 }
 
 const s3Bucket = 'registry-test';
@@ -89,6 +92,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       auth: await openAuth(config),
       mirror: mirrorSettings(config),
       ...(options.gc ? { gc: options.gc } : {}),
+      audit: { ...defaultAuditSettings, ...options.audit },
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };

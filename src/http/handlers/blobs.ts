@@ -2,7 +2,7 @@ import { RegistryError } from '../../oci/errors.js';
 import type { BlobDescriptor } from '../../registry/context.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { interpretRangeHeader } from '../range.js';
-import { decodeSegment, respondEmpty } from '../request-parts.js';
+import { decodeSegment, requestOrigin, respondEmpty } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
 function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void {
@@ -74,7 +74,7 @@ export function blobHandlers({ blobs, mirror }: RegistryServices) {
 
     async delete(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const digest = decodeSegment(params.reference);
-      await blobs.delete(params.repository, digest);
+      await blobs.delete(params.repository, digest, requestOrigin(ctx));
       ctx.set('Docker-Content-Digest', digest);
       respondEmpty(ctx, 202);
     },

@@ -2,7 +2,7 @@ import { maxManifestBytes } from '../../oci/manifest.js';
 import { acceptedMediaTypes } from '../../oci/media-types.js';
 import type { ManifestContent } from '../../registry/manifests.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
-import { decodeSegment, readManifestBody, respondEmpty } from '../request-parts.js';
+import { decodeSegment, readManifestBody, requestOrigin, respondEmpty } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
 function setManifestHeaders(ctx: RegistryContext, manifest: ManifestContent): void {
@@ -17,12 +17,13 @@ function notModified(ctx: RegistryContext, digest: string): boolean {
 }
 
 export function manifestHandlers({ manifests, mirror }: RegistryServices) {
+  // A GET is a pull (counted when audit.pulls is on); a HEAD only asks.
   const fetch = (ctx: RegistryContext, params: RouteParams) => {
     const accepted = acceptedMediaTypes(ctx.req.headers.accept);
     const reference = decodeSegment(params.reference);
     return params.mirror && mirror
       ? mirror.manifest(params.mirror, params.repository, reference, accepted, ctx.get('via') || undefined)
-      : manifests.get(params.repository, reference, accepted);
+      : manifests.get(params.repository, reference, accepted, ctx.method === 'GET' ? requestOrigin(ctx) : undefined);
   };
 
   return {
@@ -49,7 +50,7 @@ export function manifestHandlers({ manifests, mirror }: RegistryServices) {
     async put(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const payload = await readManifestBody(ctx, maxManifestBytes);
       ctx.state.bytesReceived = payload.length;
-      const result = await manifests.put(params.repository, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined);
+      const result = await manifests.put(params.repository, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined, requestOrigin(ctx));
       ctx.set('Location', `/v2/${params.repository}/manifests/${result.digest}`);
       ctx.set('Docker-Content-Digest', result.digest);
       if (result.subject) ctx.set('OCI-Subject', result.subject);
@@ -57,7 +58,7 @@ export function manifestHandlers({ manifests, mirror }: RegistryServices) {
     },
 
     async delete(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      await manifests.delete(params.repository, decodeSegment(params.reference));
+      await manifests.delete(params.repository, decodeSegment(params.reference), requestOrigin(ctx));
       respondEmpty(ctx, 202);
     },
   };

@@ -4,7 +4,7 @@ import { parseDigest } from '../../oci/digest.js';
 import { RegistryError } from '../../oci/errors.js';
 import { maxManifestBytes } from '../../oci/manifest.js';
 import type { RegistryContext } from '../context.js';
-import { decodeSegment, queryParameter, readManifestBody, requestBody, respondEmpty } from '../request-parts.js';
+import { decodeSegment, queryParameter, readManifestBody, requestBody, requestOrigin, respondEmpty } from '../request-parts.js';
 import { parseContentLength } from '../range.js';
 import type { RouteParams } from '../routes.js';
 
@@ -57,7 +57,7 @@ export function mirrorCacheHandlers(cache: MirrorCacheImport) {
       if (!Number.isFinite(seenAt)) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'seen must be an ISO 8601 time', detail: { seen: seenText?.slice(0, 50) } });
       const payload = await readManifestBody(ctx, maxManifestBytes);
       ctx.state.bytesReceived = payload.length;
-      const result = await cache.putManifest(from, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined, seenAt);
+      const result = await cache.putManifest(from, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined, seenAt, requestOrigin(ctx));
       ctx.set('Docker-Content-Digest', result.digest);
       ctx.status = 201;
       ctx.body = result;

@@ -1,0 +1,53 @@
+import { hostname } from 'node:os';
+import { ConfigError } from '../config/load.js';
+import type { RegistryConfig } from '../config/schema.js';
+import type { AuditOrigin } from '../metadata/audit.js';
+
+/** What the audit log records beyond tag changes, and how long it keeps what. */
+export interface AuditSettings {
+  /** This replica's name in events. */
+  instance: string;
+  recordUnchanged: boolean;
+  recordManifests: boolean;
+  recordBlobs: boolean;
+  recordPulls: boolean;
+  pullFlushMs: number;
+  /** 0: events are kept forever. */
+  retentionMs: number;
+  timeMachineMs: number;
+}
+
+export const defaultAuditSettings: AuditSettings = {
+  instance: hostname(),
+  recordUnchanged: false,
+  recordManifests: false,
+  recordBlobs: false,
+  recordPulls: false,
+  pullFlushMs: 10_000,
+  retentionMs: 0,
+  timeMachineMs: 14 * 86_400_000,
+};
+
+export function auditSettings(config: RegistryConfig): AuditSettings {
+  const audit = config.audit;
+  if (audit.retention > 0 && audit.retention < audit.timemachine) {
+    throw new ConfigError(`audit.retention (${audit.retention / 1000}s) is shorter than audit.timemachine (${audit.timemachine / 1000}s): a restore within the time machine needs its events`);
+  }
+  return {
+    instance: audit.instance !== '' ? audit.instance : hostname(),
+    recordUnchanged: audit.unchanged,
+    recordManifests: audit.manifests,
+    recordBlobs: audit.blobs,
+    recordPulls: audit.pulls,
+    pullFlushMs: audit.pullflush,
+    retentionMs: audit.retention,
+    timeMachineMs: audit.timemachine,
+  };
+}
+
+/** What a request says about who sent it; the service adds its instance. */
+export type RequestOrigin = Omit<AuditOrigin, 'instance'>;
+
+export const anonymousActor = 'anonymous';
+
+export { systemOrigin } from '../metadata/audit.js';

@@ -1,0 +1,227 @@
+import { Readable } from 'node:stream';
+import type { AuditService, RestoreTarget } from '../../audit/audit-service.js';
+import type { AuditEventFilter, AuditEventRow } from '../../metadata/audit.js';
+import { parseDigest } from '../../oci/digest.js';
+import { RegistryError } from '../../oci/errors.js';
+import { validateRepositoryName, validateTag } from '../../oci/names.js';
+import type { RegistryContext } from '../context.js';
+import { decodeSegment, pagination, queryParameter, readSmallBody, requestOrigin } from '../request-parts.js';
+import { auditAccess } from '../router.js';
+import type { RouteParams } from '../routes.js';
+
+const defaultPage = 100;
+const maxPage = 1000;
+const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+export const auditActions = [
+  'created', 'moved', 'deleted', 'restored', 'unchanged', 'collected', 'pushed', 'pulled',
+  'seen', 'gone', 'imported', 'evicted',
+] as const;
+const filterKeys = ['repository', 'tag', 'digest', 'actor', 'action', 'since', 'until', 'upstream', 'source', 'target'] as const;
+
+function invalid(parameter: string, message: string, value?: string): RegistryError {
+  return new RegistryError('PARAMETER_INVALID', { message: `${parameter}: ${message}`, detail: { parameter, ...(value !== undefined ? { value: value.slice(0, 200) } : {}) } });
+}
+
+function parseTime(parameter: string, value: string): number {
+  const at = rfc3339.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(at)) throw invalid(parameter, 'expected an RFC 3339 time such as 2026-12-01T14:00:00Z', value);
+  return at;
+}
+
+/** Checks a value with one of the name validators, naming the parameter when it fails. */
+function validated(parameter: string, value: string, validate: (value: string) => unknown): string {
+  try {
+    validate(value);
+    return value;
+  } catch (error) {
+    if (error instanceof RegistryError) throw invalid(parameter, error.message, value);
+    throw error;
+  }
+}
+
+/** The filters of an events query; every bad one is 400 PARAMETER_INVALID naming it. */
+export function parseEventFilter(ctx: RegistryContext): AuditEventFilter {
+  const value = (key: string) => queryParameter(ctx, key) || undefined;
+  const filter: AuditEventFilter = {};
+  const repository = value('repository');
+  if (repository !== undefined) filter.repository = validated('repository', repository, validateRepositoryName);
+  const tag = value('tag');
+  if (tag !== undefined) filter.tag = validated('tag', tag, validateTag);
+  const digest = value('digest');
+  if (digest !== undefined) filter.digest = validated('digest', digest, parseDigest);
+  const actor = value('actor');
+  if (actor !== undefined) {
+    if (actor.length > 255) throw invalid('actor', 'longer than 255 characters');
+    filter.actor = actor;
+  }
+  const action = value('action');
+  if (action !== undefined) {
+    if (!(auditActions as readonly string[]).includes(action)) throw invalid('action', `expected one of ${auditActions.join(', ')}`, action);
+    filter.action = action;
+  }
+  const target = value('target');
+  if (target !== undefined) {
+    if (!['tag', 'manifest', 'blob'].includes(target)) throw invalid('target', 'expected tag, manifest or blob', target);
+    filter.target = target;
+  }
+  const since = value('since');
+  if (since !== undefined) filter.since = parseTime('since', since);
+  const until = value('until');
+  if (until !== undefined) filter.until = parseTime('until', until);
+  if (filter.since !== undefined && filter.until !== undefined && filter.since > filter.until) throw invalid('since', 'is after until');
+  const upstream = value('upstream');
+  const source = value('source');
+  if (source !== undefined && !['local', 'mirror', 'all'].includes(source)) throw invalid('source', 'expected local, mirror or all', source);
+  if (upstream !== undefined) {
+    if (source === 'local') throw invalid('upstream', 'names an upstream while source is local');
+    filter.upstream = upstream;
+  } else if (source === 'local') {
+    filter.upstream = null;
+  } else if (source === 'mirror') {
+    filter.mirroredOnly = true;
+  }
+  return filter;
+}
+
+/** An event as the API shows it: times as RFC 3339 (milliseconds) and as milliseconds since the epoch. */
+export function eventJson(event: AuditEventRow): Record<string, unknown> {
+  let detail: unknown = event.detail;
+  try {
+    detail = event.detail === null ? null : JSON.parse(event.detail);
+  } catch {
+    // Stored as text that is not JSON: shown as is.
+  }
+  return {
+    id: event.id,
+    time: new Date(event.at).toISOString(),
+    timeMs: event.at,
+    target: event.target,
+    repository: event.repository,
+    tag: event.tag,
+    upstream: event.upstream,
+    action: event.action,
+    from: event.from,
+    to: event.to,
+    mediaType: event.mediaType,
+    actor: event.actor,
+    authMethod: event.authMethod,
+    address: event.address,
+    userAgent: event.userAgent,
+    requestId: event.requestId,
+    instance: event.instance,
+    restoredEvent: event.restoredEvent,
+    detail,
+    prevHash: event.prevHash,
+    hash: event.hash,
+  };
+}
+
+function wantsLines(ctx: RegistryContext): boolean {
+  const format = queryParameter(ctx, 'format');
+  if (format !== undefined && format !== '' && format !== 'json' && format !== 'jsonl') throw invalid('format', 'expected json or jsonl', format);
+  return format === 'jsonl' || (format !== 'json' && /application\/x-ndjson/i.test(ctx.get('accept')));
+}
+
+/** Local names read local events; a mirrored name reads its upstream's. */
+function tagSubject(params: RouteParams): { repository: string; tag: string; upstream: string | null } {
+  const tag = validateTag(decodeSegment(params.reference));
+  return params.mirror
+    ? { repository: params.mirror.repository, tag, upstream: params.mirror.upstream.name }
+    : { repository: params.repository, tag, upstream: null };
+}
+
+const maxRestoreBody = 4096;
+
+export function auditHandlers(audit: AuditService) {
+  return {
+    /** GET /api/v1/audit/events: newest first, `n` per page, `last` the id of the previous page's last event; or every event as JSON lines, oldest first. */
+    async events(ctx: RegistryContext): Promise<void> {
+      const filter = parseEventFilter(ctx);
+      if (wantsLines(ctx)) {
+        ctx.type = 'application/x-ndjson';
+        ctx.set('Content-Disposition', 'attachment; filename="audit-events.jsonl"');
+        const lines = audit.exportEvents(filter);
+        ctx.body = Readable.from(
+          (async function* () {
+            for await (const event of lines) yield `${JSON.stringify(eventJson(event))}\n`;
+          })(),
+        );
+        return;
+      }
+      const { limit = defaultPage, last } = pagination(ctx);
+      if (last !== undefined && !/^\d{1,15}$/.test(last)) {
+        throw new RegistryError('PAGINATION_NUMBER_INVALID', { message: 'last must be the id of an event', detail: { parameter: 'last', value: last.slice(0, 50) } });
+      }
+      const pageSize = Math.min(Math.max(limit, 1), maxPage);
+      const events = await audit.events({ ...filter, ...(last !== undefined ? { before: Number(last) } : {}) }, pageSize + 1);
+      const page = events.slice(0, pageSize);
+      const lastShown = page.at(-1);
+      if (events.length > pageSize && lastShown) {
+        const next = new URLSearchParams();
+        for (const key of filterKeys) {
+          const value = queryParameter(ctx, key);
+          if (value) next.set(key, value);
+        }
+        next.set('n', String(pageSize));
+        next.set('last', String(lastShown.id));
+        ctx.set('Link', `</api/v1/audit/events?${next.toString()}>; rel="next"`);
+      }
+      ctx.body = { events: page.map(eventJson) };
+    },
+
+    /** GET /api/v1/audit/verify: 200 when the chain is whole, 409 naming the first event that is not. */
+    async verify(ctx: RegistryContext): Promise<void> {
+      const result = await audit.verify();
+      ctx.status = result.ok ? 200 : 409;
+      ctx.body = result;
+    },
+
+    /** GET /api/v1/repositories/<name>/tags/<tag>/history: the tag's periods, newest first. */
+    async history(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const subject = tagSubject(params);
+      const periods = await audit.history(subject.repository, subject.tag, subject.upstream);
+      ctx.body = {
+        name: params.repository,
+        tag: subject.tag,
+        ...(subject.upstream ? { upstream: subject.upstream, upstreamRepository: subject.repository } : {}),
+        periods: periods.map((period) => ({
+          ...period,
+          from: new Date(period.from).toISOString(),
+          until: period.until === null ? null : new Date(period.until).toISOString(),
+        })),
+      };
+    },
+
+    /** GET /api/v1/repositories/<name>/tags/<tag>?at=<RFC 3339>: the digest the tag pointed at then. */
+    async at(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const subject = tagSubject(params);
+      const atText = queryParameter(ctx, 'at');
+      if (!atText) throw invalid('at', 'required: the RFC 3339 time to look the tag up at');
+      const at = parseTime('at', atText);
+      const event = await audit.tagAt(subject.repository, subject.tag, at, subject.upstream);
+      ctx.body = { name: params.repository, tag: subject.tag, at: new Date(at).toISOString(), digest: event.to, since: new Date(event.at).toISOString(), event: eventJson(event) };
+    },
+
+    /** POST /api/v1/repositories/<name>/tags/<tag>/restore {"digest"} or {"event"}: needs push on the repository and the audit grant. */
+    async restore(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      if (ctx.state.grant && !ctx.state.grant.allows(auditAccess.type, auditAccess.name, '*')) {
+        throw new RegistryError('DENIED', { message: 'restoring a tag needs the audit grant (registry:audit:*) besides push', detail: [auditAccess] });
+      }
+      const tag = validateTag(decodeSegment(params.reference));
+      const body = await readSmallBody(ctx, maxRestoreBody, () => invalid('body', `larger than ${maxRestoreBody} bytes`));
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch {
+        throw invalid('body', 'expected JSON: {"digest": "sha256:…"} or {"event": <id>}');
+      }
+      const fields = (parsed ?? {}) as Record<string, unknown>;
+      let target: RestoreTarget;
+      if (typeof fields.digest === 'string' && fields.event === undefined) target = { digest: validated('digest', fields.digest, parseDigest) };
+      else if (typeof fields.event === 'number' && Number.isSafeInteger(fields.event) && fields.event > 0 && fields.digest === undefined) target = { event: fields.event };
+      else throw invalid('body', 'expected {"digest": "sha256:…"} or {"event": <id>}, one of them');
+      const restored = await audit.restore(params.repository, tag, target, requestOrigin(ctx));
+      ctx.body = { name: params.repository, tag, from: restored.from, to: restored.to, restoredEvent: restored.restoredEvent, event: restored.eventId, changed: restored.eventId !== null };
+    },
+  };
+}
