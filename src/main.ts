@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, parseDuration } from './config/load.js';
 import { gcCommand } from './cli/gc-command.js';
+import { auditCommand, auditSubcommands, type AuditSubcommand } from './cli/audit-command.js';
 import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
 import { ProgressBar } from './cli/progress.js';
@@ -23,6 +24,11 @@ const usage = `usage: registry [serve] [--config FILE]
        registry mirror sync --file IMAGES.yaml [--json]
        registry export --out BUNDLE.tar [NAME:TAG|NAME@DIGEST ...] [--all-mirrored [--upstream NAME]] [--since PREVIOUS.tar] [--json]
        registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME] [--as-local] [--json]
+       registry audit events [--repository NAME] [--tag TAG] [--digest DIGEST] [--actor ACCOUNT] [--action ACTION]
+                             [--since TIME] [--until TIME] [--upstream NAME] [--source local|mirror] [--limit N] [--json]
+       registry audit history NAME:TAG [--json]
+       registry audit verify [--json]
+       registry audit export [filters as for events] [--out FILE]
 
 Commands:
   serve        run the registry (default). The configuration is read from --config, REGISTRY_CONFIG,
@@ -43,10 +49,15 @@ Commands:
                needed, or with --to into a running registry over HTTP. Digests are kept exactly.
                Mirrored images go into the mirror cache of the upstream of the same name (or, with
                --as-local, into local repositories named as they were exported).
-  --json       print the summary as JSON, for scripts (sync, export, import).`;
+  audit        the audit log, read from the metadata database: events newest first (times are RFC 3339,
+               e.g. 2026-12-01T14:00:00Z), a tag's history (each digest it pointed at, from when to when,
+               set by whom from where), verify (walks the hash chain; exit 1 naming the first event
+               altered, removed or inserted), export (JSON lines, oldest first, to --out or standard output).
+  --json       print the summary as JSON, for scripts (sync, export, import, gc, audit).`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'audit' | 'help';
+  auditSubcommand?: AuditSubcommand;
   configFile?: string;
   robotName?: string;
   /** Options with a value (--file, --out, --to, --creds, --repository…), flags, and plain arguments. */
@@ -55,7 +66,7 @@ interface CommandLine {
   positional: string[];
 }
 
-const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository', '--upstream', '--since', '--grace']);
+const valueOptions = new Set(['--file', '--out', '--to', '--creds', '--repository', '--upstream', '--since', '--grace', '--tag', '--digest', '--actor', '--action', '--until', '--source', '--target', '--limit']);
 const flagOptions = new Set(['--json', '--as-local', '--all-mirrored', '--dry-run', '--untagged']);
 
 function parseCommandLine(args: string[]): CommandLine {
@@ -86,6 +97,11 @@ function parseCommandLine(args: string[]): CommandLine {
     } else if (arg === 'mirror' && args[index + 1] === 'sync') {
       result.command = 'mirror-sync';
       index++;
+    } else if (arg === 'audit' && result.command === 'serve') {
+      const subcommand = args[++index];
+      if (!auditSubcommands.includes(subcommand as AuditSubcommand)) throw new ConfigError(`audit needs one of ${auditSubcommands.join(', ')}\n${usage}`);
+      result.command = 'audit';
+      result.auditSubcommand = subcommand as AuditSubcommand;
     } else if ((arg === 'export' || arg === 'import' || arg === 'gc') && result.command === 'serve') {
       result.command = arg;
     } else if (valueOptions.has(arg.split('=')[0] ?? '') && result.command !== 'serve') {
@@ -95,7 +111,7 @@ function parseCommandLine(args: string[]): CommandLine {
       result.options[name.slice(2)] = value;
     } else if (flagOptions.has(arg) && result.command !== 'serve') {
       result.flags.add(arg.slice(2));
-    } else if (['export', 'import'].includes(result.command) && !arg.startsWith('-')) {
+    } else if (['export', 'import', 'audit'].includes(result.command) && !arg.startsWith('-')) {
       result.positional.push(arg);
     } else {
       throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n${usage}`);
@@ -160,6 +176,18 @@ async function main(): Promise<void> {
       ...(commandLine.flags.has('untagged') ? { untagged: true } : {}),
       ...(grace !== undefined ? { graceMs: parseDuration(grace, '--grace') } : {}),
       json: commandLine.flags.has('json'),
+    });
+    return;
+  }
+  if (commandLine.command === 'audit') {
+    const { out, limit, ...filters } = commandLine.options;
+    if (limit !== undefined && !/^\d{1,6}$/.test(limit)) throw new ConfigError('--limit needs a number of events');
+    process.exitCode = await auditCommand(config, commandLine.auditSubcommand ?? 'events', {
+      filters,
+      positional: commandLine.positional,
+      json: commandLine.flags.has('json'),
+      ...(limit !== undefined ? { limit: Number(limit) } : {}),
+      ...(out ? { out } : {}),
     });
     return;
   }

@@ -215,7 +215,11 @@ export function isNamedSections(node: SchemaNode): node is NamedSections<{ reado
 /** A leaf's default written as the configuration file would write it. */
 export function formatDefault(leaf: Leaf<unknown>): unknown {
   const value = leaf.defaultValue;
-  if (leaf.kind === 'duration') return `${Number(value) / 1000}s`;
+  if (leaf.kind === 'duration') {
+    const ms = Number(value);
+    const unit = [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'm'], [1000, 's']].find(([size]) => ms > 0 && ms % (size as number) === 0) ?? [1, 'ms'];
+    return ms === 0 ? '0s' : `${ms / (unit[0] as number)}${unit[1] as string}`;
+  }
   if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
   if (leaf.kind === 'list') return (value as string[]).join(',');
   return value;

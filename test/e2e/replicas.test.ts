@@ -58,7 +58,7 @@ for (const storage of ['filesystem', 's3'] as const) {
         ...(s3 ? { REGISTRY_CONFIG: 'config/s3-postgres.yaml', ...s3.registryEnv(bucket) } : {}),
       };
       // Started together: the migration runs once.
-      replicas = await Promise.all([0, 1].map((index) => startServerProcess({ root: s3 ? path.join(directory, `local-${index}`) : root, env })));
+      replicas = await Promise.all([0, 1].map((index) => startServerProcess({ root: s3 ? path.join(directory, `local-${index}`) : root, env: { ...env, REGISTRY_AUDIT_INSTANCE: `replica-${index}` } })));
     });
     after(async () => {
       for (const replica of replicas) await replica.stop();
@@ -152,6 +152,18 @@ for (const storage of ['filesystem', 's3'] as const) {
       assert.ok(manifests.some((manifest) => manifest.digest === digest));
       const link = await readStored('repositories/shared/race/_tags/latest');
       assert.equal(link, digest, 'the storage link agrees with the database');
+
+      // The audit log of that race, read through either replica: one linear chain, in the order the
+      // tag moved, ending where the tag is.
+      const read = async (replica: ServerProcess, query: string) => JSON.parse((await rawRequest(replica.port, 'GET', `/api/v1/audit/events${query}`)).body.toString()) as { events: Array<{ id: number; from: string | null; to: string | null; action: string; instance: string }> };
+      const events = (await read(b, '?repository=shared/race&tag=latest&n=100')).events.reverse();
+      assert.equal(events[0]?.action, 'created');
+      assert.equal(events.filter((event) => event.action === 'created').length, 1);
+      for (let index = 1; index < events.length; index++) assert.equal(events[index]!.from, events[index - 1]!.to, `event ${events[index]!.id} moves the tag from where the one before left it`);
+      assert.equal(events.at(-1)!.to, digest, 'the last event is where the tag is');
+      assert.equal(new Set(events.map((event) => event.instance)).size, 2, 'both replicas wrote events');
+      const verify = await rawRequest(a.port, 'GET', '/api/v1/audit/verify');
+      assert.equal(verify.status, 200, verify.body.toString());
     });
   });
 }

@@ -99,6 +99,6 @@ describe('the registry as a process', () => {
     assert.match(keys.stdout, /http\.addr {2}\(REGISTRY_HTTP_ADDR, default ":5000"\)/);
     assert.match(keys.stdout, /storage\.filesystem\.rootdirectory {2}\(REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/);
     assert.match(keys.stdout, /storage\.s3\.chunksize {2}\(REGISTRY_STORAGE_S3_CHUNKSIZE, default "10MiB"\)/);
-    assert.match(keys.stdout, /storage\.redirect\.expiry {2}\(REGISTRY_STORAGE_REDIRECT_EXPIRY, default "1200s"\)/);
+    assert.match(keys.stdout, /storage\.redirect\.expiry {2}\(REGISTRY_STORAGE_REDIRECT_EXPIRY, default "20m"\)/);
   });
 });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameOf, loadConfig, resolveConfig } from '../../src/config/load.js';
 import { parseListenAddress } from '../../src/config/schema.js';
+import { auditSettings } from '../../src/audit/settings.js';
 
 const cwd = '/srv/registry';
 
@@ -105,6 +106,17 @@ describe('configuration', () => {
     assert.deepEqual(config.redirect, { enabled: true, expiry: 300_000 });
     assert.equal(resolveConfig({}, { REGISTRY_STORAGE_S3_CHUNKSIZE: '5242880' }, cwd).storage.s3.chunksize, 5 * 1024 * 1024);
     assert.equal(resolveConfig({ storage: { s3: { chunksize: '1GiB' } } }, {}, cwd).storage.s3.chunksize, 1024 ** 3);
+  });
+
+  it('reads the audit settings: durations in days, and a retention shorter than the time machine refused', () => {
+    const defaults = auditSettings(resolveConfig({}, {}, cwd));
+    assert.equal(defaults.timeMachineMs, 14 * 86_400_000);
+    assert.equal(defaults.retentionMs, 0);
+    assert.equal(defaults.recordPulls, false);
+    const set = auditSettings(resolveConfig({ audit: { timemachine: '2d', retention: '90d', instance: 'registry-0', pulls: true } }, { REGISTRY_AUDIT_PULLFLUSH: '30s' }, cwd));
+    assert.deepEqual([set.timeMachineMs, set.retentionMs, set.instance, set.recordPulls, set.pullFlushMs], [2 * 86_400_000, 90 * 86_400_000, 'registry-0', true, 30_000]);
+    assert.throws(() => auditSettings(resolveConfig({ audit: { retention: '1d' } }, {}, cwd)), (error: unknown) => error instanceof ConfigError && /audit\.retention .* shorter than audit\.timemachine/.test(error.message));
+    assert.throws(() => resolveConfig({ audit: { timemachine: 'two weeks' } }, {}, cwd), (error: unknown) => error instanceof ConfigError && /audit\.timemachine/.test(error.message));
   });
 
   it('parses listen addresses', () => {

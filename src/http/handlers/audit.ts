@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream';
 import type { AuditService, RestoreTarget } from '../../audit/audit-service.js';
-import type { AuditEventFilter, AuditEventRow } from '../../metadata/audit.js';
+import { eventFilterKeys, eventJson, invalidParameter as invalid, parseEventFilter, parseTime, validated } from '../../audit/filters.js';
 import { parseDigest } from '../../oci/digest.js';
 import { RegistryError } from '../../oci/errors.js';
-import { validateRepositoryName, validateTag } from '../../oci/names.js';
+import { validateTag } from '../../oci/names.js';
 import type { RegistryContext } from '../context.js';
 import { decodeSegment, pagination, queryParameter, readSmallBody, requestOrigin } from '../request-parts.js';
 import { auditAccess } from '../router.js';
@@ -11,111 +11,6 @@ import type { RouteParams } from '../routes.js';
 
 const defaultPage = 100;
 const maxPage = 1000;
-const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-export const auditActions = [
-  'created', 'moved', 'deleted', 'restored', 'unchanged', 'collected', 'pushed', 'pulled',
-  'seen', 'gone', 'imported', 'evicted',
-] as const;
-const filterKeys = ['repository', 'tag', 'digest', 'actor', 'action', 'since', 'until', 'upstream', 'source', 'target'] as const;
-
-function invalid(parameter: string, message: string, value?: string): RegistryError {
-  return new RegistryError('PARAMETER_INVALID', { message: `${parameter}: ${message}`, detail: { parameter, ...(value !== undefined ? { value: value.slice(0, 200) } : {}) } });
-}
-
-function parseTime(parameter: string, value: string): number {
-  const at = rfc3339.test(value) ? Date.parse(value) : NaN;
-  if (Number.isNaN(at)) throw invalid(parameter, 'expected an RFC 3339 time such as 2026-12-01T14:00:00Z', value);
-  return at;
-}
-
-/** Checks a value with one of the name validators, naming the parameter when it fails. */
-function validated(parameter: string, value: string, validate: (value: string) => unknown): string {
-  try {
-    validate(value);
-    return value;
-  } catch (error) {
-    if (error instanceof RegistryError) throw invalid(parameter, error.message, value);
-    throw error;
-  }
-}
-
-/** The filters of an events query; every bad one is 400 PARAMETER_INVALID naming it. */
-export function parseEventFilter(ctx: RegistryContext): AuditEventFilter {
-  const value = (key: string) => queryParameter(ctx, key) || undefined;
-  const filter: AuditEventFilter = {};
-  const repository = value('repository');
-  if (repository !== undefined) filter.repository = validated('repository', repository, validateRepositoryName);
-  const tag = value('tag');
-  if (tag !== undefined) filter.tag = validated('tag', tag, validateTag);
-  const digest = value('digest');
-  if (digest !== undefined) filter.digest = validated('digest', digest, parseDigest);
-  const actor = value('actor');
-  if (actor !== undefined) {
-    if (actor.length > 255) throw invalid('actor', 'longer than 255 characters');
-    filter.actor = actor;
-  }
-  const action = value('action');
-  if (action !== undefined) {
-    if (!(auditActions as readonly string[]).includes(action)) throw invalid('action', `expected one of ${auditActions.join(', ')}`, action);
-    filter.action = action;
-  }
-  const target = value('target');
-  if (target !== undefined) {
-    if (!['tag', 'manifest', 'blob'].includes(target)) throw invalid('target', 'expected tag, manifest or blob', target);
-    filter.target = target;
-  }
-  const since = value('since');
-  if (since !== undefined) filter.since = parseTime('since', since);
-  const until = value('until');
-  if (until !== undefined) filter.until = parseTime('until', until);
-  if (filter.since !== undefined && filter.until !== undefined && filter.since > filter.until) throw invalid('since', 'is after until');
-  const upstream = value('upstream');
-  const source = value('source');
-  if (source !== undefined && !['local', 'mirror', 'all'].includes(source)) throw invalid('source', 'expected local, mirror or all', source);
-  if (upstream !== undefined) {
-    if (source === 'local') throw invalid('upstream', 'names an upstream while source is local');
-    filter.upstream = upstream;
-  } else if (source === 'local') {
-    filter.upstream = null;
-  } else if (source === 'mirror') {
-    filter.mirroredOnly = true;
-  }
-  return filter;
-}
-
-/** An event as the API shows it: times as RFC 3339 (milliseconds) and as milliseconds since the epoch. */
-export function eventJson(event: AuditEventRow): Record<string, unknown> {
-  let detail: unknown = event.detail;
-  try {
-    detail = event.detail === null ? null : JSON.parse(event.detail);
-  } catch {
-    // Stored as text that is not JSON: shown as is.
-  }
-  return {
-    id: event.id,
-    time: new Date(event.at).toISOString(),
-    timeMs: event.at,
-    target: event.target,
-    repository: event.repository,
-    tag: event.tag,
-    upstream: event.upstream,
-    action: event.action,
-    from: event.from,
-    to: event.to,
-    mediaType: event.mediaType,
-    actor: event.actor,
-    authMethod: event.authMethod,
-    address: event.address,
-    userAgent: event.userAgent,
-    requestId: event.requestId,
-    instance: event.instance,
-    restoredEvent: event.restoredEvent,
-    detail,
-    prevHash: event.prevHash,
-    hash: event.hash,
-  };
-}
-
 function wantsLines(ctx: RegistryContext): boolean {
   const format = queryParameter(ctx, 'format');
   if (format !== undefined && format !== '' && format !== 'json' && format !== 'jsonl') throw invalid('format', 'expected json or jsonl', format);
@@ -136,7 +31,7 @@ export function auditHandlers(audit: AuditService) {
   return {
     /** GET /api/v1/audit/events: newest first, `n` per page, `last` the id of the previous page's last event; or every event as JSON lines, oldest first. */
     async events(ctx: RegistryContext): Promise<void> {
-      const filter = parseEventFilter(ctx);
+      const filter = parseEventFilter((key) => queryParameter(ctx, key) || undefined);
       if (wantsLines(ctx)) {
         ctx.type = 'application/x-ndjson';
         ctx.set('Content-Disposition', 'attachment; filename="audit-events.jsonl"');
@@ -158,7 +53,7 @@ export function auditHandlers(audit: AuditService) {
       const lastShown = page.at(-1);
       if (events.length > pageSize && lastShown) {
         const next = new URLSearchParams();
-        for (const key of filterKeys) {
+        for (const key of eventFilterKeys) {
           const value = queryParameter(ctx, key);
           if (value) next.set(key, value);
         }
