@@ -123,8 +123,9 @@ function liveManifests(cutoff: number, taggedSince: number): RawBuilder<unknown>
     live(id) as (
       select manifest_id from tags
       union select id from manifests where created_at >= ${cutoff} or used_at >= ${cutoff}
-      union select m.id from manifests m join repositories r on r.id = m.repository_id
-        join audit_events a on a.repository = r.name and (a.from_digest = m.digest or a.to_digest = m.digest)
+      union select m.id from audit_events a
+        join repositories r on r.name = a.repository
+        join manifests m on m.repository_id = r.id and m.digest in (a.from_digest, a.to_digest)
         where a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null
       union select e.to_id from edges e join live on e.from_id = live.id
     )`;

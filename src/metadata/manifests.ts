@@ -125,10 +125,13 @@ export async function findParentDigests(db: MetadataExecutor, manifestId: number
   return rows.map((row) => row.digest);
 }
 
-/** Deletes a manifest row with its references and the tags pointing at it; returns those tags' names. */
+/**
+ * Deletes a manifest row with its references and the tags pointing at it; returns those tags' names.
+ * Race closed: a tag moved off the manifest meanwhile is not deleted (the delete re-reads the row it
+ * waited for) and so not named, which its storage link and its audit event depend on.
+ */
 export async function deleteManifest(db: MetadataExecutor, manifestId: number): Promise<string[]> {
-  const tags = await db.selectFrom('tags').select('name').where('manifest_id', '=', manifestId).execute();
-  await db.deleteFrom('tags').where('manifest_id', '=', manifestId).execute();
+  const tags = await db.deleteFrom('tags').where('manifest_id', '=', manifestId).returning('name').execute();
   await db.deleteFrom('manifest_blobs').where('manifest_id', '=', manifestId).execute();
   await db.deleteFrom('manifest_children').where('parent_id', '=', manifestId).execute();
   await db.deleteFrom('manifests').where('id', '=', manifestId).execute();
