@@ -87,12 +87,11 @@ export function auditHandlers(audit: AuditService) {
       };
     },
 
-    /** GET /api/v1/repositories/<name>/tags/<tag>?at=<RFC 3339>: the digest the tag pointed at then. */
+    /** GET /api/v1/repositories/<name>/tags/<tag>?at=<RFC 3339>: the digest the tag pointed at then (now, without `at`), and the event that set it. */
     async at(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const subject = tagSubject(params);
       const atText = queryParameter(ctx, 'at');
-      if (!atText) throw invalid('at', 'required: the RFC 3339 time to look the tag up at');
-      const at = parseTime('at', atText);
+      const at = atText ? parseTime('at', atText) : Date.now();
       const event = await audit.tagAt(subject.repository, subject.tag, at, subject.upstream);
       ctx.body = { name: params.repository, tag: subject.tag, at: new Date(at).toISOString(), digest: event.to, since: new Date(event.at).toISOString(), event: eventJson(event) };
     },

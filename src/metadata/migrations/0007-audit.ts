@@ -10,8 +10,31 @@ import { byteOrderedText } from './column-types.js';
  *   so ids follow commit order and each event's `prev_hash` is the hash of the event before it.
  * - `audit_chain`: one row, the head of the chain (last id and hash), and where pruning cut it.
  * - `tags.pulled_at`: the last pull of a tag (audit.pulls), for retention rules.
- * - the mirror's tag history (`mirror_tag_history`) moves into the audit log, in its order.
+ * - the mirror's tag history (`mirror_tag_history`) moves into the audit log, and each local tag
+ *   gets a `created` event as it is now (actor `system$upgrade`), so histories start from the truth.
  */
+function seed(at: number, repository: string, tag: string, action: string, actor: string): Omit<AuditEventContent, 'id'> {
+  return {
+    at,
+    target: 'tag',
+    repository,
+    tag,
+    upstream: null,
+    action,
+    from: null,
+    to: null,
+    mediaType: null,
+    actor,
+    authMethod: 'system',
+    address: null,
+    userAgent: null,
+    requestId: null,
+    instance: null,
+    restoredEvent: null,
+    detail: null,
+  };
+}
+
 export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<void> {
   await db.schema
     .createTable('audit_events')
@@ -54,39 +77,34 @@ export async function up(db: Kysely<unknown>, engine: MetadataEngine): Promise<v
 
   await db.schema.alterTable('tags').addColumn('pulled_at', 'bigint').execute();
 
-  const { rows } = await sql<{ upstream: string; repository: string; tag: string; from_digest: string | null; to_digest: string | null; at: number | string; action: string }>`
+  // The log starts from what exists: the mirror's tag history, and a `created` event for each local
+  // tag as it is now (its history before the audit log is not known), merged in time order.
+  const { rows: mirrored } = await sql<{ upstream: string; repository: string; tag: string; from_digest: string | null; to_digest: string | null; at: number | string; action: string }>`
     select upstream, repository, tag, from_digest, to_digest, at, action from mirror_tag_history order by id`.execute(db);
+  const { rows: tags } = await sql<{ repository: string; tag: string; digest: string; media_type: string; at: number | string }>`
+    select r.name as repository, t.name as tag, m.digest, m.media_type, t.updated_at as at
+    from tags t join manifests m on m.id = t.manifest_id join repositories r on r.id = t.repository_id`.execute(db);
+  const seeds: Array<Omit<AuditEventContent, 'id'>> = [
+    ...mirrored.map((row) => ({ ...seed(Number(row.at), row.repository, row.tag, row.action, 'system$mirror'), upstream: row.upstream, from: row.from_digest, to: row.to_digest })),
+    ...tags.map((row) => ({
+      ...seed(Number(row.at), row.repository, row.tag, 'created', 'system$upgrade'),
+      to: row.digest,
+      mediaType: row.media_type,
+      detail: JSON.stringify({ note: 'the tag as it was when the audit log began' }),
+    })),
+  ].sort((a, b) => a.at - b.at);
   let previous = genesisHash;
   let id = 0;
-  for (let start = 0; start < rows.length; start += 200) {
-    const values = rows.slice(start, start + 200).map((row) => {
+  for (let start = 0; start < seeds.length; start += 100) {
+    const values = seeds.slice(start, start + 100).map((content) => {
       id += 1;
-      const event: AuditEventContent = {
-        id,
-        at: Number(row.at),
-        target: 'tag',
-        repository: row.repository,
-        tag: row.tag,
-        upstream: row.upstream,
-        action: row.action,
-        from: row.from_digest,
-        to: row.to_digest,
-        mediaType: null,
-        actor: 'system$mirror',
-        authMethod: 'system',
-        address: null,
-        userAgent: null,
-        requestId: null,
-        instance: null,
-        restoredEvent: null,
-        detail: null,
-      };
+      const event: AuditEventContent = { ...content, id };
       const hash = chainHash(previous, event);
-      const value = sql`(${event.id}, ${event.at}, 'tag', ${event.repository}, ${event.tag}, ${event.upstream}, ${event.action}, ${event.from}, ${event.to}, ${event.actor}, 'system', ${previous}, ${hash})`;
+      const value = sql`(${id}, ${event.at}, 'tag', ${event.repository}, ${event.tag}, ${event.upstream}, ${event.action}, ${event.from}, ${event.to}, ${event.mediaType}, ${event.actor}, 'system', ${event.detail}, ${previous}, ${hash})`;
       previous = hash;
       return value;
     });
-    await sql`insert into audit_events (id, at, target, repository, tag, upstream, action, from_digest, to_digest, actor, auth_method, prev_hash, hash) values ${sql.join(values)}`.execute(db);
+    await sql`insert into audit_events (id, at, target, repository, tag, upstream, action, from_digest, to_digest, media_type, actor, auth_method, detail, prev_hash, hash) values ${sql.join(values)}`.execute(db);
   }
   await sql`insert into audit_chain (name, last_id, last_hash, cut_id, cut_hash) values ('audit', ${id}, ${previous}, 0, ${genesisHash})`.execute(db);
   await db.schema.dropTable('mirror_tag_history').execute();
