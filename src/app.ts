@@ -20,6 +20,7 @@ import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
 import { AuditService } from './audit/audit-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
+import type { ImmutableTags } from './registry/immutable-tags.js';
 import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
 
 export interface AppDependencies {
@@ -39,6 +40,8 @@ export interface AppDependencies {
   gc?: { graceMs: number; untagged: boolean };
   /** What the audit log records (audit.*); tag changes only, by default. */
   audit?: AuditSettings;
+  /** Tags that may not move or go (tags.immutable); none by default. */
+  immutableTags?: ImmutableTags;
 }
 
 export interface RegistryApp {
@@ -54,7 +57,12 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const audit = deps.audit ?? defaultAuditSettings;
   const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger) : null;
   const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit });
-  const manifests = new ManifestService(stores, { deleteEnabled: deps.options.deleteEnabled, audit, ...(pulls ? { pulls } : {}) });
+  const manifests = new ManifestService(stores, {
+    deleteEnabled: deps.options.deleteEnabled,
+    audit,
+    ...(pulls ? { pulls } : {}),
+    ...(deps.immutableTags ? { immutable: deps.immutableTags } : {}),
+  });
   const listings = new ListingService(stores);
   const referrers = new ReferrersService(stores);
   const services: RegistryServices = {

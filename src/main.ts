@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, parseDuration } from './config/load.js';
 import { gcCommand } from './cli/gc-command.js';
+import { tagsCheckCommand } from './cli/tags-command.js';
 import { auditCommand, auditSubcommands, type AuditSubcommand } from './cli/audit-command.js';
 import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
@@ -24,6 +25,7 @@ const usage = `usage: registry [serve] [--config FILE]
        registry mirror sync --file IMAGES.yaml [--json]
        registry export --out BUNDLE.tar [NAME:TAG|NAME@DIGEST ...] [--all-mirrored [--upstream NAME]] [--since PREVIOUS.tar] [--json]
        registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME] [--as-local] [--json]
+       registry tags check NAME:TAG  whether an immutable tag rule (tags.immutable) covers the tag: exit 0 yes, 1 no
        registry audit events [--repository NAME] [--tag TAG] [--digest DIGEST] [--actor ACCOUNT] [--action ACTION]
                              [--since TIME] [--until TIME] [--upstream NAME] [--source local|mirror] [--limit N] [--json]
        registry audit history NAME:TAG [--json]
@@ -56,7 +58,7 @@ Commands:
   --json       print the summary as JSON, for scripts (sync, export, import, gc, audit).`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'audit' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'audit' | 'tags-check' | 'help';
   auditSubcommand?: AuditSubcommand;
   configFile?: string;
   robotName?: string;
@@ -97,6 +99,9 @@ function parseCommandLine(args: string[]): CommandLine {
     } else if (arg === 'mirror' && args[index + 1] === 'sync') {
       result.command = 'mirror-sync';
       index++;
+    } else if (arg === 'tags' && args[index + 1] === 'check' && result.command === 'serve') {
+      result.command = 'tags-check';
+      index++;
     } else if (arg === 'audit' && result.command === 'serve') {
       const subcommand = args[++index];
       if (!auditSubcommands.includes(subcommand as AuditSubcommand)) throw new ConfigError(`audit needs one of ${auditSubcommands.join(', ')}\n${usage}`);
@@ -111,7 +116,7 @@ function parseCommandLine(args: string[]): CommandLine {
       result.options[name.slice(2)] = value;
     } else if (flagOptions.has(arg) && result.command !== 'serve') {
       result.flags.add(arg.slice(2));
-    } else if (['export', 'import', 'audit'].includes(result.command) && !arg.startsWith('-')) {
+    } else if (['export', 'import', 'audit', 'tags-check'].includes(result.command) && !arg.startsWith('-')) {
       result.positional.push(arg);
     } else {
       throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n${usage}`);
@@ -177,6 +182,11 @@ async function main(): Promise<void> {
       ...(grace !== undefined ? { graceMs: parseDuration(grace, '--grace') } : {}),
       json: commandLine.flags.has('json'),
     });
+    return;
+  }
+  if (commandLine.command === 'tags-check') {
+    if (commandLine.positional.length !== 1) throw new ConfigError('tags check needs one NAME:TAG');
+    process.exitCode = tagsCheckCommand(config, commandLine.positional[0]);
     return;
   }
   if (commandLine.command === 'audit') {

@@ -9,6 +9,7 @@ import type { UploadService } from './registry/uploads.js';
 import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
 import { auditSettings } from './audit/settings.js';
+import { ImmutableTags } from './registry/immutable-tags.js';
 
 export interface RunningRegistry {
   server: Server;
@@ -41,6 +42,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     mirror,
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
     audit,
+    immutableTags: new ImmutableTags(config.tags.immutable),
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.

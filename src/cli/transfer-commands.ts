@@ -2,6 +2,7 @@ import { createWriteStream, readdirSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { auditSettings } from '../audit/settings.js';
+import { ImmutableTags } from '../registry/immutable-tags.js';
 import pino from 'pino';
 import { ConfigError, readYamlFile } from '../config/load.js';
 import type { RegistryConfig } from '../config/schema.js';
@@ -38,7 +39,7 @@ async function withServices<T>(config: RegistryConfig, body: (services: OfflineS
   try {
     const stores = { storage: opened.storage, metadata: opened.metadata.db };
     const audit = auditSettings(config);
-    const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled, audit });
+    const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled, audit, immutable: new ImmutableTags(config.tags.immutable) });
     const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled, audit });
     const settings = mirrorSettings(config);
     const mirror = settings ? new MirrorService(stores, { manifests, blobs, listings: new ListingService(stores), referrers: new ReferrersService(stores) }, settings, logger) : null;

@@ -188,7 +188,38 @@ function coerce(leaf: Leaf<unknown>, raw: unknown, where: string): unknown {
       if (typeof raw === 'string') return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
       if (Array.isArray(raw) && raw.every((item) => typeof item === 'string')) return raw;
       throw new ConfigError(`${where}: expected a list of strings, got ${describe(raw)}`);
+    case 'records':
+      return parseRecords(raw, leaf.fields ?? [], where);
   }
+}
+
+/** A `records` value: a list of entries, each naming every field as a string or a list of strings. */
+function parseRecords(raw: unknown, fields: readonly string[], where: string): Array<Record<string, string[]>> {
+  let value = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`${where}: expected a JSON list such as [{"${fields.join('": [...], "')}": [...]}]`);
+    }
+  }
+  if (!Array.isArray(value)) throw new ConfigError(`${where}: expected a list of entries with ${fields.join(' and ')}, got ${describe(value)}`);
+  return value.map((entry: unknown, index) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where}[${index}]: expected an entry with ${fields.join(' and ')}`);
+    const record = entry as Record<string, unknown>;
+    const unknownField = Object.keys(record).find((key) => !fields.includes(key));
+    if (unknownField) throw new ConfigError(`${where}[${index}].${unknownField}: unknown field (${fields.join(', ')})`);
+    return Object.fromEntries(
+      fields.map((field) => {
+        const item = record[field];
+        const list = typeof item === 'string' ? [item] : item;
+        if (!Array.isArray(list) || list.length === 0 || !list.every((text) => typeof text === 'string' && text !== '')) {
+          throw new ConfigError(`${where}[${index}].${field}: expected a non-empty list of strings`);
+        }
+        return [field, list as string[]];
+      }),
+    );
+  });
 }
 
 const sizeUnits: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };

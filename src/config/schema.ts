@@ -5,12 +5,14 @@
  */
 
 export interface Leaf<T> {
-  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list';
+  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'records';
   readonly defaultValue: T;
   readonly doc: string;
   readonly choices?: readonly string[];
   /** Further checks; returns a reason when the value is not acceptable. */
   check?(value: T): string | undefined;
+  /** Fields of each entry of a `records` leaf (each a list of strings). */
+  fields?: readonly string[];
 }
 
 /**
@@ -50,6 +52,11 @@ const size = (defaultValue: number, doc: string, minimum: number): Leaf<number> 
 });
 /** A list of strings: a YAML sequence, or comma-separated in an environment variable. */
 const list = (defaultValue: readonly string[], doc: string): Leaf<readonly string[]> => ({ kind: 'list', defaultValue, doc });
+/**
+ * A list of entries whose fields are lists of strings (`[{repositories: [...], tags: [...]}]`): a YAML
+ * sequence, or JSON in an environment variable. Every entry needs every field.
+ */
+const records = <F extends string>(fields: readonly F[], doc: string): Leaf<ReadonlyArray<Readonly<Record<F, readonly string[]>>>> => ({ kind: 'records', defaultValue: [], doc, fields });
 const namedSections = <S extends { readonly [key: string]: SchemaNode }>(doc: string, entry: S): NamedSections<S> => ({
   kind: 'sections',
   doc,
@@ -170,6 +177,9 @@ export const configSchema = {
     retention: duration(0, 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
     timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
   },
+  tags: {
+    immutable: records(['repositories', 'tags'], 'Immutable tags: [{repositories: [globs], tags: [globs]}]. A matching tag may be created once; moving it to another digest or deleting it (or its manifest) is refused with 403 DENIED; pushing the same digest again succeeds.'),
+  },
   mirror: {
     default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
     instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),
@@ -222,6 +232,7 @@ export function formatDefault(leaf: Leaf<unknown>): unknown {
   }
   if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
   if (leaf.kind === 'list') return (value as string[]).join(',');
+  if (leaf.kind === 'records') return JSON.stringify(value);
   return value;
 }
 

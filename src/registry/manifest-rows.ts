@@ -3,6 +3,7 @@ import type { MetadataDb } from '../metadata/database.js';
 import { insertManifest } from '../metadata/manifests.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import { moveTag } from '../metadata/tags.js';
+import type { ImmutableTags } from './immutable-tags.js';
 import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
 import type { ParsedManifest } from '../oci/manifest.js';
 
@@ -18,9 +19,11 @@ export interface ManifestRecord {
   tags: string[];
 }
 
-/** Who writes the rows, for the audit events written with them. */
-export interface ManifestAudit {
+/** Who writes the rows (for the audit events written with them), and the rules tag moves obey. */
+export interface ManifestWriteRules {
   origin: AuditOrigin;
+  /** Immutable tags: a move of one is refused (and the transaction rolled back). */
+  immutable?: ImmutableTags;
   /** A push of the digest a tag already has is an `unchanged` event (else none). */
   recordUnchanged: boolean;
   /** A push by digest (no tag) is a `pushed` manifest event. */
@@ -36,7 +39,7 @@ export interface ManifestAudit {
 export async function recordManifest(
   metadata: MetadataDb,
   record: ManifestRecord,
-  audit: ManifestAudit,
+  rules: ManifestWriteRules,
   /**
    * Runs after the tag rows are written and before the commit. Writing a tag's storage link here
    * orders link writes as the commits are ordered, across replicas too: the tag row stays locked
@@ -62,13 +65,14 @@ export async function recordManifest(
     const change = { target: 'tag', repository: record.repository, upstream: null, to: record.digest, mediaType: record.manifest.mediaType } as const;
     for (const tag of record.tags) {
       const { previous } = await moveTag(transaction, repository.id, tag, manifestId);
+      if (previous !== null && previous !== record.digest) rules.immutable?.refuse(record.repository, tag, 'move');
       if (previous === null) events.push({ ...change, tag, action: 'created', from: null });
       else if (previous !== record.digest) events.push({ ...change, tag, action: 'moved', from: previous });
-      else if (audit.recordUnchanged) events.push({ ...change, tag, action: 'unchanged', from: previous });
+      else if (rules.recordUnchanged) events.push({ ...change, tag, action: 'unchanged', from: previous });
     }
-    if (record.tags.length === 0 && audit.recordPush) events.push({ ...change, target: 'manifest', tag: null, action: 'pushed', from: null });
+    if (record.tags.length === 0 && rules.recordPush) events.push({ ...change, target: 'manifest', tag: null, action: 'pushed', from: null });
     await beforeCommit?.();
-    await appendAuditEvents(transaction, events, audit.origin);
+    await appendAuditEvents(transaction, events, rules.origin);
     return manifestId;
   });
 }

@@ -23,7 +23,8 @@ import type { RegistryStores } from './context.js';
 import { withBlobWrite } from './blob-writes.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
-import { recordManifest } from './manifest-rows.js';
+import { recordManifest, type ManifestWriteRules } from './manifest-rows.js';
+import type { ImmutableTags } from './immutable-tags.js';
 
 export type { ManifestContent } from './manifest-negotiation.js';
 
@@ -38,6 +39,8 @@ export interface ManifestServiceOptions {
   audit: AuditSettings;
   /** Counts pulls by tag and digest (audit.pulls); absent when pulls are not recorded. */
   pulls?: PullCounter;
+  /** Tags that may not move or go (tags.immutable); none when absent. */
+  immutable?: ImmutableTags;
 }
 
 /** Where pulls are counted, to be written in batches. */
@@ -82,6 +85,11 @@ export class ManifestService {
     }
     const manifest = parseManifest(payload, contentType);
     const existing = await findRepository(this.stores.metadata, repository);
+    // Refused before any byte is written; the transaction checks again on the row it locks (a race).
+    if (reference.kind === 'tag' && existing && this.options.immutable?.ruleFor(repository, reference.tag)) {
+      const current = await findManifestByReference(this.stores.metadata, repository, { tag: reference.tag });
+      if (current && current.digest !== digest.value) this.options.immutable.refuse(repository, reference.tag, 'move');
+    }
     const blobDigests = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType)).map((blob) => blob.digest);
     const childIds = await this.requireReferences(existing, blobDigests, manifest.manifests);
 
@@ -126,15 +134,20 @@ export class ManifestService {
       childIds,
       tags: reference.kind === 'tag' ? [reference.tag] : [],
     };
-    const audit = { origin: this.auditOrigin(origin), recordUnchanged: this.options.audit.recordUnchanged, recordPush: this.options.audit.recordManifests };
+    const rules: ManifestWriteRules = {
+      origin: this.auditOrigin(origin),
+      recordUnchanged: this.options.audit.recordUnchanged,
+      recordPush: this.options.audit.recordManifests,
+      ...(this.options.immutable ? { immutable: this.options.immutable } : {}),
+    };
     if (reference.kind === 'tag') {
       await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-        recordManifest(metadata, record, audit, () =>
+        recordManifest(metadata, record, rules, () =>
           putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
         ),
       );
     } else {
-      await recordManifest(metadata, record, audit);
+      await recordManifest(metadata, record, rules);
     }
   }
 
@@ -195,6 +208,7 @@ export class ManifestService {
         metadata.transaction().execute(async (transaction) => {
           const from = await deleteTag(transaction, repositoryRow.id, reference.tag);
           if (from === undefined) throw manifestUnknown(referenceText);
+          this.options.immutable?.refuse(repository, reference.tag, 'delete');
           await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
           const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
           await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
@@ -214,6 +228,7 @@ export class ManifestService {
     }
     await metadata.transaction().execute(async (transaction) => {
       const tags = await deleteManifest(transaction, manifest.id);
+      for (const tag of tags) this.options.immutable?.refuse(repository, tag, 'delete-manifest');
       for (const tag of tags) await storage.delete(storagePaths.repositoryTag(repository, tag));
       await storage.delete(storagePaths.repositoryManifest(repository, parseDigest(manifest.digest)));
       // The tags went with the manifest: each is a deleted tag event.
@@ -244,6 +259,7 @@ export class ManifestService {
           if (!manifest) throw gone();
           const { previous } = await moveTag(transaction, repositoryRow.id, tag, manifest.id);
           if (previous === digest) return { from: previous, to: digest, eventId: null };
+          if (previous !== null) this.options.immutable?.refuse(repository, tag, 'move');
           await putSmallObject(storage, storagePaths.repositoryTag(repository, tag), Buffer.from(digest));
           const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, restoredEvent };
           const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin));

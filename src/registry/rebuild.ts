@@ -6,11 +6,11 @@ import { StorageNotFoundError } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import { getSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
-import { recordManifest, type ManifestAudit } from './manifest-rows.js';
+import { recordManifest, type ManifestWriteRules } from './manifest-rows.js';
 import { systemOrigin } from '../metadata/audit.js';
 
 /** Each tag a rebuild finds is a `created` event of the registry itself: the log restarts from what storage holds. */
-const rebuildAudit: ManifestAudit = { origin: systemOrigin('rebuild'), recordUnchanged: false, recordPush: false };
+const rebuildAudit: ManifestWriteRules = { origin: systemOrigin('rebuild'), recordUnchanged: false, recordPush: false };
 
 export interface RebuildProgress {
   done: number;

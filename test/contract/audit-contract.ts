@@ -6,7 +6,7 @@ import { engineOf, openMetadataDatabase, type MetadataDatabase, type MetadataDb 
 import { insertManifest } from '../../src/metadata/manifests.js';
 import { ensureRepository } from '../../src/metadata/repositories.js';
 import { findTag, moveTag } from '../../src/metadata/tags.js';
-import { recordManifest, type ManifestAudit } from '../../src/registry/manifest-rows.js';
+import { recordManifest, type ManifestWriteRules } from '../../src/registry/manifest-rows.js';
 import { parseManifest } from '../../src/oci/manifest.js';
 import { imageManifest } from '../helpers/images.js';
 import { testBlob } from '../helpers/blobs.js';
@@ -49,7 +49,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     it('writes a tag change and its event in one transaction: a change that fails leaves neither', async () => {
       const image = imageManifest();
       const manifest = parseManifest(image.bytes, image.mediaType);
-      const audited: ManifestAudit = { origin: origin('alice'), recordUnchanged: false, recordPush: false };
+      const audited: ManifestWriteRules = { origin: origin('alice'), recordUnchanged: false, recordPush: false };
       const headBefore = await readAuditChainHead(database.db);
       // Its blobs were never recorded: the manifest's blob rows fail their foreign keys.
       await assert.rejects(

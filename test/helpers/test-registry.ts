@@ -8,6 +8,7 @@ import supertest from 'supertest';
 import { createApp, type RegistryApp } from '../../src/app.js';
 import { openAuth } from '../../src/auth/setup.js';
 import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
+import { ImmutableTags } from '../../src/registry/immutable-tags.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
@@ -61,6 +62,8 @@ export interface TestRegistryOptions {
   gc?: { graceMs: number; untagged: boolean };
   /** What the audit log records beyond tag changes (defaults otherwise). */
   audit?: Partial<AuditSettings>;
+  /** The `tags` section of a configuration file (immutable tag rules). */
+  tags?: Record<string, unknown>;
 }
 
 const s3Bucket = 'registry-test';
@@ -80,7 +83,12 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     const storage = await openStorage();
     const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
     const config = resolveConfig(
-      { storage: { filesystem: { rootdirectory: root } }, ...(options.auth ? { auth: options.auth } : {}), ...(options.mirror ? { mirror: options.mirror } : {}) },
+      {
+        storage: { filesystem: { rootdirectory: root } },
+        ...(options.auth ? { auth: options.auth } : {}),
+        ...(options.mirror ? { mirror: options.mirror } : {}),
+        ...(options.tags ? { tags: options.tags } : {}),
+      },
       {},
       root,
     );
@@ -93,6 +101,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       mirror: mirrorSettings(config),
       ...(options.gc ? { gc: options.gc } : {}),
       audit: { ...defaultAuditSettings, ...options.audit },
+      immutableTags: new ImmutableTags(config.tags.immutable),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };
