@@ -3,12 +3,11 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, ignoredTopLevelKeys, isLeaf, isNamedSections, type Leaf, type RegistryConfig, type SchemaNode } from './schema.js';
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from './config-error.js';
+import { describe, parseDuration } from './values.js';
+
+export { ConfigError } from './config-error.js';
+export { parseDuration } from './values.js';
 
 export const defaultConfigFile = 'config/registry.yaml';
 
@@ -188,38 +187,9 @@ function coerce(leaf: Leaf<unknown>, raw: unknown, where: string): unknown {
       if (typeof raw === 'string') return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
       if (Array.isArray(raw) && raw.every((item) => typeof item === 'string')) return raw;
       throw new ConfigError(`${where}: expected a list of strings, got ${describe(raw)}`);
-    case 'records':
-      return parseRecords(raw, leaf.fields ?? [], where);
+    case 'structured':
+      return leaf.parse!(typeof raw === 'string' ? parseJson(raw, where) : raw, where);
   }
-}
-
-/** A `records` value: a list of entries, each naming every field as a string or a list of strings. */
-function parseRecords(raw: unknown, fields: readonly string[], where: string): Array<Record<string, string[]>> {
-  let value = raw;
-  if (typeof raw === 'string') {
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      throw new ConfigError(`${where}: expected a JSON list such as [{"${fields.join('": [...], "')}": [...]}]`);
-    }
-  }
-  if (!Array.isArray(value)) throw new ConfigError(`${where}: expected a list of entries with ${fields.join(' and ')}, got ${describe(value)}`);
-  return value.map((entry: unknown, index) => {
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`${where}[${index}]: expected an entry with ${fields.join(' and ')}`);
-    const record = entry as Record<string, unknown>;
-    const unknownField = Object.keys(record).find((key) => !fields.includes(key));
-    if (unknownField) throw new ConfigError(`${where}[${index}].${unknownField}: unknown field (${fields.join(', ')})`);
-    return Object.fromEntries(
-      fields.map((field) => {
-        const item = record[field];
-        const list = typeof item === 'string' ? [item] : item;
-        if (!Array.isArray(list) || list.length === 0 || !list.every((text) => typeof text === 'string' && text !== '')) {
-          throw new ConfigError(`${where}[${index}].${field}: expected a non-empty list of strings`);
-        }
-        return [field, list as string[]];
-      }),
-    );
-  });
 }
 
 const sizeUnits: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
@@ -231,17 +201,11 @@ function parseSize(raw: unknown, where: string): number {
   return Number(match[1]) * (sizeUnits[(match[2] ?? '').toLowerCase()] ?? 1);
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-export function parseDuration(raw: unknown, where: string): number {
-  if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return raw * 1000;
-  const match = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim()) : null;
-  if (!match) throw new ConfigError(`${where}: expected a duration such as 30s, 500ms, 5m or 14d, got ${describe(raw)}`);
-  return Number(match[1]) * (durationUnits[match[2] ?? 's'] ?? 1000);
+function parseJson(raw: string, where: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${where}: expected JSON (a list of entries), got ${describe(raw.slice(0, 80))}`);
+  }
 }
 
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object' && value !== null) return 'a section';
-  return JSON.stringify(value);
-}

@@ -3,16 +3,17 @@
  * this tree; each leaf can be overridden by REGISTRY_<PATH> in upper case (storage.delete.enabled →
  * REGISTRY_STORAGE_DELETE_ENABLED). Keys follow Distribution's configuration where it has the concept.
  */
+import { entries, section, stringList } from './values.js';
 
 export interface Leaf<T> {
-  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'records';
+  readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'structured';
   readonly defaultValue: T;
   readonly doc: string;
   readonly choices?: readonly string[];
   /** Further checks; returns a reason when the value is not acceptable. */
   check?(value: T): string | undefined;
-  /** Fields of each entry of a `records` leaf (each a list of strings). */
-  fields?: readonly string[];
+  /** Reads a `structured` value (YAML, or JSON from an environment variable); throws ConfigError naming `where`. */
+  parse?(value: unknown, where: string): T;
 }
 
 /**
@@ -52,11 +53,17 @@ const size = (defaultValue: number, doc: string, minimum: number): Leaf<number> 
 });
 /** A list of strings: a YAML sequence, or comma-separated in an environment variable. */
 const list = (defaultValue: readonly string[], doc: string): Leaf<readonly string[]> => ({ kind: 'list', defaultValue, doc });
-/**
- * A list of entries whose fields are lists of strings (`[{repositories: [...], tags: [...]}]`): a YAML
- * sequence, or JSON in an environment variable. Every entry needs every field.
- */
-const records = <F extends string>(fields: readonly F[], doc: string): Leaf<ReadonlyArray<Readonly<Record<F, readonly string[]>>>> => ({ kind: 'records', defaultValue: [], doc, fields });
+/** A value with its own shape (a list of rules): a YAML value, or JSON in an environment variable. */
+const structured = <T>(defaultValue: T, doc: string, parse: (value: unknown, where: string) => T): Leaf<T> => ({ kind: 'structured', defaultValue, doc, parse });
+
+/** Entries whose fields are all non-empty lists of strings (`[{repositories: [...], tags: [...]}]`). */
+function stringListRecords<F extends string>(fields: readonly F[]) {
+  return (value: unknown, where: string): Array<Readonly<Record<F, readonly string[]>>> =>
+    entries(value, where, (raw, entryWhere) => {
+      const record = section(raw, fields, entryWhere);
+      return Object.fromEntries(fields.map((field) => [field, stringList(record[field], `${entryWhere}.${field}`, { nonEmpty: true })])) as Record<F, string[]>;
+    });
+}
 const namedSections = <S extends { readonly [key: string]: SchemaNode }>(doc: string, entry: S): NamedSections<S> => ({
   kind: 'sections',
   doc,
@@ -178,7 +185,7 @@ export const configSchema = {
     timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
   },
   tags: {
-    immutable: records(['repositories', 'tags'], 'Immutable tags: [{repositories: [globs], tags: [globs]}]. A matching tag may be created once; moving it to another digest or deleting it (or its manifest) is refused with 403 DENIED; pushing the same digest again succeeds.'),
+    immutable: structured([], 'Immutable tags: [{repositories: [globs], tags: [globs]}]. A matching tag may be created once; moving it to another digest or deleting it (or its manifest) is refused with 403 DENIED; pushing the same digest again succeeds.', stringListRecords(['repositories', 'tags'] as const)),
   },
   mirror: {
     default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
@@ -232,7 +239,7 @@ export function formatDefault(leaf: Leaf<unknown>): unknown {
   }
   if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
   if (leaf.kind === 'list') return (value as string[]).join(',');
-  if (leaf.kind === 'records') return JSON.stringify(value);
+  if (leaf.kind === 'structured') return JSON.stringify(value);
   return value;
 }
 

@@ -113,7 +113,8 @@ describe('immutable tags (tags.immutable): created once, then never moved or del
     for (const [value, message] of [
       [[{ repositories: ['prod/**'] }], /tags\.immutable\[0\]\.tags: expected a non-empty list/],
       [[{ repositories: ['prod/**'], tags: ['v*'], branches: ['x'] }], /tags\.immutable\[0\]\.branches: unknown field/],
-      ['not a list', /tags\.immutable: expected a JSON list/],
+      ['not a list', /tags\.immutable: expected JSON \(a list of entries\)/],
+      [{ repositories: ['prod/**'] }, /tags\.immutable: expected a list of entries, got a section/],
     ] as const) {
       assert.throws(() => resolveConfig({ tags: { immutable: value } }, {}, '/srv'), (error: unknown) => error instanceof ConfigError && message.test(error.message));
     }
