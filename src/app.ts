@@ -20,7 +20,9 @@ import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
 import { AuditService } from './audit/audit-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
-import type { ImmutableTags } from './registry/immutable-tags.js';
+import { noImmutableTags, type ImmutableTags } from './registry/immutable-tags.js';
+import { RetentionService } from './retention/retention-service.js';
+import type { RetentionPolicySettings } from './config/retention-policies.js';
 import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
 
 export interface AppDependencies {
@@ -42,6 +44,8 @@ export interface AppDependencies {
   audit?: AuditSettings;
   /** Tags that may not move or go (tags.immutable); none by default. */
   immutableTags?: ImmutableTags;
+  /** Retention policies (retention.policies); none by default. */
+  retentionPolicies?: readonly RetentionPolicySettings[];
 }
 
 export interface RegistryApp {
@@ -64,6 +68,8 @@ export function createApp(deps: AppDependencies): RegistryApp {
     ...(deps.immutableTags ? { immutable: deps.immutableTags } : {}),
   });
   const listings = new ListingService(stores);
+  const collector = new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs);
+  const gcDefaults = deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false };
   const referrers = new ReferrersService(stores);
   const services: RegistryServices = {
     blobs,
@@ -73,12 +79,9 @@ export function createApp(deps: AppDependencies): RegistryApp {
     listings,
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
-    gc: {
-      collector: new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs),
-      metadata: deps.metadata,
-      defaults: deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false },
-    },
+    gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
     audit: new AuditService(deps.metadata, manifests),
+    retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, parseDuration } from './config/load.js';
 import { gcCommand } from './cli/gc-command.js';
 import { tagsCheckCommand } from './cli/tags-command.js';
+import { retentionCommand } from './cli/retention-command.js';
 import { auditCommand, auditSubcommands, type AuditSubcommand } from './cli/audit-command.js';
 import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
 import { envNameOf } from './config/load.js';
@@ -25,6 +26,7 @@ const usage = `usage: registry [serve] [--config FILE]
        registry mirror sync --file IMAGES.yaml [--json]
        registry export --out BUNDLE.tar [NAME:TAG|NAME@DIGEST ...] [--all-mirrored [--upstream NAME]] [--since PREVIOUS.tar] [--json]
        registry import BUNDLE.tar [--to http://HOST:PORT [--creds USER:PASSWORD]] [--repository NAME] [--as-local] [--json]
+       registry retention run [--dry-run] [--json]   apply the retention policies (retention.policies) once
        registry tags check NAME:TAG  whether an immutable tag rule (tags.immutable) covers the tag: exit 0 yes, 1 no
        registry audit events [--repository NAME] [--tag TAG] [--digest DIGEST] [--actor ACCOUNT] [--action ACTION]
                              [--since TIME] [--until TIME] [--upstream NAME] [--source local|mirror] [--limit N] [--json]
@@ -58,7 +60,7 @@ Commands:
   --json       print the summary as JSON, for scripts (sync, export, import, gc, audit).`;
 
 interface CommandLine {
-  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'audit' | 'tags-check' | 'help';
+  command: 'serve' | 'config-keys' | 'metadata-rebuild' | 'auth-robot' | 'auth-hash' | 'mirror-sync' | 'export' | 'import' | 'gc' | 'audit' | 'tags-check' | 'retention-run' | 'help';
   auditSubcommand?: AuditSubcommand;
   configFile?: string;
   robotName?: string;
@@ -98,6 +100,9 @@ function parseCommandLine(args: string[]): CommandLine {
       index++;
     } else if (arg === 'mirror' && args[index + 1] === 'sync') {
       result.command = 'mirror-sync';
+      index++;
+    } else if (arg === 'retention' && args[index + 1] === 'run' && result.command === 'serve') {
+      result.command = 'retention-run';
       index++;
     } else if (arg === 'tags' && args[index + 1] === 'check' && result.command === 'serve') {
       result.command = 'tags-check';
@@ -182,6 +187,10 @@ async function main(): Promise<void> {
       ...(grace !== undefined ? { graceMs: parseDuration(grace, '--grace') } : {}),
       json: commandLine.flags.has('json'),
     });
+    return;
+  }
+  if (commandLine.command === 'retention-run') {
+    process.exitCode = await retentionCommand(config, { dryRun: commandLine.flags.has('dry-run'), json: commandLine.flags.has('json') });
     return;
   }
   if (commandLine.command === 'tags-check') {

@@ -10,6 +10,7 @@ import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
 import { auditSettings } from './audit/settings.js';
 import { ImmutableTags } from './registry/immutable-tags.js';
+import { configuredPolicies } from './retention/plan.js';
 
 export interface RunningRegistry {
   server: Server;
@@ -43,6 +44,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
     audit,
     immutableTags: new ImmutableTags(config.tags.immutable),
+    retentionPolicies: configuredPolicies(config),
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -72,6 +74,10 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
   const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
   const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, () => services.audit.prune(audit.retentionMs, logger).then(() => {}, (error: unknown) => logger.error({ err: error }, 'pruning audit events failed'))) : () => {};
+  const stopRetention =
+    config.retention.interval > 0 && services.retention.configured
+      ? repeat(firstCollectionDelayMs, config.retention.interval, () => services.retention.run({ dryRun: false }).then(() => {}, (error: unknown) => logger.error({ err: error }, 'retention run failed')))
+      : () => {};
   const stopPullWrites = pulls ? repeat(audit.pullFlushMs, audit.pullFlushMs, () => pulls.flush()) : () => {};
 
   let stopping: Promise<void> | undefined;
@@ -89,6 +95,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       await closed;
       clearTimeout(timer);
       stopPruning();
+      stopRetention();
       stopPullWrites();
       // Pulls of the requests that just finished are written before the database closes.
       await pulls?.flush();

@@ -4,6 +4,7 @@
  * REGISTRY_STORAGE_DELETE_ENABLED). Keys follow Distribution's configuration where it has the concept.
  */
 import { entries, section, stringList } from './values.js';
+import { parseRetentionPolicies, type RetentionPolicySettings } from './retention-policies.js';
 
 export interface Leaf<T> {
   readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'structured';
@@ -183,6 +184,10 @@ export const configSchema = {
     pullflush: duration(10_000, 'How often counted pulls are written (audit.pulls).'),
     retention: duration(0, 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
     timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
+  },
+  retention: {
+    interval: duration(0, 'How often retention policies run (one replica at a time); 0: only from `registry retention run` and the API.'),
+    policies: structured([] as RetentionPolicySettings[], 'Tag retention: [{repositories: [globs], tags: [globs], keep: {mostRecent, pushedWithin, pulledWithin, tags}, untagged: delete|keep}]. Tags the policy considers and no clause keeps are deleted; immutable tags and `latest` (unless named in tags) stay.', parseRetentionPolicies),
   },
   tags: {
     immutable: structured([], 'Immutable tags: [{repositories: [globs], tags: [globs]}]. A matching tag may be created once; moving it to another digest or deleting it (or its manifest) is refused with 403 DENIED; pushing the same digest again succeeds.', stringListRecords(['repositories', 'tags'] as const)),

@@ -33,6 +33,8 @@ export interface GcOptions {
   untagged: boolean;
   /** What was created or used within this window is kept. */
   graceMs: number;
+  /** With untagged: only manifests of the repositories this accepts (a retention policy's); all when absent. */
+  untaggedIn?: (repository: string) => boolean;
 }
 
 /** What a run found and removed (for a dry run: would remove). */
@@ -292,8 +294,10 @@ export class GarbageCollector {
     const cutoff = markStarted - run.graceMs;
     const taggedSince = markStarted - this.timeMachineMs;
     onProgress('mark', 0, 1);
-    const manifests = run.untagged ? await findGarbageManifests(db, cutoff, taggedSince) : [];
-    const blobs = await findGarbageBlobs(db, cutoff, run.untagged, taggedSince);
+    const inScope = (manifest: { repository: string }) => !run.untaggedIn || run.untaggedIn(manifest.repository);
+    const manifests = run.untagged ? (await findGarbageManifests(db, cutoff, taggedSince)).filter(inScope) : [];
+    // Limited to some repositories, the blobs their manifests free are only known once they are gone.
+    const blobs = await findGarbageBlobs(db, cutoff, run.untagged && !run.untaggedIn, taggedSince);
     const orphans = await this.findOrphans(cutoff);
     report.markMs = Date.now() - markStarted;
     onProgress('mark', 1, 1);

@@ -8,6 +8,7 @@ import type { UploadService } from '../registry/uploads.js';
 import type { MirrorCacheImport } from '../mirror/cache-import.js';
 import type { GcService } from './handlers/gc.js';
 import type { AuditService } from '../audit/audit-service.js';
+import type { RetentionService } from '../retention/retention-service.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -41,4 +42,6 @@ export interface RegistryServices {
   gc: GcService;
   /** The audit log: events, tag histories, restores. */
   audit: AuditService;
+  /** Retention policies, applied over HTTP by operators. */
+  retention: RetentionService;
 }

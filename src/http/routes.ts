@@ -12,6 +12,7 @@ import { mirrorHandlers } from './handlers/mirror.js';
 import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
 import { gcHandlers } from './handlers/gc.js';
 import { auditHandlers } from './handlers/audit.js';
+import { retentionHandlers } from './handlers/retention.js';
 import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -62,6 +63,7 @@ const paths = {
   gcRuns: /^\/api\/v1\/gc$/,
   // Group 1 is empty (no repository); group 2 is the run's id.
   gcRun: /^\/api\/v1\/gc\/()([^/]+)$/,
+  retention: /^\/api\/v1\/retention$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
   auditVerify: /^\/api\/v1\/audit\/verify$/,
   tagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
@@ -117,7 +119,9 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'audit.tag.restore', method: 'POST', pattern: paths.tagRestore, scoped, access: 'push', alsoAsk: () => [auditAccess], handle: audit.restore },
     { name: 'audit.tag.at', method: 'GET', pattern: paths.tagAt, scoped, access: 'audit', handle: audit.at },
   ];
+  const retention = retentionHandlers(services.retention);
   return [
+    { name: 'retention.run', method: 'POST', pattern: paths.retention, scoped: false, access: 'catalog', handle: retention.run },
     ...tokenRoutes,
     ...mirrorRoutes,
     ...gcRoutes,

@@ -43,9 +43,8 @@ export async function moveTag(db: MetadataExecutor, repositoryId: number, name: 
     before = await lockTag(db, repositoryId, name);
     if (!before) throw new Error(`tag ${name} vanished while being written`);
   }
-  if (before.manifestId !== manifestId) {
-    await db.updateTable('tags').set({ manifest_id: manifestId, updated_at: now }).where('repository_id', '=', repositoryId).where('name', '=', name).execute();
-  }
+  // Pushed again (the same digest too): its pushed time is now, which retention's pushedWithin reads.
+  await db.updateTable('tags').set({ manifest_id: manifestId, updated_at: now }).where('repository_id', '=', repositoryId).where('name', '=', name).execute();
   return { previous: before.digest };
 }
 
@@ -75,4 +74,37 @@ export async function listTags(db: MetadataExecutor, repositoryId: number, limit
   if (last !== undefined) query = query.where('name', '>', last);
   const rows = await query.orderBy('name').limit(limit).execute();
   return rows.map((row) => row.name);
+}
+
+export interface TagTimes {
+  name: string;
+  digest: string;
+  /** The last push (ms). */
+  pushedAt: number;
+  /** The last pull by tag (ms), when pulls are recorded. */
+  pulledAt: number | null;
+}
+
+/** Every tag of a repository with its digest and its last push and pull: what retention decides on. */
+export async function listTagTimes(db: MetadataExecutor, repositoryId: number): Promise<TagTimes[]> {
+  const rows = await db
+    .selectFrom('tags')
+    .innerJoin('manifests', 'manifests.id', 'tags.manifest_id')
+    .select(['tags.name', 'manifests.digest', 'tags.updated_at', 'tags.pulled_at'])
+    .where('tags.repository_id', '=', repositoryId)
+    .orderBy('tags.name')
+    .execute();
+  return rows.map((row) => ({ name: row.name, digest: row.digest, pushedAt: Number(row.updated_at), pulledAt: row.pulled_at === null ? null : Number(row.pulled_at) }));
+}
+
+/**
+ * Deletes a tag in the caller's transaction only if it still points at the digest and was last
+ * pushed when the caller saw it. Race closed: a retention run deciding on a tag that a client pushes
+ * again meanwhile (a fresh push is never deleted by a decision taken before it).
+ */
+export async function deleteTagIfUnchanged(db: MetadataExecutor, repositoryId: number, name: string, seen: { digest: string; pushedAt: number }): Promise<boolean> {
+  const before = await lockTag(db, repositoryId, name);
+  if (!before || before.digest !== seen.digest) return false;
+  const result = await db.deleteFrom('tags').where('repository_id', '=', repositoryId).where('name', '=', name).where('updated_at', '=', seen.pushedAt).executeTakeFirst();
+  return result.numDeletedRows > 0n;
 }

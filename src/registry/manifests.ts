@@ -9,7 +9,7 @@ import {
   findParentDigests,
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
-import { deleteTag, moveTag } from '../metadata/tags.js';
+import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
 import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
@@ -237,6 +237,28 @@ export class ManifestService {
       if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
       await appendAuditEvents(transaction, events, this.auditOrigin(origin));
     });
+  }
+
+  /**
+   * Deletes a tag for a retention policy: only if it still points at the digest and push the policy
+   * decided on (see deleteTagIfUnchanged), never an immutable one; with its storage link and a
+   * `deleted` event in one transaction. Deletes disabled (storage.delete.enabled) do not stop it: the
+   * operator configured the policy. Answers whether it was deleted.
+   */
+  async deleteTagIfUnchanged(repository: string, tag: string, seen: { digest: string; pushedAt: number }, origin: RequestOrigin): Promise<boolean> {
+    if (this.options.immutable?.ruleFor(repository, tag)) return false;
+    const repositoryRow = await findRepository(this.stores.metadata, repository);
+    if (!repositoryRow) return false;
+    const { storage, metadata } = this.stores;
+    return this.tagLocks.run(`${repository}:${tag}`, () =>
+      metadata.transaction().execute(async (transaction) => {
+        if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
+        await storage.delete(storagePaths.repositoryTag(repository, tag));
+        const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null };
+        await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
+        return true;
+      }),
+    );
   }
 
   /**

@@ -9,6 +9,7 @@ import { createApp, type RegistryApp } from '../../src/app.js';
 import { openAuth } from '../../src/auth/setup.js';
 import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
 import { ImmutableTags } from '../../src/registry/immutable-tags.js';
+import { configuredPolicies } from '../../src/retention/plan.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
@@ -64,6 +65,8 @@ export interface TestRegistryOptions {
   audit?: Partial<AuditSettings>;
   /** The `tags` section of a configuration file (immutable tag rules). */
   tags?: Record<string, unknown>;
+  /** The `retention` section of a configuration file (policies). */
+  retention?: Record<string, unknown>;
 }
 
 const s3Bucket = 'registry-test';
@@ -88,6 +91,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
         ...(options.auth ? { auth: options.auth } : {}),
         ...(options.mirror ? { mirror: options.mirror } : {}),
         ...(options.tags ? { tags: options.tags } : {}),
+        ...(options.retention ? { retention: options.retention } : {}),
       },
       {},
       root,
@@ -102,6 +106,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       ...(options.gc ? { gc: options.gc } : {}),
       audit: { ...defaultAuditSettings, ...options.audit },
       immutableTags: new ImmutableTags(config.tags.immutable),
+      retentionPolicies: configuredPolicies({ ...config, audit: { ...config.audit, pulls: options.audit?.recordPulls ?? config.audit.pulls } }),
     });
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };
