@@ -50,6 +50,21 @@ describe('immutable tags with skopeo', { skip: missingClients('skopeo') }, () =>
     assert.equal(inspected.Digest, first.Digest, 'still the first image');
   });
 
+  it('registry retention run: a dry run lists, a run deletes the old tags, never the immutable one or latest', async () => {
+    const policies = JSON.stringify([{ repositories: ['prod/**'], keep: { mostRecent: 1 } }]);
+    const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(directory, 'storage'), REGISTRY_TAGS_IMMUTABLE: immutable, REGISTRY_RETENTION_POLICIES: policies };
+    for (const tag of ['build-1', 'build-2', 'build-3']) await skopeo('copy', '--dest-tls-verify=false', `oci:${layout.directory}:second`, `docker://${host}/prod/api:${tag}`);
+    const dry = await runRegistryCommand(['retention', 'run', '--dry-run', '--json'], env);
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = (JSON.parse(dry.stdout) as { deleted: Array<{ tag: string }> }).deleted.map((entry) => entry.tag).sort();
+    assert.deepEqual(planned, ['build-1', 'build-2'], 'the newest build stays, v1.2.0 is immutable, latest is not named');
+    const real = await runRegistryCommand(['retention', 'run'], env);
+    assert.equal(real.code, 0, real.stderr);
+    assert.match(real.stdout, /deleted 2 tags in 1 repository under 1 policy/);
+    const tags = JSON.parse((await skopeo('list-tags', '--tls-verify=false', `docker://${host}/prod/api`)).stdout) as { Tags: string[] };
+    assert.deepEqual(tags.Tags.sort(), ['build-3', 'latest', 'v1.2.0']);
+  });
+
   it('registry tags check says which rule covers a tag', async () => {
     const env = { REGISTRY_TAGS_IMMUTABLE: immutable };
     const covered = await runRegistryCommand(['tags', 'check', 'prod/api:v1.2.0'], env);
