@@ -22,6 +22,9 @@ import { AuditService } from './audit/audit-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { noImmutableTags, type ImmutableTags } from './registry/immutable-tags.js';
 import { RetentionService } from './retention/retention-service.js';
+import { NotificationDeliverer } from './notifications/deliverer.js';
+import { NotificationPayloads } from './notifications/payload.js';
+import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
 import type { RetentionPolicySettings } from './config/retention-policies.js';
 import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
 
@@ -46,6 +49,8 @@ export interface AppDependencies {
   immutableTags?: ImmutableTags;
   /** Retention policies (retention.policies); none by default. */
   retentionPolicies?: readonly RetentionPolicySettings[];
+  /** Webhook receivers (notifications.*); none by default. */
+  notifications?: { endpoints: readonly NotificationEndpointSettings[]; retentionMs: number };
 }
 
 export interface RegistryApp {
@@ -58,14 +63,18 @@ export interface RegistryApp {
 /** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
 export function createApp(deps: AppDependencies): RegistryApp {
   const stores = { storage: deps.storage, metadata: deps.metadata };
-  const audit = deps.audit ?? defaultAuditSettings;
-  const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger) : null;
-  const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit });
+  const notifying = (deps.notifications?.endpoints.length ?? 0) > 0;
+  // Every notification is an audit event: with receivers, pushes by digest and re-pushes are recorded too.
+  const audit = { ...(deps.audit ?? defaultAuditSettings), ...(notifying ? { recordManifests: true, recordUnchanged: true } : {}) };
+  const outbox = notifying ? new NotificationPayloads() : undefined;
+  const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger, outbox) : null;
+  const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit, ...(outbox ? { outbox } : {}) });
   const manifests = new ManifestService(stores, {
     deleteEnabled: deps.options.deleteEnabled,
     audit,
     ...(pulls ? { pulls } : {}),
     ...(deps.immutableTags ? { immutable: deps.immutableTags } : {}),
+    ...(outbox ? { outbox } : {}),
   });
   const listings = new ListingService(stores);
   const collector = new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs);
@@ -81,6 +90,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
     audit: new AuditService(deps.metadata, manifests),
+    notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger) : null,
     retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });

@@ -45,6 +45,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     audit,
     immutableTags: new ImmutableTags(config.tags.immutable),
     retentionPolicies: configuredPolicies(config),
+    notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
   });
   const server = createServer(app.callback());
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
@@ -71,6 +72,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     'registry listening',
   );
 
+  await services.notifications?.start();
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
   const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
   const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, () => services.audit.prune(audit.retentionMs, logger).then(() => {}, (error: unknown) => logger.error({ err: error }, 'pruning audit events failed'))) : () => {};
@@ -99,6 +101,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       stopPullWrites();
       // Pulls of the requests that just finished are written before the database closes.
       await pulls?.flush();
+      await services.notifications?.stop();
       await services.gc.collector.stop();
       await metadata.close();
       closeStorage();

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { appendAuditEvents, type NewAuditEvent } from '../metadata/audit.js';
+import { appendAuditEvents, type NewAuditEvent, type OutboxPayloads } from '../metadata/audit.js';
 import type { MetadataDb } from '../metadata/database.js';
 import { findRepository } from '../metadata/repositories.js';
 import { markTagsPulled } from '../metadata/tags.js';
@@ -33,6 +33,7 @@ export class PullRecorder implements PullCounter {
     private readonly metadata: MetadataDb,
     private readonly instance: string,
     private readonly logger: Logger,
+    private readonly outbox?: OutboxPayloads,
   ) {}
 
   count(repository: string, reference: { tag: string } | { digest: string }, origin: RequestOrigin, now = Date.now()): void {
@@ -73,7 +74,7 @@ export class PullRecorder implements PullCounter {
           mediaType: null,
           detail: JSON.stringify({ count: pulls.count, first: new Date(pulls.first).toISOString(), last: new Date(pulls.last).toISOString() }),
         };
-        await appendAuditEvents(transaction, [event], { ...pulls.origin, instance: this.instance }, pulls.last);
+        await appendAuditEvents(transaction, [event], { ...pulls.origin, instance: this.instance }, pulls.last, this.outbox);
         if ('tag' in pulls.reference) {
           const entry = tagsByRepository.get(pulls.repository) ?? { names: new Set<string>(), last: 0 };
           entry.names.add(pulls.reference.tag);

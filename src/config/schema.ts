@@ -5,6 +5,7 @@
  */
 import { entries, section, stringList } from './values.js';
 import { parseRetentionPolicies, type RetentionPolicySettings } from './retention-policies.js';
+import { parseNotificationEndpoints, type NotificationEndpointSettings } from './notification-endpoints.js';
 
 export interface Leaf<T> {
   readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'structured';
@@ -184,6 +185,13 @@ export const configSchema = {
     pullflush: duration(10_000, 'How often counted pulls are written (audit.pulls).'),
     retention: duration(0, 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
     timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
+  },
+  notifications: {
+    endpoints: structured([] as NotificationEndpointSettings[], 'Webhook receivers, as Distribution writes them: [{name, url, headers, timeout, threshold, backoff, ignoredmediatypes, ignore: {mediatypes, actions}, disabled, secret}]. Events wait in the database until delivered, in order, once per endpoint.', parseNotificationEndpoints),
+    retention: duration(7 * 86_400_000, 'Undelivered notifications older than this are dropped (a receiver down for longer misses them; counted in the status).'),
+    events: {
+      includereferences: boolean(true, 'Accepted for Distribution compatibility; events always name their target and its references are not listed.'),
+    },
   },
   retention: {
     interval: duration(0, 'How often retention policies run (one replica at a time); 0: only from `registry retention run` and the API.'),

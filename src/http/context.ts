@@ -9,6 +9,7 @@ import type { MirrorCacheImport } from '../mirror/cache-import.js';
 import type { GcService } from './handlers/gc.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { RetentionService } from '../retention/retention-service.js';
+import type { NotificationDeliverer } from '../notifications/deliverer.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -44,4 +45,6 @@ export interface RegistryServices {
   audit: AuditService;
   /** Retention policies, applied over HTTP by operators. */
   retention: RetentionService;
+  /** Webhook delivery, when endpoints are configured. */
+  notifications: NotificationDeliverer | null;
 }

@@ -98,5 +98,8 @@ export function requestOrigin(ctx: RegistryContext): RequestOrigin {
     address: ctx.ip ? ctx.ip.slice(0, 64) : null,
     userAgent: ctx.get('user-agent') ? ctx.get('user-agent').slice(0, 512) : null,
     requestId: ctx.state.requestId,
+    host: ctx.host || null,
+    method: ctx.method,
+    scheme: ctx.protocol,
   };
 }

@@ -64,6 +64,7 @@ const paths = {
   // Group 1 is empty (no repository); group 2 is the run's id.
   gcRun: /^\/api\/v1\/gc\/()([^/]+)$/,
   retention: /^\/api\/v1\/retention$/,
+  notificationStatus: /^\/api\/v1\/notifications\/status$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
   auditVerify: /^\/api\/v1\/audit\/verify$/,
   tagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
@@ -122,6 +123,16 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
   const retention = retentionHandlers(services.retention);
   return [
     { name: 'retention.run', method: 'POST', pattern: paths.retention, scoped: false, access: 'catalog', handle: retention.run },
+    {
+      name: 'notifications.status',
+      method: 'GET',
+      pattern: paths.notificationStatus,
+      scoped: false,
+      access: 'catalog',
+      handle: async (ctx) => {
+        ctx.body = { endpoints: services.notifications ? await services.notifications.status() : [] };
+      },
+    },
     ...tokenRoutes,
     ...mirrorRoutes,
     ...gcRoutes,

@@ -14,6 +14,18 @@ export interface AuditOrigin {
   userAgent: string | null;
   requestId: string | null;
   instance: string | null;
+  /** The Host the request reached and its method: for notifications only, not kept in the log. */
+  host?: string | null;
+  method?: string | null;
+  scheme?: string | null;
+}
+
+/**
+ * Builds the notification (webhook) payload of an event, or null when the event is not notified;
+ * the payload goes into the outbox in the event's transaction, under its id.
+ */
+export interface OutboxPayloads {
+  payloadOf(event: AuditEventContent, extra: { size: number | null }, origin: AuditOrigin): string | null;
 }
 
 /** The registry itself as the actor (`system$gc`, `system$mirror`, `system$rebuild`…). */
@@ -33,6 +45,8 @@ export interface NewAuditEvent {
   mediaType: string | null;
   restoredEvent?: number | null;
   detail?: string | null;
+  /** The manifest's size, for notifications (not kept in the log). */
+  size?: number;
 }
 
 export interface AuditEventRow extends AuditEventContent {
@@ -77,14 +91,15 @@ function toEventRow(row: Selectable<AuditEventsTable>): AuditEventRow {
  * rather than from a sequence, so ids follow commit order and each event names the hash of the one
  * committed before it: the chain stays linear.
  */
-export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now = Date.now()): Promise<number[]> {
+export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now = Date.now(), outbox?: OutboxPayloads): Promise<number[]> {
   if (events.length === 0) return [];
-  if (!db.isTransaction) return db.transaction().execute((transaction) => appendAuditEvents(transaction, events, origin, now));
+  if (!db.isTransaction) return db.transaction().execute((transaction) => appendAuditEvents(transaction, events, origin, now, outbox));
   let head = db.selectFrom('audit_chain').select(['last_id', 'last_hash']).where('name', '=', chainName);
   if (engineOf(db) === 'postgres') head = head.forUpdate();
   const { last_id: lastId, last_hash: lastHash } = await head.executeTakeFirstOrThrow();
   let previous = lastHash;
   let id = Number(lastId);
+  const notifications: Array<{ id: number; created_at: number; payload: string }> = [];
   const rows: AuditEventsTable[] = events.map((event) => {
     id += 1;
     const content: AuditEventContent = {
@@ -98,11 +113,18 @@ export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEv
       from: event.from,
       to: event.to,
       mediaType: event.mediaType,
-      ...origin,
+      actor: origin.actor,
+      authMethod: origin.authMethod,
+      address: origin.address,
+      userAgent: origin.userAgent,
+      requestId: origin.requestId,
+      instance: origin.instance,
       restoredEvent: event.restoredEvent ?? null,
       detail: event.detail ?? null,
     };
     const hash = chainHash(previous, content);
+    const payload = outbox?.payloadOf(content, { size: event.size ?? null }, origin) ?? null;
+    if (payload !== null) notifications.push({ id, created_at: now, payload });
     const row: AuditEventsTable = {
       id,
       at: now,
@@ -129,6 +151,8 @@ export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEv
     return row;
   });
   for (let start = 0; start < rows.length; start += 100) await db.insertInto('audit_events').values(rows.slice(start, start + 100)).execute();
+  // The notifications of these events, in the same transaction and under the same ids: their order is the commit order.
+  if (notifications.length > 0) await db.insertInto('notification_outbox').values(notifications).execute();
   await db.updateTable('audit_chain').set({ last_id: id, last_hash: previous }).where('name', '=', chainName).execute();
   return rows.map((row) => row.id);
 }

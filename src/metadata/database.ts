@@ -25,6 +25,7 @@ import * as mirrorHistoryAction from './migrations/0004-mirror-history-action.js
 import * as garbageCollection from './migrations/0005-gc.js';
 import * as mirrorEviction from './migrations/0006-mirror-eviction.js';
 import * as audit from './migrations/0007-audit.js';
+import * as notifications from './migrations/0008-notifications.js';
 import type { MetadataSchema } from './schema.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
@@ -96,6 +97,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0005-gc': (engine) => ({ up: (db) => garbageCollection.up(db, engine) }),
   '0006-mirror-eviction': () => ({ up: (db) => mirrorEviction.up(db) }),
   '0007-audit': (engine) => ({ up: (db) => audit.up(db, engine) }),
+  '0008-notifications': () => ({ up: (db) => notifications.up(db) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -181,6 +181,34 @@ export interface GcRunsTable {
   report: string | null;
 }
 
+/** A notification waiting for (or past) delivery: the payload of one audit event, under its id. */
+export interface NotificationOutboxTable {
+  id: number;
+  created_at: number;
+  payload: string;
+}
+
+/** Delivery to one configured endpoint. */
+export interface NotificationEndpointsTable {
+  name: string;
+  /** Every outbox row up to this id was delivered, ignored or dropped for this endpoint. */
+  delivered_through: number;
+  delivered: ColumnType<number, number | undefined, number>;
+  ignored: ColumnType<number, number | undefined, number>;
+  failed: ColumnType<number, number | undefined, number>;
+  dropped: ColumnType<number, number | undefined, number>;
+  /** Consecutive failed attempts of the next row. */
+  attempts: ColumnType<number, number | undefined, number>;
+  /** 1 once attempts reached the threshold, until a delivery succeeds. */
+  failing: ColumnType<number, number | undefined, number>;
+  next_attempt_at: ColumnType<number, number | undefined, number>;
+  last_success_at: number | null;
+  last_failure_at: number | null;
+  last_failure: string | null;
+  holder: string | null;
+  lease_until: ColumnType<number, number | undefined, number>;
+}
+
 export interface MetadataSchema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -200,4 +228,6 @@ export interface MetadataSchema {
   gc_runs: GcRunsTable;
   audit_events: AuditEventsTable;
   audit_chain: AuditChainTable;
+  notification_outbox: NotificationOutboxTable;
+  notification_endpoints: NotificationEndpointsTable;
 }

@@ -9,12 +9,13 @@ import { validateRepositoryName } from '../oci/names.js';
 import { StorageNotFoundError, type ByteRange } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
-import { appendAuditEvents } from '../metadata/audit.js';
+import { appendAuditEvents, type OutboxPayloads } from '../metadata/audit.js';
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 
 export interface BlobServiceOptions {
   deleteEnabled: boolean;
   audit: AuditSettings;
+  outbox?: OutboxPayloads;
 }
 
 export class BlobService {
@@ -65,7 +66,7 @@ export class BlobService {
       if (!(await unlinkBlob(transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
       if (!this.options.audit.recordBlobs) return;
       const event = { target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null } as const;
-      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance });
+      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance }, Date.now(), this.options.outbox);
     });
   }
 

@@ -4,7 +4,7 @@ import { insertManifest } from '../metadata/manifests.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import { moveTag } from '../metadata/tags.js';
 import type { ImmutableTags } from './immutable-tags.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from '../metadata/audit.js';
 import type { ParsedManifest } from '../oci/manifest.js';
 
 export interface ManifestRecord {
@@ -24,6 +24,8 @@ export interface ManifestWriteRules {
   origin: AuditOrigin;
   /** Immutable tags: a move of one is refused (and the transaction rolled back). */
   immutable?: ImmutableTags;
+  /** Notification payloads, written to the outbox with the events. */
+  outbox?: OutboxPayloads;
   /** A push of the digest a tag already has is an `unchanged` event (else none). */
   recordUnchanged: boolean;
   /** A push by digest (no tag) is a `pushed` manifest event. */
@@ -62,7 +64,7 @@ export async function recordManifest(
       childIds: record.childIds,
     });
     const events: NewAuditEvent[] = [];
-    const change = { target: 'tag', repository: record.repository, upstream: null, to: record.digest, mediaType: record.manifest.mediaType } as const;
+    const change = { target: 'tag', repository: record.repository, upstream: null, to: record.digest, mediaType: record.manifest.mediaType, size: record.payload.length } as const;
     for (const tag of record.tags) {
       const { previous } = await moveTag(transaction, repository.id, tag, manifestId);
       if (previous !== null && previous !== record.digest) rules.immutable?.refuse(record.repository, tag, 'move');
@@ -72,7 +74,7 @@ export async function recordManifest(
     }
     if (record.tags.length === 0 && rules.recordPush) events.push({ ...change, target: 'manifest', tag: null, action: 'pushed', from: null });
     await beforeCommit?.();
-    await appendAuditEvents(transaction, events, rules.origin);
+    await appendAuditEvents(transaction, events, rules.origin, Date.now(), rules.outbox);
     return manifestId;
   });
 }

@@ -10,7 +10,7 @@ import {
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../metadata/audit.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from '../metadata/audit.js';
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -41,6 +41,8 @@ export interface ManifestServiceOptions {
   pulls?: PullCounter;
   /** Tags that may not move or go (tags.immutable); none when absent. */
   immutable?: ImmutableTags;
+  /** Notification payloads for the outbox (notifications.endpoints); none when absent. */
+  outbox?: OutboxPayloads;
 }
 
 /** Where pulls are counted, to be written in batches. */
@@ -139,6 +141,7 @@ export class ManifestService {
       recordUnchanged: this.options.audit.recordUnchanged,
       recordPush: this.options.audit.recordManifests,
       ...(this.options.immutable ? { immutable: this.options.immutable } : {}),
+      ...(this.options.outbox ? { outbox: this.options.outbox } : {}),
     };
     if (reference.kind === 'tag') {
       await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
@@ -211,7 +214,7 @@ export class ManifestService {
           this.options.immutable?.refuse(repository, reference.tag, 'delete');
           await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
           const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
-          await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
+          await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
         }),
       );
       return;
@@ -232,10 +235,10 @@ export class ManifestService {
       for (const tag of tags) await storage.delete(storagePaths.repositoryTag(repository, tag));
       await storage.delete(storagePaths.repositoryManifest(repository, parseDigest(manifest.digest)));
       // The tags went with the manifest: each is a deleted tag event.
-      const change = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType } as const;
+      const change = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType, size: manifest.size } as const;
       const events: NewAuditEvent[] = tags.map((tag) => ({ ...change, target: 'tag', tag }));
       if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
-      await appendAuditEvents(transaction, events, this.auditOrigin(origin));
+      await appendAuditEvents(transaction, events, this.auditOrigin(origin), Date.now(), this.options.outbox);
     });
   }
 
@@ -255,7 +258,7 @@ export class ManifestService {
         if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
         await storage.delete(storagePaths.repositoryTag(repository, tag));
         const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null };
-        await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
+        await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
         return true;
       }),
     );
@@ -283,8 +286,8 @@ export class ManifestService {
           if (previous === digest) return { from: previous, to: digest, eventId: null };
           if (previous !== null) this.options.immutable?.refuse(repository, tag, 'move');
           await putSmallObject(storage, storagePaths.repositoryTag(repository, tag), Buffer.from(digest));
-          const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, restoredEvent };
-          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin));
+          const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, size: manifest.size, restoredEvent };
+          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
           return { from: previous, to: digest, eventId: eventId ?? null };
         }),
       );

@@ -67,6 +67,8 @@ export interface TestRegistryOptions {
   tags?: Record<string, unknown>;
   /** The `retention` section of a configuration file (policies). */
   retention?: Record<string, unknown>;
+  /** The `notifications` section of a configuration file (webhook endpoints): their delivery runs while the registry is open. */
+  notifications?: Record<string, unknown>;
 }
 
 const s3Bucket = 'registry-test';
@@ -92,6 +94,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
         ...(options.mirror ? { mirror: options.mirror } : {}),
         ...(options.tags ? { tags: options.tags } : {}),
         ...(options.retention ? { retention: options.retention } : {}),
+        ...(options.notifications ? { notifications: options.notifications } : {}),
       },
       {},
       root,
@@ -106,8 +109,10 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       ...(options.gc ? { gc: options.gc } : {}),
       audit: { ...defaultAuditSettings, ...options.audit },
       immutableTags: new ImmutableTags(config.tags.immutable),
+      notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
       retentionPolicies: configuredPolicies({ ...config, audit: { ...config.audit, pulls: options.audit?.recordPulls ?? config.audit.pulls } }),
     });
+    await registry.services.notifications?.start();
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
   };
   let current = await open();
@@ -116,6 +121,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+    await current.registry.services.notifications?.stop();
     await current.metadata.close();
     if (current.storage instanceof S3Driver) current.storage.destroy();
   };

@@ -1,0 +1,184 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { maxBackoffMs, type NotificationEndpointSettings } from '../config/notification-endpoints.js';
+import type { MetadataDb } from '../metadata/database.js';
+import {
+  advanceEndpoint,
+  countOutboxAfter,
+  ensureEndpoints,
+  leaseEndpoint,
+  listOutbox,
+  pruneOutbox,
+  readEndpoints,
+  recordDeliveryFailure,
+  releaseEndpoint,
+  type OutboxRow,
+} from '../metadata/notifications.js';
+import { eventsMediaType, type NotificationEvent } from './payload.js';
+
+/** How long a replica's hold on an endpoint lasts without renewal (a replica that died frees it after this). */
+const leaseMs = 30_000;
+/** How often an idle endpoint's loop looks for new rows. */
+const pollMs = 250;
+const batch = 50;
+
+export interface EndpointStatus {
+  name: string;
+  url: string;
+  disabled: boolean;
+  pending: number;
+  delivered: number;
+  ignored: number;
+  failed: number;
+  dropped: number;
+  failing: boolean;
+  lastSuccess: string | null;
+  lastFailure: { at: string; reason: string | null } | null;
+  nextAttempt: string | null;
+}
+
+/**
+ * Delivers the outbox to each endpoint, in id (commit) order, one event per request in
+ * Distribution's envelope. Per endpoint, one replica holds a lease and moves the endpoint's position
+ * only while it holds it; a failure is retried after a backoff that doubles up to five minutes,
+ * reported as failing after `threshold` failures in a row, and never skipped: events wait in the
+ * database (up to notifications.retention), not in memory, and a restart resumes from the position.
+ *
+ * Delivery is at least once: a receiver that answered 2xx just before this process died (before the
+ * position was written) gets that event again; each event's `id` is stable for deduplication.
+ */
+export class NotificationDeliverer {
+  private readonly holder = `${hostname()}:${process.pid}:${randomUUID()}`;
+  private readonly loops: Array<Promise<void>> = [];
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly metadata: MetadataDb,
+    private readonly endpoints: readonly NotificationEndpointSettings[],
+    private readonly retentionMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await ensureEndpoints(this.metadata, this.endpoints.map((endpoint) => endpoint.name));
+    for (const endpoint of this.endpoints) if (!endpoint.disabled) this.loops.push(this.loop(endpoint));
+    this.loops.push(this.pruneLoop());
+  }
+
+  /** Stops after the request in flight; the endpoints' leases are released for the other replicas. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.all(this.loops);
+    for (const endpoint of this.endpoints) await releaseEndpoint(this.metadata, endpoint.name, this.holder).catch(() => undefined);
+  }
+
+  async status(): Promise<EndpointStatus[]> {
+    const states = new Map((await readEndpoints(this.metadata)).map((state) => [state.name, state]));
+    const statuses: EndpointStatus[] = [];
+    for (const endpoint of this.endpoints) {
+      const state = states.get(endpoint.name);
+      statuses.push({
+        name: endpoint.name,
+        url: endpoint.url,
+        disabled: endpoint.disabled,
+        pending: state ? await countOutboxAfter(this.metadata, state.deliveredThrough) : 0,
+        delivered: state?.delivered ?? 0,
+        ignored: state?.ignored ?? 0,
+        failed: state?.failed ?? 0,
+        dropped: state?.dropped ?? 0,
+        failing: state?.failing ?? false,
+        lastSuccess: state?.lastSuccessAt ? new Date(state.lastSuccessAt).toISOString() : null,
+        lastFailure: state?.lastFailureAt ? { at: new Date(state.lastFailureAt).toISOString(), reason: state.lastFailure } : null,
+        nextAttempt: state && state.nextAttemptAt > Date.now() ? new Date(state.nextAttemptAt).toISOString() : null,
+      });
+    }
+    return statuses;
+  }
+
+  private async pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.abort.signal }).catch(() => undefined);
+  }
+
+  private async loop(endpoint: NotificationEndpointSettings): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      try {
+        if (!(await this.deliverSome(endpoint))) await this.pause(pollMs);
+      } catch (error) {
+        this.logger.warn({ err: error, endpoint: endpoint.name }, 'notification delivery stopped by an error; retrying');
+        await this.pause(1000);
+      }
+    }
+  }
+
+  /** One round: answers whether it did anything (else the loop waits). */
+  private async deliverSome(endpoint: NotificationEndpointSettings): Promise<boolean> {
+    if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, leaseMs))) return false;
+    const state = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
+    if (!state) return false;
+    if (state.nextAttemptAt > Date.now()) {
+      await this.pause(Math.min(state.nextAttemptAt - Date.now(), 1000));
+      return true;
+    }
+    const rows = await listOutbox(this.metadata, state.deliveredThrough, batch);
+    if (rows.length === 0) return false;
+    let position = state.deliveredThrough;
+    let attempts = state.attempts;
+    for (const row of rows) {
+      if (this.abort.signal.aborted) return true;
+      const event = JSON.parse(row.payload) as NotificationEvent;
+      if (ignored(endpoint, event)) {
+        if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'ignored'))) return true;
+        position = row.id;
+        continue;
+      }
+      if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, leaseMs))) return true;
+      const failure = await this.send(endpoint, row);
+      if (failure !== null) {
+        const delay = Math.min(endpoint.backoffMs * 2 ** attempts, maxBackoffMs);
+        await recordDeliveryFailure(this.metadata, endpoint.name, this.holder, { reason: failure, nextAttemptAt: Date.now() + delay, threshold: endpoint.threshold });
+        attempts += 1;
+        if (attempts === endpoint.threshold) this.logger.warn({ endpoint: endpoint.name, failures: attempts, reason: failure }, 'notification endpoint failing: events wait in the outbox');
+        return true;
+      }
+      if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'delivered'))) return true;
+      position = row.id;
+      attempts = 0;
+    }
+    return true;
+  }
+
+  /** Sends one event; answers null when the receiver took it (2xx), else why not. */
+  private async send(endpoint: NotificationEndpointSettings, row: OutboxRow): Promise<string | null> {
+    const body = `{"events":[${row.payload}]}`;
+    const headers = new Headers({ 'Content-Type': eventsMediaType });
+    for (const [name, values] of Object.entries(endpoint.headers)) for (const value of values) headers.append(name, value);
+    if (endpoint.secret !== '') headers.set('X-Registry-Signature-256', `sha256=${createHmac('sha256', endpoint.secret).update(body).digest('hex')}`);
+    try {
+      const response = await fetch(endpoint.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(endpoint.timeoutMs), redirect: 'manual' });
+      await response.arrayBuffer().catch(() => undefined);
+      return response.status >= 200 && response.status < 300 ? null : `HTTP ${response.status}`;
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause?.code;
+      return cause ?? (error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  private async pruneLoop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      await this.pause(60_000);
+      if (this.abort.signal.aborted) return;
+      try {
+        const { dropped } = await pruneOutbox(this.metadata, Date.now() - this.retentionMs);
+        if (dropped > 0) this.logger.warn({ dropped, retentionMs: this.retentionMs }, 'undelivered notifications older than notifications.retention dropped');
+      } catch (error) {
+        this.logger.warn({ err: error }, 'pruning the notification outbox failed');
+      }
+    }
+  }
+}
+
+function ignored(endpoint: NotificationEndpointSettings, event: NotificationEvent): boolean {
+  return endpoint.ignoredActions.includes(event.action) || (event.target.mediaType !== undefined && endpoint.ignoredMediaTypes.includes(event.target.mediaType));
+}

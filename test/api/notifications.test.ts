@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { imageManifest, pushManifest } from '../helpers/images.js';
+import { pushBlob } from '../helpers/push.js';
+import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
+
+const secret = 'receiver-shared-secret';
+
+async function outboxRows(registry: TestRegistry): Promise<number> {
+  return (await registry.metadata.db.selectFrom('notification_outbox').select('id').execute()).length;
+}
+
+describe('notifications: Distribution\'s envelope, from an outbox written with the change', () => {
+  let registry: TestRegistry;
+  let receiver: WebhookReceiver;
+  let quiet: WebhookReceiver;
+  const first = imageManifest();
+  const second = imageManifest();
+  before(async () => {
+    receiver = await startWebhookReceiver();
+    quiet = await startWebhookReceiver();
+    registry = await createTestRegistry({
+      tags: { immutable: [{ repositories: ['prod/**'], tags: ['v*'] }] },
+      notifications: {
+        endpoints: [
+          { name: 'ci', url: receiver.url, headers: { Authorization: ['Bearer ci-token'] }, timeout: '2s', threshold: 3, backoff: '50ms', secret },
+          { name: 'pushes-only', url: quiet.url, backoff: '50ms', ignore: { actions: ['delete'], mediatypes: ['application/vnd.docker.distribution.manifest.v2+json'] } },
+        ],
+      },
+    });
+  });
+  after(async () => {
+    await registry?.close();
+    await receiver?.close();
+    await quiet?.close();
+  });
+
+  it('a push, a move and a delete arrive in order as Distribution sends them, with the previous digest and the audit event', async () => {
+    await pushManifest(registry.request.set('User-Agent', 'docker/27.5.1'), 'team/api', 'prod', first);
+    await pushManifest(registry.request, 'team/api', 'prod', second);
+    await registry.request.delete('/v2/team/api/manifests/prod').expect(202);
+    await receiver.waitFor(3);
+    const request = receiver.accepted[0]!;
+    assert.equal(request.headers['content-type'], 'application/vnd.docker.distribution.events.v2+json');
+    assert.equal(request.headers.authorization, 'Bearer ci-token');
+    assert.equal(request.headers['x-registry-signature-256'], `sha256=${createHmac('sha256', secret).update(request.body).digest('hex')}`, 'signed with the endpoint\'s secret');
+    const [pushed, moved, deleted] = receiver.accepted.flatMap((entry) => entry.events);
+    assert.equal(pushed!.action, 'push');
+    assert.match(pushed!.id, /^[0-9a-f-]{36}$/);
+    assert.ok(!Number.isNaN(Date.parse(pushed!.timestamp as string)));
+    assert.deepEqual(pushed!.target, {
+      mediaType: first.mediaType,
+      size: first.bytes.length,
+      length: first.bytes.length,
+      digest: first.digest,
+      repository: 'team/api',
+      url: `http://${(pushed!.target.url as string).split('/')[2]}/v2/team/api/manifests/${first.digest}`,
+      tag: 'prod',
+    });
+    const requestPart = pushed!.request as Record<string, unknown>;
+    assert.equal(requestPart.method, 'PUT');
+    assert.equal(requestPart.useragent, 'docker/27.5.1');
+    assert.ok(typeof requestPart.id === 'string' && typeof requestPart.addr === 'string' && typeof requestPart.host === 'string');
+    assert.deepEqual(pushed!.actor, { name: '' }, 'anonymous: no name, as Distribution writes it');
+    assert.ok((pushed!.source as { instanceID: string }).instanceID);
+    assert.equal(moved!.action, 'push');
+    assert.equal(moved!.target.previousDigest, first.digest);
+    assert.equal(moved!.target.digest, second.digest);
+    assert.equal(deleted!.action, 'delete');
+    assert.deepEqual([deleted!.target.digest, deleted!.target.tag], [second.digest, 'prod']);
+    const auditIds = [pushed, moved, deleted].map((event) => event!.audit as number);
+    const audit = (await registry.request.get('/api/v1/audit/events?repository=team/api').expect(200)).body.events as Array<{ id: number; action: string }>;
+    assert.deepEqual(auditIds, audit.map((event) => event.id).reverse(), 'each names its audit event');
+  });
+
+  it('an endpoint ignoring deletes and Docker manifests gets only the rest; the status counts both', async () => {
+    await pushManifest(registry.request, 'team/web', 'v1', imageManifest({ docker: true }));
+    await pushManifest(registry.request, 'team/web', 'v2', imageManifest());
+    await quiet.waitFor(3);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const got = quiet.accepted.flatMap((entry) => entry.events).map((event) => [event.action, event.target.repository, event.target.tag]);
+    assert.deepEqual(got, [['push', 'team/api', 'prod'], ['push', 'team/api', 'prod'], ['push', 'team/web', 'v2']]);
+    const status = (await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; delivered: number; ignored: number; pending: number }>;
+    const quietStatus = status.find((endpoint) => endpoint.name === 'pushes-only')!;
+    assert.deepEqual([quietStatus.delivered, quietStatus.ignored, quietStatus.pending], [3, 2, 0]);
+  });
+
+  it('a refused push (an unknown blob, an immutable tag) writes no outbox row', async () => {
+    await pushManifest(registry.request, 'prod/api', 'v1', first);
+    await receiver.waitFor(6);
+    const rows = await outboxRows(registry);
+    const stranger = imageManifest();
+    await registry.request.put('/v2/team/api/manifests/prod').set('Content-Type', stranger.mediaType).send(stranger.bytes.toString('utf8')).expect(400);
+    for (const blob of second.blobs) await pushBlob(registry.request, 'prod/api', blob);
+    await registry.request.put('/v2/prod/api/manifests/v1').set('Content-Type', second.mediaType).send(second.bytes.toString('utf8')).expect(403);
+    assert.equal(await outboxRows(registry), rows);
+  });
+
+  it('a receiver answering 500 gets the event again after a backoff until it takes it; nothing is skipped, the order holds', async () => {
+    const before = receiver.accepted.flatMap((entry) => entry.events).length;
+    receiver.answer(500);
+    await pushManifest(registry.request, 'team/retry', 'a', imageManifest());
+    await pushManifest(registry.request, 'team/retry', 'b', imageManifest());
+    const deadline = Date.now() + 10_000;
+    while (receiver.all.length - receiver.accepted.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    const failing = ((await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; failing: boolean; failed: number; pending: number; lastFailure: { reason: string } }>).find((endpoint) => endpoint.name === 'ci')!;
+    assert.equal(failing.failing, true, 'three failures in a row: failing');
+    assert.ok(failing.failed >= 3);
+    assert.equal(failing.pending, 2);
+    assert.equal(failing.lastFailure.reason, 'HTTP 500');
+    receiver.answer(200);
+    await receiver.waitFor(before + 2);
+    const tags = receiver.accepted.flatMap((entry) => entry.events).slice(before).map((event) => event.target.tag);
+    assert.deepEqual(tags, ['a', 'b']);
+    const recovered = ((await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; failing: boolean; pending: number }>).find((endpoint) => endpoint.name === 'ci')!;
+    assert.deepEqual([recovered.failing, recovered.pending], [false, 0]);
+  });
+});
+
+describe('notification endpoints in the configuration', () => {
+  it('takes Distribution\'s keys and refuses bad ones with the key named', async () => {
+    const { resolveConfig, ConfigError } = await import('../../src/config/load.js');
+    const config = resolveConfig(
+      { notifications: { events: { includereferences: true }, endpoints: [{ name: 'alistener', disabled: false, url: 'https://my.listener.com/event', headers: { Authorization: ['Bearer x'] }, timeout: '1s', threshold: 10, backoff: '1s', ignoredmediatypes: ['application/octet-stream'], ignore: { mediatypes: ['application/x'], actions: ['pull'] } }] } },
+      {},
+      '/srv',
+    );
+    assert.deepEqual(config.notifications.endpoints, [
+      { name: 'alistener', url: 'https://my.listener.com/event', headers: { Authorization: ['Bearer x'] }, timeoutMs: 1000, threshold: 10, backoffMs: 1000, ignoredMediaTypes: ['application/octet-stream', 'application/x'], ignoredActions: ['pull'], disabled: false, secret: '' },
+    ]);
+    for (const [endpoint, message] of [
+      [{ name: 'x', url: 'ftp://nope' }, /endpoints\[0\]\.url: expected an http/],
+      [{ name: 'x', url: 'http://a', threshold: 0 }, /threshold: expected a whole number of at least 1/],
+      [{ name: 'x', url: 'http://a', ignore: { actions: ['fly'] } }, /ignore\.actions: unknown action "fly"/],
+      [{ name: 'x', url: 'http://a', retries: 3 }, /endpoints\[0\]\.retries: unknown field/],
+    ] as const) {
+      assert.throws(() => resolveConfig({ notifications: { endpoints: [endpoint] } }, {}, '/srv'), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+    }
+  });
+});
