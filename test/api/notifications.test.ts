@@ -140,3 +140,26 @@ describe('notification endpoints in the configuration', () => {
     }
   });
 });
+
+describe('the notification outbox is bounded by notifications.retention', () => {
+  it('drops what an endpoint did not take in time, counts it, and moves the endpoint past it; delivered rows go too', async () => {
+    const { ensureEndpoints, pruneOutbox, readEndpoints } = await import('../../src/metadata/notifications.js');
+    const registry = await createTestRegistry();
+    try {
+      const db = registry.metadata.db;
+      await ensureEndpoints(db, ['down', 'up']);
+      const day = 86_400_000;
+      const now = Date.now();
+      await db.insertInto('notification_outbox').values([1, 2, 3, 4].map((id) => ({ id, created_at: id <= 3 ? now - 8 * day : now, payload: '{}' }))).execute();
+      await db.updateTable('notification_endpoints').set({ delivered_through: 4 }).where('name', '=', 'up').execute();
+      const result = await pruneOutbox(db, now - 7 * day);
+      assert.deepEqual(result, { dropped: 3, removed: 3 });
+      const states = new Map((await readEndpoints(db)).map((state) => [state.name, state]));
+      assert.deepEqual([states.get('down')!.deliveredThrough, states.get('down')!.dropped], [3, 3]);
+      assert.deepEqual([states.get('up')!.deliveredThrough, states.get('up')!.dropped], [4, 0]);
+      assert.deepEqual((await db.selectFrom('notification_outbox').select('id').execute()).map((row) => Number(row.id)), [4], 'the young row waits for the endpoint that is down');
+    } finally {
+      await registry.close();
+    }
+  });
+});
