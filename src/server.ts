@@ -75,10 +75,10 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   await services.notifications?.start();
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
   const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
-  const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, () => services.audit.prune(audit.retentionMs, logger).then(() => {}, (error: unknown) => logger.error({ err: error }, 'pruning audit events failed'))) : () => {};
+  const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, logged(logger, 'pruning audit events failed', () => services.audit.prune(audit.retentionMs, logger))) : () => {};
   const stopRetention =
     config.retention.interval > 0 && services.retention.configured
-      ? repeat(firstCollectionDelayMs, config.retention.interval, () => services.retention.run({ dryRun: false }).then(() => {}, (error: unknown) => logger.error({ err: error }, 'retention run failed')))
+      ? repeat(firstCollectionDelayMs, config.retention.interval, logged(logger, 'retention run failed', () => services.retention.run({ dryRun: false })))
       : () => {};
   const stopPullWrites = pulls ? repeat(audit.pullFlushMs, audit.pullFlushMs, () => pulls.flush()) : () => {};
 
@@ -110,6 +110,14 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     return stopping;
   };
   return { server, address, logger, shutdown };
+}
+
+/** A scheduled task whose failure is logged rather than thrown. */
+function logged(logger: Logger, failure: string, task: () => Promise<unknown>): () => Promise<void> {
+  return () => task().then(
+    () => undefined,
+    (error: unknown) => logger.error({ err: error }, failure),
+  );
 }
 
 /** Runs `task` after `firstDelayMs`, then `intervalMs` after each run ends; returns a stop function. */

@@ -114,7 +114,11 @@ export class NotificationDeliverer {
 
   /** One round: answers whether it did anything (else the loop waits). */
   private async deliverSome(endpoint: NotificationEndpointSettings): Promise<boolean> {
+    // Reads first: an idle endpoint costs no write (on SQLite every write takes the writer lock).
+    const seen = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
+    if (!seen || (await listOutbox(this.metadata, seen.deliveredThrough, 1)).length === 0) return false;
     if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, leaseMs))) return false;
+    // Read again under the lease: another replica may have moved it meanwhile.
     const state = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
     if (!state) return false;
     if (state.nextAttemptAt > Date.now()) {
