@@ -117,7 +117,10 @@ export class NotificationDeliverer {
     // Reads first: an idle endpoint costs no write (on SQLite every write takes the writer lock).
     const seen = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
     if (!seen || (await listOutbox(this.metadata, seen.deliveredThrough, 1)).length === 0) return false;
-    if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, leaseMs))) return false;
+    // Long enough that a renewal a third of the way in, plus one send, ends within it.
+    const lease = Math.max(leaseMs, endpoint.timeoutMs * 3);
+    if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease))) return false;
+    let leasedAt = Date.now();
     // Read again under the lease: another replica may have moved it meanwhile.
     const state = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
     if (!state) return false;
@@ -137,7 +140,11 @@ export class NotificationDeliverer {
         position = row.id;
         continue;
       }
-      if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, leaseMs))) return true;
+      // Renewed once a third of it has passed, so that a send (at most its timeout) ends within it.
+      if (Date.now() - leasedAt > lease / 3) {
+        if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease))) return true;
+        leasedAt = Date.now();
+      }
       const failure = await this.send(endpoint, row);
       if (failure !== null) {
         const delay = Math.min(endpoint.backoffMs * 2 ** attempts, maxBackoffMs);

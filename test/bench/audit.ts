@@ -3,7 +3,8 @@
  * event costs a tag move (moves with and without their event, one writer and eight at once), then
  * with 100,000 events in the log, the time of the API's queries, of a tag's history and a lookup in
  * time, of an export, and of verifying the chain, next to the machine's SHA-256 speed over the
- * same canonical texts. Figures only: nothing here passes or fails on speed.
+ * same canonical texts; and webhook delivery from the outbox next to posting straight to the
+ * receiver. Figures only: nothing here passes or fails on speed.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -16,9 +17,14 @@ import { ensureRepository } from '../../src/metadata/repositories.js';
 import { moveTag } from '../../src/metadata/tags.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { withTemporaryDirectory } from '../helpers/server-process.js';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.js';
+import { NotificationDeliverer } from '../../src/notifications/deliverer.js';
+import { NotificationPayloads } from '../../src/notifications/payload.js';
+import pino from 'pino';
 
 const eventCount = Number(process.env.BENCH_AUDIT_EVENTS ?? 100_000);
 const moveCount = Number(process.env.BENCH_AUDIT_MOVES ?? 2000);
+const webhookCount = Number(process.env.BENCH_WEBHOOKS ?? 2000);
 const origin: AuditOrigin = { actor: 'alice', authMethod: 'token', address: '10.1.2.3', userAgent: 'docker/27.5.1 go/go1.22.12', requestId: 'bench', instance: 'bench' };
 const digestOf = (index: number) => `sha256:${createHash('sha256').update(String(index)).digest('hex')}`;
 
@@ -132,9 +138,37 @@ async function bench(label: string, url: string): Promise<void> {
     process.stdout.write(
       `audit ${label}: verify of ${verified.events} events (${verified.ok ? 'intact' : 'BROKEN'}): ${verifySeconds.toFixed(2)} s, ${verifyRate.toFixed(0)} events/s; sha256 of the same texts alone ${hashRate.toFixed(0)} events/s (ratio ${(verifyRate / hashRate).toFixed(2)})\n`,
     );
+    await webhookDelivery(label, db);
   } finally {
     await replica?.close();
     await database.close();
+  }
+}
+
+/**
+ * Webhook delivery from the outbox to a receiver on loopback: events per second, one request each
+ * in order, next to the same client posting the same bodies straight to the receiver (the limit).
+ */
+async function webhookDelivery(label: string, db: MetadataDb): Promise<void> {
+  const receiver = await startWebhookReceiver();
+  try {
+    const payloads = new NotificationPayloads();
+    const events: NewAuditEvent[] = Array.from({ length: webhookCount }, (_, index) => ({ target: 'tag', repository: 'bench/hooks', tag: `v${index}`, upstream: null, action: 'created', from: null, to: digestOf(index), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1234 }));
+    const body = `{"events":[${payloads.payloadOf({ ...events[0]!, id: 1, at: Date.now(), ...origin, restoredEvent: null, detail: null }, { size: 1234 }, origin)}]}`;
+    const directStarted = process.hrtime.bigint();
+    for (let index = 0; index < webhookCount; index++) await (await fetch(receiver.url, { method: 'POST', body })).arrayBuffer();
+    const direct = webhookCount / (Number(process.hrtime.bigint() - directStarted) / 1e9);
+    receiver.accepted.length = 0;
+    const deliverer = new NotificationDeliverer(db, [{ name: 'bench', url: receiver.url, headers: {}, timeoutMs: 5000, threshold: 3, backoffMs: 100, ignoredMediaTypes: [], ignoredActions: [], disabled: false, secret: 'bench' }], 7 * 86_400_000, pino({ level: 'silent' }));
+    await deliverer.start();
+    const started = process.hrtime.bigint();
+    for (let start = 0; start < events.length; start += 100) await appendAuditEvents(db, events.slice(start, start + 100), origin, Date.now(), payloads);
+    await receiver.waitFor(webhookCount, 120_000);
+    const rate = webhookCount / (Number(process.hrtime.bigint() - started) / 1e9);
+    await deliverer.stop();
+    process.stdout.write(`audit ${label}: webhook delivery of ${webhookCount} events, in order, signed: ${rate.toFixed(0)} events/s; the same client posting straight to the receiver ${direct.toFixed(0)}/s (ratio ${(rate / direct).toFixed(2)})\n`);
+  } finally {
+    await receiver.close();
   }
 }
 
