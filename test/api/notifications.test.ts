@@ -16,17 +16,20 @@ describe('notifications: Distribution\'s envelope, from an outbox written with t
   let registry: TestRegistry;
   let receiver: WebhookReceiver;
   let quiet: WebhookReceiver;
+  let off: WebhookReceiver;
   const first = imageManifest();
   const second = imageManifest();
   before(async () => {
     receiver = await startWebhookReceiver();
     quiet = await startWebhookReceiver();
+    off = await startWebhookReceiver();
     registry = await createTestRegistry({
       tags: { immutable: [{ repositories: ['prod/**'], tags: ['v*'] }] },
       notifications: {
         endpoints: [
           { name: 'ci', url: receiver.url, headers: { Authorization: ['Bearer ci-token'] }, timeout: '2s', threshold: 3, backoff: '50ms', secret },
           { name: 'pushes-only', url: quiet.url, backoff: '50ms', ignore: { actions: ['delete'], mediatypes: ['application/vnd.docker.distribution.manifest.v2+json'] } },
+          { name: 'switched-off', url: off.url, disabled: true },
         ],
       },
     });
@@ -35,6 +38,7 @@ describe('notifications: Distribution\'s envelope, from an outbox written with t
     await registry?.close();
     await receiver?.close();
     await quiet?.close();
+    await off?.close();
   });
 
   it('a push, a move and a delete arrive in order as Distribution sends them, with the previous digest and the audit event', async () => {
@@ -85,6 +89,9 @@ describe('notifications: Distribution\'s envelope, from an outbox written with t
     const status = (await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; delivered: number; ignored: number; pending: number }>;
     const quietStatus = status.find((endpoint) => endpoint.name === 'pushes-only')!;
     assert.deepEqual([quietStatus.delivered, quietStatus.ignored, quietStatus.pending], [3, 2, 0]);
+    const offStatus = status.find((endpoint) => endpoint.name === 'switched-off') as unknown as { disabled: boolean; pending: number; delivered: number };
+    assert.deepEqual([offStatus.disabled, offStatus.delivered, offStatus.pending], [true, 0, 5], 'a disabled endpoint gets nothing; its events wait');
+    assert.equal(off.all.length, 0);
   });
 
   it('a refused push (an unknown blob, an immutable tag) writes no outbox row', async () => {
