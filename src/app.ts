@@ -18,6 +18,7 @@ import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
+import type { Lifecycle } from './http/handlers/health.js';
 import { AuditService } from './audit/audit-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { noImmutableTags, type ImmutableTags } from './registry/immutable-tags.js';
@@ -49,6 +50,8 @@ export interface AppDependencies {
   immutableTags?: ImmutableTags;
   /** Retention policies (retention.policies); none by default. */
   retentionPolicies?: readonly RetentionPolicySettings[];
+  /** Set draining by the server at SIGTERM: /readyz then answers 503. */
+  lifecycle?: Lifecycle;
   /** Webhook receivers (notifications.*); none by default. */
   notifications?: { endpoints: readonly NotificationEndpointSettings[]; retentionMs: number };
 }
@@ -90,6 +93,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
     audit: new AuditService(deps.metadata, manifests),
+    health: { lifecycle: deps.lifecycle ?? { draining: false }, metadata: deps.metadata, storage: deps.storage },
     notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger) : null,
     retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
   };

@@ -14,7 +14,7 @@ import { ImportError } from './transfer/import.js';
 import type { RegistryConfig } from './config/schema.js';
 import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
-import { createLogger, startRegistry } from './server.js';
+import { createProcessLogger, startRegistry } from './server.js';
 import { openStores } from './stores.js';
 
 const usage = `usage: registry [serve] [--config FILE]
@@ -238,13 +238,19 @@ async function main(): Promise<void> {
     });
     return;
   }
-  const logger = createLogger(config);
+  const processLogger = createProcessLogger(config);
+  const { logger } = processLogger;
   logger.info({ configFile: source ?? null }, 'configuration loaded');
   const registry = await startRegistry(config, logger);
-  // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare process.exit.
-  const exitAfterLogs = (code: number) => logger.flush(() => process.exit(code));
+  // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare
+  // process.exit. But a log reader that stopped reading must not keep the process: a second at most.
+  const exitAfterLogs = (code: number) => {
+    void processLogger.end(logFlushWaitMs).then(() => process.exit(code));
+  };
   const stop = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'signal received');
+    // Whatever else happens (a stuck store, a stuck log), the process ends after the drain.
+    setTimeout(() => exitAfterLogs(1), config.http.shutdowndelay + config.http.draintimeout + shutdownMarginMs).unref();
     registry.shutdown().then(
       () => exitAfterLogs(0),
       (error: unknown) => {
@@ -256,6 +262,11 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }
+
+/** How long the exit waits for buffered log lines. */
+const logFlushWaitMs = 1000;
+/** Beyond the drain timeout, what closing the stores may take before the process exits anyway. */
+const shutdownMarginMs = 5000;
 
 async function rebuildCommand(config: RegistryConfig): Promise<number> {
   const stores = await openStores(config);

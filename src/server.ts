@@ -20,12 +20,48 @@ export interface RunningRegistry {
   shutdown(): Promise<void>;
 }
 
-export function createLogger(config: RegistryConfig): Logger {
-  return pino({
-    level: config.log.level,
-    base: { service: 'registry' },
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'password', 'token'], censor: '[redacted]' },
-  });
+/** Log lines waiting for a reader that does not read (a stalled pipe) are dropped past this, not held without bound. */
+const maxBufferedLogBytes = 16 * 1024 * 1024;
+
+/** The process's logger, and how to end it before the process exits. */
+export interface ProcessLogger {
+  logger: Logger;
+  /**
+   * Writes what is buffered, waiting at most `waitMs` for the log's reader; past that the lines are
+   * given up. (pino would otherwise write them synchronously at exit, which never ends while the
+   * reader does not read: seen, a shutdown stuck for 27 minutes.)
+   */
+  end(waitMs: number): Promise<void>;
+}
+
+export function createProcessLogger(config: RegistryConfig): ProcessLogger {
+  const destination = pino.destination({ dest: 1, sync: false, maxLength: maxBufferedLogBytes });
+  return {
+    logger: createLogger(config, destination),
+    end: (waitMs) =>
+      new Promise<void>((resolve) => {
+        const giveUp = setTimeout(() => {
+          destination.flushSync = () => undefined;
+          resolve();
+        }, waitMs);
+        destination.once('finish', () => {
+          clearTimeout(giveUp);
+          resolve();
+        });
+        destination.end();
+      }),
+  };
+}
+
+export function createLogger(config: RegistryConfig, destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false, maxLength: maxBufferedLogBytes })): Logger {
+  return pino(
+    {
+      level: config.log.level,
+      base: { service: 'registry' },
+      redact: { paths: ['req.headers.authorization', 'headers.authorization', 'password', 'token'], censor: '[redacted]' },
+    },
+    destination,
+  );
 }
 
 /** Opens both stores, builds the app and listens on http.addr. */
@@ -34,6 +70,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   const mirror = mirrorSettings(config);
   const audit = auditSettings(config);
   const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
+  const lifecycle = { draining: false };
   const { app, services, pulls } = createApp({
     storage,
     metadata: metadata.db,
@@ -43,6 +80,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     mirror,
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
     audit,
+    lifecycle,
     immutableTags: new ImmutableTags(config.tags.immutable),
     retentionPolicies: configuredPolicies(config),
     notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
@@ -85,6 +123,11 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
+      lifecycle.draining = true;
+      if (config.http.shutdowndelay > 0) {
+        logger.info({ shutdownDelayMs: config.http.shutdowndelay }, 'shutting down: readiness now fails; serving on while load balancers notice');
+        await new Promise((resolve) => setTimeout(resolve, config.http.shutdowndelay));
+      }
       logger.info({ drainTimeoutMs: config.http.draintimeout }, 'shutting down: finishing in-flight requests');
       stopPurging();
       stopCollecting();

@@ -111,6 +111,7 @@ export const configSchema = {
   http: {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
     draintimeout: duration(30_000, 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
+    shutdowndelay: duration(0, 'On SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers take this instance out) before new connections are refused and the drain starts.'),
     trustproxy: boolean(false, 'Behind a reverse proxy: take the client address, scheme and host from X-Forwarded-For/-Proto/-Host (logs, login throttling, the token realm).'),
   },
   storage: {

@@ -10,6 +10,9 @@ import type { GcService } from './handlers/gc.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { RetentionService } from '../retention/retention-service.js';
 import type { NotificationDeliverer } from '../notifications/deliverer.js';
+import type { Lifecycle } from './handlers/health.js';
+import type { MetadataDb } from '../metadata/database.js';
+import type { StorageDriver } from '../storage/driver.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -47,4 +50,6 @@ export interface RegistryServices {
   retention: RetentionService;
   /** Webhook delivery, when endpoints are configured. */
   notifications: NotificationDeliverer | null;
+  /** The probes' view of the process (draining once SIGTERM arrived) and the stores they check. */
+  health: { lifecycle: Lifecycle; metadata: MetadataDb; storage: StorageDriver };
 }

@@ -13,6 +13,7 @@ import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
 import { gcHandlers } from './handlers/gc.js';
 import { auditHandlers } from './handlers/audit.js';
 import { retentionHandlers } from './handlers/retention.js';
+import { healthHandlers } from './handlers/health.js';
 import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -63,6 +64,8 @@ const paths = {
   gcRuns: /^\/api\/v1\/gc$/,
   // Group 1 is empty (no repository); group 2 is the run's id.
   gcRun: /^\/api\/v1\/gc\/()([^/]+)$/,
+  healthz: /^\/healthz$/,
+  readyz: /^\/readyz$/,
   retention: /^\/api\/v1\/retention$/,
   notificationStatus: /^\/api\/v1\/notifications\/status$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
@@ -121,7 +124,10 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'audit.tag.at', method: 'GET', pattern: paths.tagAt, scoped, access: 'audit', handle: audit.at },
   ];
   const retention = retentionHandlers(services.retention);
+  const health = healthHandlers(services.health);
   return [
+    { name: 'health.live', method: 'GET', pattern: paths.healthz, scoped: false, access: 'public', handle: health.live },
+    { name: 'health.ready', method: 'GET', pattern: paths.readyz, scoped: false, access: 'public', handle: health.ready },
     { name: 'retention.run', method: 'POST', pattern: paths.retention, scoped: false, access: 'catalog', handle: retention.run },
     {
       name: 'notifications.status',

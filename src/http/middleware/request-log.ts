@@ -13,9 +13,11 @@ export function requestLogMiddleware(logger: Logger) {
     ctx.set('X-Request-Id', ctx.state.requestId);
     // Read now: once the client is gone the socket (and so ctx.ip) may no longer be there.
     const remote = ctx.ip;
+    // Probes come every few seconds from every load balancer: at info level they would drown the log.
+    const level = ctx.path === '/healthz' || ctx.path === '/readyz' ? 'debug' : 'info';
     ctx.res.once('close', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      logger.info(
+      logger[level](
         {
           requestId: ctx.state.requestId,
           method: ctx.method,
