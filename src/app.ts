@@ -19,6 +19,10 @@ import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
 import type { Lifecycle } from './http/handlers/health.js';
+import { requestMetricsMiddleware } from './http/middleware/request-metrics.js';
+import { meteredStorage } from './metrics/metered-storage.js';
+import type { RegistryMetrics } from './metrics/registry-metrics.js';
+import { registerServiceMetrics } from './metrics/service-metrics.js';
 import { AuditService } from './audit/audit-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { noImmutableTags, type ImmutableTags } from './registry/immutable-tags.js';
@@ -50,6 +54,8 @@ export interface AppDependencies {
   immutableTags?: ImmutableTags;
   /** Retention policies (retention.policies); none by default. */
   retentionPolicies?: readonly RetentionPolicySettings[];
+  /** Prometheus metrics (http.debug.prometheus); none when absent. */
+  metrics?: RegistryMetrics;
   /** Set draining by the server at SIGTERM: /readyz then answers 503. */
   lifecycle?: Lifecycle;
   /** Webhook receivers (notifications.*); none by default. */
@@ -65,7 +71,8 @@ export interface RegistryApp {
 
 /** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
 export function createApp(deps: AppDependencies): RegistryApp {
-  const stores = { storage: deps.storage, metadata: deps.metadata };
+  const storage = deps.metrics ? meteredStorage(deps.storage, deps.metrics) : deps.storage;
+  const stores = { storage, metadata: deps.metadata };
   const notifying = (deps.notifications?.endpoints.length ?? 0) > 0;
   // Every notification is an audit event: with receivers, pushes by digest and re-pushes are recorded too.
   const audit = { ...(deps.audit ?? defaultAuditSettings), ...(notifying ? { recordManifests: true, recordUnchanged: true } : {}) };
@@ -93,7 +100,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
     audit: new AuditService(deps.metadata, manifests),
-    health: { lifecycle: deps.lifecycle ?? { draining: false }, metadata: deps.metadata, storage: deps.storage },
+    health: { lifecycle: deps.lifecycle ?? { draining: false }, metadata: deps.metadata, storage },
     notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger) : null,
     retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
   };
@@ -102,7 +109,12 @@ export function createApp(deps: AppDependencies): RegistryApp {
   // is a response stream failing after its headers were sent.
   app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));
   const auth = deps.auth ?? noAuth;
-  const router = buildRouter(registryRoutes(services, auth.tokens), auth, services.mirror?.addressing ?? null);
+  const metrics = deps.metrics;
+  const router = buildRouter(registryRoutes(services, auth.tokens), { ...auth, ...(metrics ? { onAuth: (outcome) => metrics.auth.inc({ outcome }) } : {}) }, services.mirror?.addressing ?? null);
+  if (metrics) {
+    registerServiceMetrics(metrics, services, deps.metadata);
+    app.use(requestMetricsMiddleware(metrics));
+  }
   app.use(requestLogMiddleware(deps.logger));
   app.use(errorEnvelopeMiddleware(deps.logger));
   if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));

@@ -11,6 +11,8 @@ import { openStores } from './stores.js';
 import { auditSettings } from './audit/settings.js';
 import { ImmutableTags } from './registry/immutable-tags.js';
 import { configuredPolicies } from './retention/plan.js';
+import { RegistryMetrics } from './metrics/registry-metrics.js';
+import { startDebugListener } from './metrics/debug-listener.js';
 
 export interface RunningRegistry {
   server: Server;
@@ -69,7 +71,13 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   const auth = await openAuth(config);
   const mirror = mirrorSettings(config);
   const audit = auditSettings(config);
-  const { storage, metadata, storageLocation, closeStorage } = await openStores(config, logger);
+  const debug = config.http.debug;
+  const metrics = debug.addr !== '' && debug.prometheus.enabled ? new RegistryMetrics({ processMetrics: true }) : null;
+  const { storage, metadata, storageLocation, closeStorage } = await openStores(
+    config,
+    logger,
+    metrics ? { onQuery: (seconds, engine) => metrics.queryDuration.observe({ engine }, seconds) } : {},
+  );
   const lifecycle = { draining: false };
   const { app, services, pulls } = createApp({
     storage,
@@ -81,6 +89,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
     audit,
     lifecycle,
+    ...(metrics ? { metrics } : {}),
     immutableTags: new ImmutableTags(config.tags.immutable),
     retentionPolicies: configuredPolicies(config),
     notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
@@ -98,6 +107,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     });
   });
   const address = server.address() as AddressInfo;
+  const debugListener = metrics ? await startDebugListener(debug.addr, debug.prometheus.path, metrics, logger) : null;
   logger.info(
     {
       address: address.address,
@@ -106,6 +116,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       database: metadata.engine,
       auth: config.auth.mode,
       mirror: mirror ? mirror.upstreams.map((upstream) => `${upstream.name}=${upstream.url} (/v2/${upstream.prefix}/…)`) : [],
+      ...(debugListener ? { metrics: { address: debugListener.address.address, port: debugListener.address.port, path: debug.prometheus.path } } : {}),
     },
     'registry listening',
   );
@@ -139,6 +150,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       }, config.http.draintimeout);
       await closed;
       clearTimeout(timer);
+      debugListener?.server.close();
       stopPruning();
       stopRetention();
       stopPullWrites();

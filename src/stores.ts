@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RegistryConfig } from './config/schema.js';
-import { openMetadataDatabase, type MetadataDatabase } from './metadata/database.js';
+import { openMetadataDatabase, type MetadataDatabase, type MetadataOptions } from './metadata/database.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { S3Driver } from './storage/s3.js';
@@ -38,8 +38,8 @@ export async function openStorage(config: RegistryConfig, logger?: Logger): Prom
 }
 
 /** Opens blob storage and the metadata database (migrated) as the configuration says. */
-export async function openStores(config: RegistryConfig, logger?: Logger): Promise<OpenStores> {
+export async function openStores(config: RegistryConfig, logger?: Logger, metadataOptions: MetadataOptions = {}): Promise<OpenStores> {
   const { storage, location, close } = await openStorage(config, logger);
-  const metadata = await openMetadataDatabase(config.database.url);
+  const metadata = await openMetadataDatabase(config.database.url, metadataOptions);
   return { storage, metadata, storageLocation: location, closeStorage: close };
 }

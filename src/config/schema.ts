@@ -112,6 +112,13 @@ export const configSchema = {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
     draintimeout: duration(30_000, 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
     shutdowndelay: duration(0, 'On SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers take this instance out) before new connections are refused and the drain starts.'),
+    debug: {
+      addr: string('', 'Address of the debug listener (metrics), host:port, e.g. 127.0.0.1:5001; empty: none. Keep it off the public network.', (value) => (value === '' ? undefined : listenAddressProblem(value))),
+      prometheus: {
+        enabled: boolean(false, 'Serve Prometheus metrics on the debug listener.'),
+        path: string('/metrics', 'Path of the metrics on the debug listener.', (value) => (value.startsWith('/') ? undefined : 'must start with /')),
+      },
+    },
     trustproxy: boolean(false, 'Behind a reverse proxy: take the client address, scheme and host from X-Forwarded-For/-Proto/-Host (logs, login throttling, the token realm).'),
   },
   storage: {

@@ -24,6 +24,8 @@ export interface RouterAuth {
   access: AccessControl;
   /** The token endpoint for challenges; '' derives it from the request. */
   tokenRealm: string;
+  /** Told each check's outcome (metrics). */
+  onAuth?: (outcome: 'granted' | 'unauthorized' | 'denied') => void;
 }
 
 /**
@@ -43,7 +45,14 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
       if (route.access !== 'public') {
         const realm = auth.tokenRealm !== '' ? auth.tokenRealm : `${ctx.protocol}://${ctx.host}/auth/token`;
         const request = { authorization: ctx.get('authorization') || undefined, address: ctx.ip, realm };
-        const grant = await auth.access.authorize(request, neededAccess(route.access, repository), route.alsoAsk?.(ctx));
+        let grant;
+        try {
+          grant = await auth.access.authorize(request, neededAccess(route.access, repository), route.alsoAsk?.(ctx));
+        } catch (error) {
+          if (error instanceof RegistryError && (error.code === 'UNAUTHORIZED' || error.code === 'DENIED')) auth.onAuth?.(error.code === 'DENIED' ? 'denied' : 'unauthorized');
+          throw error;
+        }
+        auth.onAuth?.('granted');
         ctx.state.grant = grant;
         if (grant.account !== '') ctx.state.user = grant.account;
       }

@@ -205,9 +205,18 @@ function dialectFor(engine: MetadataEngine, target: string): Dialect {
  * Opens the metadata database named by the URL and brings its schema to the latest migration.
  * Several replicas starting together are safe: Kysely's migrator takes a lock while it migrates.
  */
-export async function openMetadataDatabase(url: string): Promise<MetadataDatabase> {
+export interface MetadataOptions {
+  /** Called with each query's duration in seconds (metrics). */
+  onQuery?: (seconds: number, engine: MetadataEngine) => void;
+}
+
+export async function openMetadataDatabase(url: string, options: MetadataOptions = {}): Promise<MetadataDatabase> {
   const { engine, target } = parseDatabaseUrl(url);
-  const db = new Kysely<MetadataSchema>({ dialect: dialectFor(engine, target) });
+  const onQuery = options.onQuery;
+  const db = new Kysely<MetadataSchema>({
+    dialect: dialectFor(engine, target),
+    ...(onQuery ? { log: (event) => onQuery(event.queryDurationMillis / 1000, engine) } : {}),
+  });
   try {
     await migrateToLatest(db as unknown as Kysely<unknown>, engine);
   } catch (error) {

@@ -112,3 +112,25 @@ describe('shutdown always finishes', () => {
     assert.ok(!server.logs.some((entry) => entry.msg === 'request' && (entry.path === '/readyz' || entry.path === '/healthz')), 'probes are not logged at info');
   });
 });
+
+describe('the debug listener (http.debug.addr)', () => {
+  it('serves Prometheus metrics apart from the registry\'s port, as Distribution does', async () => {
+    const directory = await mkdtemp(path.join(tmpdir(), 'registry-metrics-'));
+    const server = await startServerProcess({ root: directory, env: { REGISTRY_HTTP_DEBUG_ADDR: '127.0.0.1:0', REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'true' } });
+    try {
+      const listening = server.logs.find((entry) => entry.msg === 'registry listening') as { metrics?: { port: number; path: string } };
+      assert.equal(listening.metrics?.path, '/metrics');
+      await rawRequest(server.port, 'GET', '/v2/');
+      const scraped = await rawRequest(listening.metrics!.port, 'GET', '/metrics');
+      assert.equal(scraped.status, 200);
+      assert.match(String(scraped.headers['content-type']), /text\/plain/);
+      assert.match(scraped.body.toString(), /registry_http_requests_total\{route="base",method="GET",status="200"\} 1/);
+      assert.match(scraped.body.toString(), /registry_database_query_duration_seconds_count\{engine="sqlite"\} \d+/);
+      assert.equal((await rawRequest(server.port, 'GET', '/metrics')).status, 404, 'not on the registry\'s own port');
+      assert.equal(await server.stop(), 0);
+    } finally {
+      await server.stop();
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { openAuth } from '../../src/auth/setup.js';
 import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
 import { ImmutableTags } from '../../src/registry/immutable-tags.js';
 import { configuredPolicies } from '../../src/retention/plan.js';
+import type { RegistryMetrics } from '../../src/metrics/registry-metrics.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
@@ -67,6 +68,8 @@ export interface TestRegistryOptions {
   tags?: Record<string, unknown>;
   /** The `retention` section of a configuration file (policies). */
   retention?: Record<string, unknown>;
+  /** Prometheus metrics the app records into. */
+  metrics?: RegistryMetrics;
   /** The `notifications` section of a configuration file (webhook endpoints): their delivery runs while the registry is open. */
   notifications?: Record<string, unknown>;
 }
@@ -86,7 +89,11 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     s3 ? s3.driver(s3Bucket, { rootDirectory: s3Prefix, ...options.s3 }) : FilesystemDriver.open(path.join(root, 'storage'));
   const open = async () => {
     const storage = await openStorage();
-    const metadata = await openMetadataDatabase(options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`);
+    const metrics = options.metrics;
+    const metadata = await openMetadataDatabase(
+      options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`,
+      metrics ? { onQuery: (seconds, engine) => metrics.queryDuration.observe({ engine }, seconds) } : {},
+    );
     const config = resolveConfig(
       {
         storage: { filesystem: { rootdirectory: root } },
@@ -108,6 +115,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       mirror: mirrorSettings(config),
       ...(options.gc ? { gc: options.gc } : {}),
       audit: { ...defaultAuditSettings, ...options.audit },
+      ...(options.metrics ? { metrics: options.metrics } : {}),
       immutableTags: new ImmutableTags(config.tags.immutable),
       notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
       retentionPolicies: configuredPolicies({ ...config, audit: { ...config.audit, pulls: options.audit?.recordPulls ?? config.audit.pulls } }),
