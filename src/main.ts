@@ -260,6 +260,7 @@ async function main(): Promise<void> {
     );
   };
   process.once('SIGTERM', stop);
+  process.on('SIGHUP', () => registry.reload('SIGHUP'));
   process.once('SIGINT', stop);
 }
 

@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { httpsServerOptions, reloadableTls, tlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
@@ -20,6 +22,8 @@ export interface RunningRegistry {
   logger: Logger;
   /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes the stores. */
   shutdown(): Promise<void>;
+  /** Reads the TLS files again (SIGHUP); nothing when TLS is off. */
+  reload(reason: string): void;
 }
 
 /** Log lines waiting for a reader that does not read (a stalled pipe) are dropped past this, not held without bound. */
@@ -94,7 +98,9 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     retentionPolicies: configuredPolicies(config),
     notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
   });
-  const server = createServer(app.callback());
+  const tls = tlsFiles(config);
+  const server = tls ? createHttpsServer(httpsServerOptions(tls), app.callback()) : createServer(app.callback());
+  const certificates = tls ? reloadableTls(server as HttpsServer, tls, logger) : null;
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -115,6 +121,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       storage: storageLocation,
       database: metadata.engine,
       auth: config.auth.mode,
+      tls: tls ? { certificate: tls.certificate, clientCertificates: tls.clientCas.length > 0, minimum: tls.minimumTls } : false,
       mirror: mirror ? mirror.upstreams.map((upstream) => `${upstream.name}=${upstream.url} (/v2/${upstream.prefix}/…)`) : [],
       ...(debugListener ? { metrics: { address: debugListener.address.address, port: debugListener.address.port, path: debug.prometheus.path } } : {}),
     },
@@ -151,6 +158,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       await closed;
       clearTimeout(timer);
       debugListener?.server.close();
+      certificates?.stop();
       stopPruning();
       stopRetention();
       stopPullWrites();
@@ -164,7 +172,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     })();
     return stopping;
   };
-  return { server, address, logger, shutdown };
+  return { server, address, logger, shutdown, reload: (reason) => certificates?.reload(reason) };
 }
 
 /** A scheduled task whose failure is logged rather than thrown. */

@@ -112,6 +112,12 @@ export const configSchema = {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
     draintimeout: duration(30_000, 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
     shutdowndelay: duration(0, 'On SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers take this instance out) before new connections are refused and the drain starts.'),
+    tls: {
+      certificate: string('', 'PEM certificate (with its chain) to serve HTTPS with; with key. Reloaded when the file changes or on SIGHUP.'),
+      key: string('', 'PEM private key of the certificate.'),
+      clientcas: list([], 'PEM CA certificates client certificates must be signed by (mutual TLS); empty: no client certificate asked.'),
+      minimumtls: oneOf(['tls1.2', 'tls1.3'] as const, 'tls1.2', 'Lowest TLS version accepted.'),
+    },
     debug: {
       addr: string('', 'Address of the debug listener (metrics), host:port, e.g. 127.0.0.1:5001; empty: none. Keep it off the public network.', (value) => (value === '' ? undefined : listenAddressProblem(value))),
       prometheus: {

@@ -1,0 +1,86 @@
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { Server as HttpsServer, ServerOptions } from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { ConfigError } from './config/config-error.js';
+import type { RegistryConfig } from './config/schema.js';
+
+/** The TLS files (http.tls), as Distribution names them. */
+export interface TlsFiles {
+  certificate: string;
+  key: string;
+  /** CA certificates client certificates must be signed by (mutual TLS); none: no client certificate asked. */
+  clientCas: readonly string[];
+  minimumTls: 'tls1.2' | 'tls1.3';
+}
+
+/** The TLS settings, or null when TLS is off; a certificate without a key (or the other way) stops the start. */
+export function tlsFiles(config: RegistryConfig): TlsFiles | null {
+  const tls = config.http.tls;
+  if (tls.certificate === '' && tls.key === '') {
+    if (tls.clientcas.length > 0) throw new ConfigError('http.tls.clientcas needs http.tls.certificate and http.tls.key (mutual TLS is TLS)');
+    return null;
+  }
+  if (tls.certificate === '' || tls.key === '') throw new ConfigError('http.tls.certificate and http.tls.key go together: set both (PEM files) or neither');
+  return { certificate: tls.certificate, key: tls.key, clientCas: tls.clientcas, minimumTls: tls.minimumtls };
+}
+
+function read(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new ConfigError(`${what} ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** What the files say now: certificate, key and client CAs, read and checked together. */
+export function secureContextOptions(files: TlsFiles): SecureContextOptions {
+  return {
+    cert: read(files.certificate, 'http.tls.certificate'),
+    key: read(files.key, 'http.tls.key'),
+    ...(files.clientCas.length > 0 ? { ca: files.clientCas.map((file) => read(file, 'http.tls.clientcas')) } : {}),
+    minVersion: files.minimumTls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+  };
+}
+
+/** Options of the HTTPS server: HTTP/1.1 over TLS; with client CAs, a client without a certificate they signed is refused in the handshake. */
+export function httpsServerOptions(files: TlsFiles): ServerOptions {
+  return {
+    ...secureContextOptions(files),
+    ALPNProtocols: ['http/1.1'],
+    ...(files.clientCas.length > 0 ? { requestCert: true, rejectUnauthorized: true } : {}),
+  };
+}
+
+const watchIntervalMs = 1000;
+
+/**
+ * Reloads the certificate, key and client CAs when one of the files changes (cert-manager, certbot)
+ * or on `reload()` (SIGHUP): new connections get the new ones, open connections go on. Files that
+ * cannot be read or do not fit together keep the old ones in use, with the reason logged.
+ */
+export function reloadableTls(server: HttpsServer, files: TlsFiles, logger: Logger): { reload(reason: string): void; stop(): void } {
+  const reload = (reason: string) => {
+    try {
+      server.setSecureContext(secureContextOptions(files));
+      logger.info({ reason, certificate: files.certificate }, 'TLS certificate reloaded');
+    } catch (error) {
+      logger.error({ reason, err: error }, 'TLS certificate not reloaded: the files in use stay in use');
+    }
+  };
+  const watched = [files.certificate, files.key, ...files.clientCas];
+  let pending: NodeJS.Timeout | undefined;
+  const changed = () => {
+    // A rotation writes the certificate and the key one after the other: reload once both are there.
+    clearTimeout(pending);
+    pending = setTimeout(() => reload('file changed'), 200);
+  };
+  for (const file of watched) watchFile(file, { interval: watchIntervalMs, persistent: false }, changed);
+  return {
+    reload,
+    stop: () => {
+      clearTimeout(pending);
+      for (const file of watched) unwatchFile(file, changed);
+    },
+  };
+}
