@@ -4,6 +4,20 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const queryBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
 
+interface Sample {
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** A collect hook that replaces the metric's samples with the source's at each scrape. */
+function collectFrom<M extends { reset(): void }>(read: () => Promise<Sample[]>, apply: (metric: M, sample: Sample) => void) {
+  return async function collect(this: M): Promise<void> {
+    const samples = await read();
+    this.reset();
+    for (const sample of samples) apply(this, sample);
+  };
+}
+
 /** What Prometheus scrapes from a registry process: one prom-client Registry per app, no global state. */
 export class RegistryMetrics {
   readonly register = new Registry();
@@ -33,31 +47,13 @@ export class RegistryMetrics {
   }
 
   /** A gauge read at each scrape from a source that knows its current value (uploads, queues, the mirror). */
-  gaugeFrom(name: string, help: string, labelNames: string[], read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>): void {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [this.register],
-      async collect() {
-        this.reset();
-        for (const sample of await read()) this.set(sample.labels, sample.value);
-      },
-    });
+  gaugeFrom(name: string, help: string, labelNames: string[], read: () => Promise<Sample[]>): void {
+    new Gauge({ name, help, labelNames, registers: [this.register], collect: collectFrom(read, (gauge, sample) => gauge.set(sample.labels, sample.value)) });
   }
 
   /** A counter whose total a source keeps (the mirror's cache counters, runs in the database), read at each scrape. */
-  counterFrom(name: string, help: string, labelNames: string[], read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>): void {
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [this.register],
-      async collect() {
-        this.reset();
-        for (const sample of await read()) this.inc(sample.labels, sample.value);
-      },
-    });
+  counterFrom(name: string, help: string, labelNames: string[], read: () => Promise<Sample[]>): void {
+    new Counter({ name, help, labelNames, registers: [this.register], collect: collectFrom(read, (counter, sample) => counter.inc(sample.labels, sample.value)) });
   }
 
   text(): Promise<string> {
