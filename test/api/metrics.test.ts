@@ -27,8 +27,13 @@ describe('Prometheus metrics', () => {
       await registry.request.get('/v2/team/app/manifests/nope').set('Accept', allManifestTypes).expect(404);
       await registry.request.get(`/v2/team/app/blobs/${image.blobs[1]!.digest}`).expect(200);
       await registry.request.post('/v2/team/app/blobs/uploads/').expect(202);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      const text = await metrics.text();
+      // Requests are counted when their response has closed, a moment after the client has it.
+      let text = '';
+      for (let waited = 0; waited < 5000; waited += 20) {
+        text = await metrics.text();
+        if (sample(text, 'registry_http_requests_total', { route: 'upload.start', method: 'POST', status: '202' }) === 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       assert.equal(sample(text, 'registry_http_requests_total', { route: 'manifest.get', method: 'GET', status: '200' }), 1);
       assert.equal(sample(text, 'registry_http_requests_total', { route: 'manifest.get', method: 'GET', status: '404' }), 1);
       assert.equal(sample(text, 'registry_http_requests_total', { route: 'manifest.put', method: 'PUT', status: '201' }), 1);
