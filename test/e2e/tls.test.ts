@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request, type Agent } from 'node:https';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { OciLayout } from '../helpers/oci-layout.js';
+import { startDockerDaemon } from '../helpers/docker-daemon.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess } from '../helpers/server-process.js';
 import { writeTestPolicy } from '../helpers/auth.js';
@@ -13,10 +14,15 @@ import { missingClients, run } from '../helpers/tools.js';
 
 const openssl = (...args: string[]) => run('openssl', args, { timeoutMs: 30_000 });
 
+/** An address of this machine that is not loopback: docker treats 127.0.0.0/8 as insecure (it would skip verification there). */
+const hostAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((entry) => entry?.family === 'IPv4' && !entry.internal)?.address;
+
 /** A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate signed by it. */
-async function makeCertificates(directory: string): Promise<void> {
+async function makeCertificates(directory: string, extraIp: string | undefined): Promise<void> {
   await openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=Test CA', '-keyout', path.join(directory, 'ca.key'), '-out', path.join(directory, 'ca.crt'));
-  await writeFile(path.join(directory, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await writeFile(path.join(directory, 'server.ext'), `subjectAltName=IP:127.0.0.1,DNS:localhost${extraIp ? `,IP:${extraIp}` : ''}\nextendedKeyUsage=serverAuth\n`);
   await writeFile(path.join(directory, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
   for (const [name, subject] of [['server', '/CN=127.0.0.1'], ['server2', '/CN=127.0.0.1 rotated'], ['client', '/CN=ci-client']] as const) {
     await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-keyout', path.join(directory, `${name}.key`), '-out', path.join(directory, `${name}.csr`));
@@ -51,7 +57,7 @@ describe('TLS served by the registry itself (http.tls)', { skip: missingClients(
   let ca: Buffer;
   before(async () => {
     directory = await mkdtemp(path.join(tmpdir(), 'registry-tls-'));
-    await makeCertificates(directory);
+    await makeCertificates(directory, hostAddress);
     ca = await readFile(path.join(directory, 'ca.crt'));
     layout = new OciLayout(path.join(directory, 'layout'));
     await layout.tag(await layout.addImage({ layers: [{ files: [{ name: 'tls.txt', size: 3000 }] }] }), 'v1');
@@ -161,6 +167,28 @@ describe('TLS served by the registry itself (http.tls)', { skip: missingClients(
       await run('skopeo', ['copy', '--dest-cert-dir', path.join(directory, 'client-certs'), `oci:${layout.directory}:v1`, `docker://${host}/team/mtls:v1`], { timeoutMs: 120_000 });
     } finally {
       await server.stop();
+    }
+  });
+
+  it('docker trusts the registry through /etc/docker/certs.d/<host:port>/ca.crt, and refuses it without', { skip: missingClients('dockerd', 'docker') ?? (hostAddress ? undefined : 'no address but loopback here (docker skips verification on 127.0.0.0/8)') }, async () => {
+    await useCertificate('server');
+    const server = await startServerProcess({ root: path.join(directory, 'storage-docker'), env: tlsEnv({ REGISTRY_HTTP_ADDR: `${hostAddress}:0` }) });
+    const host = `${hostAddress}:${server.port}`;
+    const certsDirectory = path.join('/etc/docker/certs.d', host);
+    const daemon = await startDockerDaemon(path.join(directory, 'docker'));
+    try {
+      await run('skopeo', ['copy', '--dest-daemon-host', `unix://${daemon.socket}`, `oci:${layout.directory}:v1`, 'docker-daemon:local/tls:v1'], { timeoutMs: 120_000 });
+      await daemon.docker(['tag', 'local/tls:v1', `${host}/team/docker-tls:v1`]);
+      await assert.rejects(daemon.docker(['push', `${host}/team/docker-tls:v1`]), /x509|certificate|unknown authority/i, 'without the CA, docker refuses the certificate');
+      await mkdir(certsDirectory, { recursive: true });
+      await copyFile(path.join(directory, 'ca.crt'), path.join(certsDirectory, 'ca.crt'));
+      await daemon.docker(['push', `${host}/team/docker-tls:v1`]);
+      await daemon.docker(['rmi', `${host}/team/docker-tls:v1`]);
+      await daemon.docker(['pull', `${host}/team/docker-tls:v1`]);
+    } finally {
+      await daemon.stop();
+      await server.stop();
+      await rm(certsDirectory, { recursive: true, force: true });
     }
   });
 
