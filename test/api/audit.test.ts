@@ -7,7 +7,7 @@ import { insertMirrorManifest, importMirrorTag } from '../../src/metadata/mirror
 import { systemOrigin } from '../../src/metadata/audit.js';
 import { basic, fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
 import { allManifestTypes, imageManifest, pushManifest, type TestManifest } from '../helpers/images.js';
-import { envelopeCode } from '../helpers/push.js';
+import { binary, envelopeCode } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
 interface EventJson {
@@ -233,23 +233,13 @@ describe('audit log over HTTP, auth off: every tag change, with who, from where 
   it('exports the selection as JSON lines, oldest first, by format=jsonl or Accept: application/x-ndjson', async () => {
     const all = await events(registry.request, '?n=1000');
     for (const call of [registry.request.get('/api/v1/audit/events?format=jsonl'), registry.request.get('/api/v1/audit/events').set('Accept', 'application/x-ndjson')]) {
-      const response = await call.buffer(true).parse((res, callback) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => callback(null, text));
-      }).expect(200);
+      const response = await call.buffer(true).parse(binary).expect(200);
       assert.match(response.headers['content-type'] ?? '', /application\/x-ndjson/);
-      const lines = (response.body as string).trim().split('\n').map((line) => JSON.parse(line) as EventJson);
+      const lines = (response.body as Buffer).toString('utf8').trim().split('\n').map((line) => JSON.parse(line) as EventJson);
       assert.deepEqual(lines.map((event) => event.id), all.map((event) => event.id).reverse());
     }
-    const prodOnly = await registry.request.get('/api/v1/audit/events?format=jsonl&tag=prod').buffer(true).parse((res, callback) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => callback(null, text));
-    }).expect(200);
-    assert.ok((prodOnly.body as string).trim().split('\n').every((line) => (JSON.parse(line) as EventJson).tag === 'prod'));
+    const prodOnly = await registry.request.get('/api/v1/audit/events?format=jsonl&tag=prod').buffer(true).parse(binary).expect(200);
+    assert.ok((prodOnly.body as Buffer).toString('utf8').trim().split('\n').every((line) => (JSON.parse(line) as EventJson).tag === 'prod'));
   });
 
   it('a move that fails (a blob the registry does not hold) leaves no event and nothing stored', async () => {
