@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { rawRequest } from '../helpers/raw-http.js';
-import { connectionRefused, projectRoot, startServerProcess } from '../helpers/server-process.js';
+import { connectionRefused, healthcheckScript, projectRoot, runRegistryCommand, startServerProcess } from '../helpers/server-process.js';
 
 /** A server process whose standard output the test holds, to stall or cut it. */
 async function startWithLogPipe(root: string, env: Record<string, string> = {}) {
@@ -100,16 +100,25 @@ describe('shutdown always finishes', () => {
 
   it('/readyz turns 503 the moment SIGTERM arrives (http.shutdowndelay), while requests are still served', async () => {
     const server = await startServerProcess({ root: path.join(directory, 'ready'), env: { REGISTRY_HTTP_SHUTDOWNDELAY: '2s' } });
+    // The container's HEALTHCHECK reads the address from the same variables the server was given.
+    const probe = () => runRegistryCommand([], { REGISTRY_HTTP_ADDR: `127.0.0.1:${server.port}` }, healthcheckScript);
     assert.equal((await rawRequest(server.port, 'GET', '/readyz')).status, 200);
+    assert.equal((await probe()).code, 0, 'the health probe passes while the registry is ready');
     server.child.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 300));
     const ready = await rawRequest(server.port, 'GET', '/readyz');
     assert.equal(ready.status, 503);
     assert.equal((JSON.parse(ready.body.toString()) as { checks: { draining: string } }).checks.draining, 'stopping');
+    const draining = await probe();
+    assert.equal(draining.code, 1, 'the health probe fails while the registry is stopping');
+    assert.match(draining.stderr, /\/readyz answered 503/);
     assert.equal((await rawRequest(server.port, 'GET', '/v2/')).status, 200, 'still serving during the delay');
     assert.equal((await rawRequest(server.port, 'GET', '/healthz')).status, 200, 'alive');
     assert.equal(await server.exited, 0);
     assert.ok(!server.logs.some((entry) => entry.msg === 'request' && (entry.path === '/readyz' || entry.path === '/healthz')), 'probes are not logged at info');
+    const stopped = await probe();
+    assert.equal(stopped.code, 1, 'the health probe fails when nothing listens');
+    assert.match(stopped.stderr, /\/readyz: .*ECONNREFUSED/);
   });
 });
 

@@ -8,7 +8,7 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { OciLayout } from '../helpers/oci-layout.js';
 import { startDockerDaemon } from '../helpers/docker-daemon.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { startServerProcess } from '../helpers/server-process.js';
+import { healthcheckScript, runRegistryCommand, startServerProcess } from '../helpers/server-process.js';
 import { writeTestPolicy } from '../helpers/auth.js';
 import { missingClients, run } from '../helpers/tools.js';
 
@@ -92,6 +92,8 @@ describe('TLS served by the registry itself (http.tls)', { skip: missingClients(
       assert.equal(challenge.certificate.subject.CN, '127.0.0.1');
       await assert.rejects(get(server.port), /self.signed|unable to verify|certificate/i, 'a client without the CA refuses the certificate');
       await assert.rejects(rawRequest(server.port, 'GET', '/v2/'), 'plain HTTP gets no answer');
+      const probe = await runRegistryCommand([], { ...tlsEnv(), REGISTRY_HTTP_ADDR: host }, healthcheckScript);
+      assert.equal(probe.code, 0, `the container's health probe asks over HTTPS when http.tls is set: ${probe.stderr}`);
       const realm = await new Promise<string>((resolve, reject) => {
         request({ host: '127.0.0.1', port: server.port, path: '/v2/', ca, agent: false }, (response) => {
           response.resume();

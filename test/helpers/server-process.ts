@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 /** The project root: dist/test/helpers → three levels up. */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const mainScript = path.join(projectRoot, 'dist/src/main.js');
+/** The container's HEALTHCHECK. */
+export const healthcheckScript = path.join(projectRoot, 'dist/src/healthcheck.js');
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -78,10 +80,10 @@ export async function startServerProcess(options: StartOptions): Promise<ServerP
   };
 }
 
-/** Runs the command line to its end (for configuration errors and the like). */
-export function runRegistryCommand(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the command line (or another entry point of dist/src) to its end (for configuration errors and the like). */
+export function runRegistryCommand(args: string[], env: Record<string, string>, script = mainScript): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [mainScript, ...args], { cwd: projectRoot, env: { PATH: process.env.PATH ?? '', ...env } });
+    const child = spawn(process.execPath, [script, ...args], { cwd: projectRoot, env: { PATH: process.env.PATH ?? '', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
