@@ -6,7 +6,8 @@ import pino, { type Logger } from 'pino';
 import { createApp } from './app.js';
 import { openAuth } from './auth/setup.js';
 import { mirrorSettings } from './mirror/settings.js';
-import { parseListenAddress, type RegistryConfig } from './config/schema.js';
+import type { RegistryConfig } from './config/schema.js';
+import { listenOn } from './listen.js';
 import type { UploadService } from './registry/uploads.js';
 import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
@@ -22,7 +23,7 @@ export interface RunningRegistry {
   logger: Logger;
   /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes the stores. */
   shutdown(): Promise<void>;
-  /** Reads the TLS files again (SIGHUP); nothing when TLS is off. */
+  /** Reads the TLS files and the policy and htpasswd files again (SIGHUP). */
   reload(reason: string): void;
 }
 
@@ -104,14 +105,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   // Large blobs stream for as long as they need; only a stalled header phase is cut off.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const { host, port } = parseListenAddress(config.http.addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOn(server, config.http.addr, 'http.addr');
   const address = server.address() as AddressInfo;
   const debugListener = metrics ? await startDebugListener(debug.addr, debug.prometheus.path, metrics, logger) : null;
   logger.info(
@@ -121,12 +115,21 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       storage: storageLocation,
       database: metadata.engine,
       auth: config.auth.mode,
+      ...(auth.accountFiles ? { policyFile: auth.accountFiles.files.policy || null, htpasswdFile: auth.accountFiles.files.htpasswd || null } : {}),
+      ...(auth.signingKey ? { tokenSigningKey: auth.signingKey.file, tokenSigningKeyGenerated: auth.signingKey.generated } : {}),
       tls: tls ? { certificate: tls.certificate, clientCertificates: tls.clientCas.length > 0, minimum: tls.minimumTls } : false,
       mirror: mirror ? mirror.upstreams.map((upstream) => `${upstream.name}=${upstream.url} (/v2/${upstream.prefix}/…)`) : [],
       ...(debugListener ? { metrics: { address: debugListener.address.address, port: debugListener.address.port, path: debug.prometheus.path } } : {}),
     },
     'registry listening',
   );
+  if (config.auth.mode === 'none' && !isLoopback(address.address)) {
+    logger.warn(
+      { address: address.address, port: address.port },
+      'auth is off (auth.mode none) and the registry listens beyond this machine: anyone who can reach the port can push, overwrite and delete images',
+    );
+  }
+  auth.accountFiles?.watch(logger);
 
   await services.notifications?.start();
   const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
@@ -159,6 +162,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       clearTimeout(timer);
       debugListener?.server.close();
       certificates?.stop();
+      auth.accountFiles?.stop();
       stopPruning();
       stopRetention();
       stopPullWrites();
@@ -172,7 +176,16 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     })();
     return stopping;
   };
-  return { server, address, logger, shutdown, reload: (reason) => certificates?.reload(reason) };
+  const reload = (reason: string) => {
+    certificates?.reload(reason);
+    auth.accountFiles?.reload(reason, logger);
+  };
+  return { server, address, logger, shutdown, reload };
+}
+
+/** 127.0.0.0/8, ::1 and IPv4 loopback mapped into IPv6: reachable from this machine only. */
+function isLoopback(address: string): boolean {
+  return /^(127\.|::ffff:127\.)/.test(address) || address === '::1';
 }
 
 /** A scheduled task whose failure is logged rather than thrown. */

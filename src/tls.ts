@@ -1,9 +1,10 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer, ServerOptions } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { ConfigError } from './config/config-error.js';
 import type { RegistryConfig } from './config/schema.js';
+import { watchFiles } from './file-watch.js';
 
 /** The TLS files (http.tls), as Distribution names them. */
 export interface TlsFiles {
@@ -52,8 +53,6 @@ export function httpsServerOptions(files: TlsFiles): ServerOptions {
   };
 }
 
-const watchIntervalMs = 1000;
-
 /**
  * Reloads the certificate, key and client CAs when one of the files changes (cert-manager, certbot)
  * or on `reload()` (SIGHUP): new connections get the new ones, open connections go on. Files that
@@ -68,19 +67,6 @@ export function reloadableTls(server: HttpsServer, files: TlsFiles, logger: Logg
       logger.error({ reason, err: error }, 'TLS certificate not reloaded: the files in use stay in use');
     }
   };
-  const watched = [files.certificate, files.key, ...files.clientCas];
-  let pending: NodeJS.Timeout | undefined;
-  const changed = () => {
-    // A rotation writes the certificate and the key one after the other: reload once both are there.
-    clearTimeout(pending);
-    pending = setTimeout(() => reload('file changed'), 200);
-  };
-  for (const file of watched) watchFile(file, { interval: watchIntervalMs, persistent: false }, changed);
-  return {
-    reload,
-    stop: () => {
-      clearTimeout(pending);
-      for (const file of watched) unwatchFile(file, changed);
-    },
-  };
+  const stop = watchFiles([files.certificate, files.key, ...files.clientCas], () => reload('file changed'));
+  return { reload, stop };
 }

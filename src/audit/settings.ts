@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../config/load.js';
+import { formatDuration } from '../config/values.js';
 import type { RegistryConfig } from '../config/schema.js';
 import type { AuditOrigin } from '../metadata/audit.js';
 
@@ -31,7 +32,7 @@ export const defaultAuditSettings: AuditSettings = {
 export function auditSettings(config: RegistryConfig): AuditSettings {
   const audit = config.audit;
   if (audit.retention > 0 && audit.retention < audit.timemachine) {
-    throw new ConfigError(`audit.retention (${audit.retention / 1000}s) is shorter than audit.timemachine (${audit.timemachine / 1000}s): a restore within the time machine needs its events`);
+    throw new ConfigError(`audit.retention (${formatDuration(audit.retention)}) is shorter than audit.timemachine (${formatDuration(audit.timemachine)}): a restore within the time machine needs its events`);
   }
   return {
     instance: audit.instance !== '' ? audit.instance : hostname(),

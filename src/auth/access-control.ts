@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../oci/errors.js';
 import type { AccountDirectory } from './accounts.js';
-import { accountOf, anonymous, grant, type AccessPolicy, type Principal } from './policy.js';
+import type { Accounts } from './account-files.js';
+import { accountOf, anonymous, grant, type Principal } from './policy.js';
 import { actionsCover, formatScope, type AccessEntry } from './scopes.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenError, type TokenVerifier } from './tokens.js';
@@ -112,25 +113,25 @@ export async function checkLogin(
  * hundreds of requests does not pay a bcrypt comparison for each.
  */
 export class BasicAccessControl implements AccessControl {
-  private readonly proven = new Map<string, { principal: Principal; until: number }>();
+  private readonly proven = new Map<string, { principal: Principal; until: number; generation: number }>();
 
   constructor(
-    private readonly directory: AccountDirectory,
-    private readonly policy: AccessPolicy,
+    private readonly accounts: { readonly current: Accounts },
     private readonly throttle: LoginThrottle,
     private readonly realm: string,
   ) {}
 
   async authorize(request: { authorization: string | undefined; address: string }, needed: AccessEntry | null): Promise<RequestGrant> {
     const challenge = () => new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': `Basic realm=${quoted(this.realm)}` } });
+    const accounts = this.accounts.current;
     const credentials = parseBasic(request.authorization);
     let principal: Principal = anonymous;
     if (credentials) {
-      const proven = await this.login(request.address, credentials);
+      const proven = await this.login(accounts, request.address, credentials);
       if (!proven) throw challenge();
       principal = proven;
     }
-    const allows = (type: string, name: string, action: string) => grant(this.policy, principal, { type, name, actions: [action] }).actions.length > 0;
+    const allows = (type: string, name: string, action: string) => grant(accounts.policy, principal, { type, name, actions: [action] }).actions.length > 0;
     const result: RequestGrant = { account: accountOf(principal), method: principal.kind === 'anonymous' ? 'none' : 'basic', unrestricted: false, allows };
     const permitted = needed ? needed.actions.every((action) => allows(needed.type, needed.name, action)) : principal.kind !== 'anonymous';
     if (permitted) return result;
@@ -138,15 +139,16 @@ export class BasicAccessControl implements AccessControl {
     throw new RegistryError('DENIED', { ...(needed ? { detail: [needed] } : {}) });
   }
 
-  private async login(address: string, credentials: { username: string; password: string }): Promise<Principal | null> {
+  private async login(accounts: Accounts, address: string, credentials: { username: string; password: string }): Promise<Principal | null> {
     const key = createHash('sha256').update(`${credentials.username}\0${credentials.password}`).digest('base64');
     const now = Date.now();
     const remembered = this.proven.get(key);
-    if (remembered && remembered.until > now) return remembered.principal;
-    const principal = await checkLogin(this.directory, this.throttle, address, credentials);
+    // Credentials proven with files since reloaded are checked again: the account may be gone.
+    if (remembered && remembered.until > now && remembered.generation === accounts.generation) return remembered.principal;
+    const principal = await checkLogin(accounts.directory, this.throttle, address, credentials);
     if (principal) {
       if (this.proven.size >= 1000) this.proven.clear();
-      this.proven.set(key, { principal, until: now + 60_000 });
+      this.proven.set(key, { principal, until: now + 60_000, generation: accounts.generation });
     }
     return principal;
   }

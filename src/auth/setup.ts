@@ -1,9 +1,8 @@
 import path from 'node:path';
 import type { RegistryConfig } from '../config/schema.js';
 import { BasicAccessControl, openAccess, TokenAccessControl, type AccessControl } from './access-control.js';
-import { AccountDirectory, loadHtpasswd } from './accounts.js';
+import { AccountFiles } from './account-files.js';
 import { loadCertificateBundle, loadSigningKey } from './keys.js';
-import { loadPolicy, openToAccountsPolicy } from './policy.js';
 import { LoginThrottle } from './throttle.js';
 import { TokenService } from './token-service.js';
 import { TokenIssuer, TokenVerifier, type TrustedKeySources } from './tokens.js';
@@ -14,19 +13,22 @@ export interface RegistryAuth {
   tokens: TokenService | null;
   /** The token endpoint challenges name; '' means /auth/token on this registry as each request reached it. */
   tokenRealm: string;
+  /** The policy and htpasswd files in force (reloaded on SIGHUP and on change); null with auth off or external tokens only. */
+  accountFiles: AccountFiles | null;
+  /** Where the built-in token service's signing key is, and whether the registry generated it. */
+  signingKey: { file: string; generated: boolean } | null;
 }
 
-export const noAuth: RegistryAuth = { access: openAccess, tokens: null, tokenRealm: '' };
+export const noAuth: RegistryAuth = { access: openAccess, tokens: null, tokenRealm: '', accountFiles: null, signingKey: null };
 
 /** Builds access control (and the token service) from the auth section; reads every file it names now. */
 export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
   const auth = config.auth;
   if (auth.mode === 'none') return noAuth;
-  const policy = auth.policy !== '' ? loadPolicy(auth.policy) : openToAccountsPolicy;
-  const directory = new AccountDirectory(policy, auth.htpasswd.path !== '' ? loadHtpasswd(auth.htpasswd.path) : new Map());
+  const accountFiles = new AccountFiles({ policy: auth.policy, htpasswd: auth.htpasswd.path });
   const throttle = new LoginThrottle();
   if (auth.mode === 'htpasswd') {
-    return { access: new BasicAccessControl(directory, policy, throttle, auth.htpasswd.realm), tokens: null, tokenRealm: '' };
+    return { access: new BasicAccessControl(accountFiles, throttle, auth.htpasswd.realm), tokens: null, tokenRealm: '', accountFiles, signingKey: null };
   }
   const token = auth.token;
   const generatedKeyFile = path.join(config.storage.filesystem.rootdirectory, 'auth', 'token-signing-key.pem');
@@ -39,8 +41,7 @@ export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
   const verifier = await TokenVerifier.create(sources, token.issuer, token.service);
   const tokens = signingKey
     ? new TokenService({
-        directory,
-        policy,
+        accounts: accountFiles,
         throttle,
         issuer: new TokenIssuer(signingKey, token.issuer, Math.round(token.expiration / 1000)),
         verifier,
@@ -48,5 +49,11 @@ export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
         realm: token.service,
       })
     : null;
-  return { access: new TokenAccessControl(verifier, token.service), tokens, tokenRealm: token.realm };
+  return {
+    access: new TokenAccessControl(verifier, token.service),
+    tokens,
+    tokenRealm: token.realm,
+    accountFiles: tokens ? accountFiles : null,
+    signingKey: signingKey ? { file: token.signingkey || generatedKeyFile, generated: token.signingkey === '' } : null,
+  };
 }

@@ -1,7 +1,7 @@
 import { RegistryError } from '../oci/errors.js';
 import { checkLogin } from './access-control.js';
-import type { AccountDirectory } from './accounts.js';
-import { accountOf, anonymous, grant, type AccessPolicy, type Principal } from './policy.js';
+import type { Accounts } from './account-files.js';
+import { accountOf, anonymous, grant, type Principal } from './policy.js';
 import { parseScopes } from './scopes.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenError, type TokenIssuer, type TokenVerifier } from './tokens.js';
@@ -34,8 +34,7 @@ export interface TokenResponse {
 export class TokenService {
   constructor(
     private readonly deps: {
-      directory: AccountDirectory;
-      policy: AccessPolicy;
+      accounts: { readonly current: Accounts };
       throttle: LoginThrottle;
       issuer: TokenIssuer;
       verifier: TokenVerifier;
@@ -48,7 +47,7 @@ export class TokenService {
     return new RegistryError('UNAUTHORIZED', { message, headers: { 'WWW-Authenticate': `Basic realm="${this.deps.realm}"` } });
   }
 
-  private async principalOf(request: TokenRequest): Promise<Principal> {
+  private async principalOf(request: TokenRequest, { directory }: Accounts): Promise<Principal> {
     if (request.refreshToken !== undefined) {
       let subject: string;
       try {
@@ -57,12 +56,12 @@ export class TokenService {
         if (error instanceof TokenError) throw this.refused('invalid refresh token');
         throw error;
       }
-      const principal = this.deps.directory.principalOf(subject);
+      const principal = directory.principalOf(subject);
       if (!principal) throw this.refused('the account of this refresh token no longer exists');
       return principal;
     }
     if (!request.credentials) return anonymous;
-    const principal = await checkLogin(this.deps.directory, this.deps.throttle, request.address, request.credentials);
+    const principal = await checkLogin(directory, this.deps.throttle, request.address, request.credentials);
     if (!principal) throw this.refused('wrong user name or password');
     return principal;
   }
@@ -71,9 +70,11 @@ export class TokenService {
     if (request.service !== undefined && request.service !== this.deps.service) {
       throw new RegistryError('DENIED', { status: 400, message: `this token service serves ${JSON.stringify(this.deps.service)}` });
     }
-    const principal = await this.principalOf(request);
+    // One request is judged by one version of the files, even if they are reloaded meanwhile.
+    const accounts = this.deps.accounts.current;
+    const principal = await this.principalOf(request, accounts);
     const account = accountOf(principal);
-    const access = parseScopes(request.scopes).map((scope) => grant(this.deps.policy, principal, scope));
+    const access = parseScopes(request.scopes).map((scope) => grant(accounts.policy, principal, scope));
     const issued = this.deps.issuer.accessToken(account, this.deps.service, access);
     const response: TokenResponse = {
       token: issued.token,

@@ -3,7 +3,7 @@
  * this tree; each leaf can be overridden by REGISTRY_<PATH> in upper case (storage.delete.enabled →
  * REGISTRY_STORAGE_DELETE_ENABLED). Keys follow Distribution's configuration where it has the concept.
  */
-import { entries, section, stringList } from './values.js';
+import { entries, formatDuration, parseDuration, section, stringList } from './values.js';
 import { parseRetentionPolicies, type RetentionPolicySettings } from './retention-policies.js';
 import { parseNotificationEndpoints, type NotificationEndpointSettings } from './notification-endpoints.js';
 
@@ -11,6 +11,8 @@ export interface Leaf<T> {
   readonly kind: 'string' | 'boolean' | 'duration' | 'enum' | 'integer' | 'size' | 'list' | 'structured';
   readonly defaultValue: T;
   readonly doc: string;
+  /** A duration's default as the file writes it (`168h`). */
+  readonly written?: string;
   readonly choices?: readonly string[];
   /** Further checks; returns a reason when the value is not acceptable. */
   check?(value: T): string | undefined;
@@ -38,8 +40,8 @@ const string = (defaultValue: string, doc: string, check?: (value: string) => st
   ...(check ? { check } : {}),
 });
 const boolean = (defaultValue: boolean, doc: string): Leaf<boolean> => ({ kind: 'boolean', defaultValue, doc });
-/** Durations are written `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds; held in milliseconds. */
-const duration = (defaultValue: number, doc: string): Leaf<number> => ({ kind: 'duration', defaultValue, doc });
+/** Durations are written `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds; held in milliseconds. The default is written as a file would write it. */
+const duration = (written: string, doc: string): Leaf<number> => ({ kind: 'duration', defaultValue: parseDuration(written, 'default'), written, doc });
 const integer = (defaultValue: number, doc: string, minimum: number, maximum: number): Leaf<number> => ({
   kind: 'integer',
   defaultValue,
@@ -110,8 +112,8 @@ export const configSchema = {
   },
   http: {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
-    draintimeout: duration(30_000, 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
-    shutdowndelay: duration(0, 'On SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers take this instance out) before new connections are refused and the drain starts.'),
+    draintimeout: duration('30s', 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.'),
+    shutdowndelay: duration('0s', 'On SIGTERM, how long to go on serving with /readyz answering 503 (so load balancers take this instance out) before new connections are refused and the drain starts.'),
     tls: {
       certificate: string('', 'PEM certificate (with its chain) to serve HTTPS with; with key. Reloaded when the file changes or on SIGHUP.'),
       key: string('', 'PEM private key of the certificate.'),
@@ -147,7 +149,7 @@ export const configSchema = {
     },
     redirect: {
       enabled: boolean(false, 'Answer blob GETs with 307 to a presigned URL of the storage (S3 only); HEAD stays local.'),
-      expiry: duration(20 * 60_000, 'Lifetime of the presigned URLs.'),
+      expiry: duration('20m', 'Lifetime of the presigned URLs.'),
     },
     delete: {
       enabled: boolean(true, 'Whether DELETE of blobs, manifests and tags is allowed; 405 UNSUPPORTED when false.'),
@@ -155,14 +157,14 @@ export const configSchema = {
     maintenance: {
       uploadpurging: {
         enabled: boolean(true, 'Remove upload sessions (and their bytes) untouched for longer than age.'),
-        age: duration(168 * 3_600_000, 'How long an upload may sit untouched before it is purged.'),
-        interval: duration(24 * 3_600_000, 'How often to look for abandoned uploads (first run about a minute after start).'),
+        age: duration('168h', 'How long an upload may sit untouched before it is purged.'),
+        interval: duration('24h', 'How often to look for abandoned uploads (first run about a minute after start).'),
         dryrun: boolean(false, 'Only log what would be purged.'),
       },
       gc: {
         enabled: boolean(true, 'Collect garbage online now and then: blobs nothing refers to, and with untagged, manifests nothing refers to.'),
-        interval: duration(24 * 3_600_000, 'How often to collect (the first run about ten minutes after start); one replica runs at a time.'),
-        grace: duration(24 * 3_600_000, 'What was pushed, mounted or used within this window is kept (a push names its layers last).'),
+        interval: duration('24h', 'How often to collect (the first run about ten minutes after start); one replica runs at a time.'),
+        grace: duration('24h', 'What was pushed, mounted or used within this window is kept (a push names its layers last).'),
         untagged: boolean(false, 'Also collect manifests with no tag that no index or subject keeps (pushing by digest is then not for keeps).'),
         dryrun: boolean(false, 'Only report what would be collected.'),
       },
@@ -185,7 +187,7 @@ export const configSchema = {
       builtin: boolean(true, 'Serve the built-in token service at /auth/token (false: tokens come from an external issuer only).'),
       signingkey: string('', 'PEM private key (RSA or EC P-256) the built-in service signs with; empty: generated at first start as <rootdirectory>/auth/token-signing-key.pem, mode 0600.'),
       algorithm: oneOf(['ES256', 'RS256'] as const, 'ES256', 'Algorithm of a generated signing key.'),
-      expiration: duration(5 * 60_000, 'Lifetime of access tokens.'),
+      expiration: duration('5m', 'Lifetime of access tokens.'),
       rootcertbundle: string('', 'PEM certificates of an external issuer (Harbor, GitLab, docker_auth): tokens signed by their keys are trusted.'),
       jwks: string('', 'JWKS file or http(s) URL of an external issuer; keys chosen by kid.'),
     },
@@ -196,19 +198,19 @@ export const configSchema = {
     manifests: boolean(false, 'Also record manifest pushes by digest and manifest deletes by digest (tag events are always recorded).'),
     blobs: boolean(false, 'Also record blob deletes.'),
     pulls: boolean(false, 'Record pulls: counted in memory and written every pullflush as one `pulled` event per name, tag and account, with the tags\' last-pulled time.'),
-    pullflush: duration(10_000, 'How often counted pulls are written (audit.pulls).'),
-    retention: duration(0, 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
-    timemachine: duration(14 * 86_400_000, 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
+    pullflush: duration('10s', 'How often counted pulls are written (audit.pulls).'),
+    retention: duration('0s', 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
+    timemachine: duration('14d', 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
   },
   notifications: {
     endpoints: structured([] as NotificationEndpointSettings[], 'Webhook receivers, as Distribution writes them: [{name, url, headers, timeout, threshold, backoff, ignoredmediatypes, ignore: {mediatypes, actions}, disabled, secret}]. Events wait in the database until delivered, in order, once per endpoint.', parseNotificationEndpoints),
-    retention: duration(7 * 86_400_000, 'Undelivered notifications older than this are dropped (a receiver down for longer misses them; counted in the status).'),
+    retention: duration('7d', 'Undelivered notifications older than this are dropped (a receiver down for longer misses them; counted in the status).'),
     events: {
       includereferences: boolean(true, 'Accepted for Distribution compatibility; events always name their target and its references are not listed.'),
     },
   },
   retention: {
-    interval: duration(0, 'How often retention policies run (one replica at a time); 0: only from `registry retention run` and the API.'),
+    interval: duration('0s', 'How often retention policies run (one replica at a time); 0: only from `registry retention run` and the API.'),
     policies: structured([] as RetentionPolicySettings[], 'Tag retention: [{repositories: [globs], tags: [globs], keep: {mostRecent, pushedWithin, pulledWithin, tags}, untagged: delete|keep}]. Tags the policy considers and no clause keeps are deleted; immutable tags and `latest` (unless named in tags) stay.', parseRetentionPolicies),
   },
   tags: {
@@ -218,7 +220,7 @@ export const configSchema = {
     default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
     instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),
     failurethreshold: integer(3, 'Consecutive failures (unreachable, timeout, 5xx) after which an upstream is left alone for cooloff.', 1, 1000),
-    cooloff: duration(30_000, 'How long a failing upstream is not asked (cached content is served, uncached content fails at once).'),
+    cooloff: duration('30s', 'How long a failing upstream is not asked (cached content is served, uncached content fails at once).'),
     cache: {
       maxsize: size(0, 'Largest size of the mirror cache (its distinct blobs); past it, garbage collection evicts the least recently pulled images first. 0: unlimited.', 0),
     },
@@ -230,11 +232,11 @@ export const configSchema = {
       passwordfile: string('', 'File holding the password (first line).'),
       token: string('', 'A bearer token to send as is, instead of username and password.'),
       tokenfile: string('', 'File holding that token (first line).'),
-      ttl: duration(5 * 60_000, 'How long a tag fetched from upstream is served without asking again; then one HEAD revalidates it.'),
-      timeout: duration(30_000, 'Time allowed for the upstream to answer with headers, and between two chunks of a body.'),
+      ttl: duration('5m', 'How long a tag fetched from upstream is served without asking again; then one HEAD revalidates it.'),
+      timeout: duration('30s', 'Time allowed for the upstream to answer with headers, and between two chunks of a body.'),
       repositories: list(['**'], 'Upstream repositories this upstream may serve (globs: library/*, team/**).'),
       allowpush: boolean(false, 'Accept pushes into this upstream\'s names as local content that takes precedence (else 405 UNSUPPORTED).'),
-      retention: duration(0, 'Cached images not pulled for this long are evicted by garbage collection (never within its grace window). 0: kept forever, as an offline site needs.'),
+      retention: duration('0s', 'Cached images not pulled for this long are evicted by garbage collection (never within its grace window). 0: kept forever, as an offline site needs.'),
     }),
   },
 } as const;
@@ -259,11 +261,7 @@ export function isNamedSections(node: SchemaNode): node is NamedSections<{ reado
 /** A leaf's default written as the configuration file would write it. */
 export function formatDefault(leaf: Leaf<unknown>): unknown {
   const value = leaf.defaultValue;
-  if (leaf.kind === 'duration') {
-    const ms = Number(value);
-    const unit = [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'm'], [1000, 's']].find(([size]) => ms > 0 && ms % (size as number) === 0) ?? [1, 'ms'];
-    return ms === 0 ? '0s' : `${ms / (unit[0] as number)}${unit[1] as string}`;
-  }
+  if (leaf.kind === 'duration') return leaf.written ?? formatDuration(Number(value));
   if (leaf.kind === 'size' && Number(value) % mebibyte === 0) return `${Number(value) / mebibyte}MiB`;
   if (leaf.kind === 'list') return (value as string[]).join(',');
   if (leaf.kind === 'structured') return JSON.stringify(value);

@@ -17,6 +17,13 @@ export function parseDuration(raw: unknown, where: string): number {
   return Number(match[1]) * (durationUnits[match[2] ?? 's'] ?? 1000);
 }
 
+/** Milliseconds in the largest unit that holds them exactly: 1209600000 → `14d`, 90000 → `90s`. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  const unit = (['d', 'h', 'm', 's'] as const).find((name) => ms % (durationUnits[name] ?? 1) === 0);
+  return unit ? `${ms / (durationUnits[unit] ?? 1)}${unit}` : `${ms}ms`;
+}
+
 /** A list of strings, or one string as a list of one; every item non-empty. */
 export function stringList(raw: unknown, where: string, options: { nonEmpty: boolean }): string[] {
   const list = typeof raw === 'string' ? [raw] : raw;

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { parseListenAddress } from '../config/schema.js';
+import { listenOn } from '../listen.js';
 import type { RegistryMetrics } from './registry-metrics.js';
 
 /** The debug listener (http.debug.addr), apart from the registry's port as in Distribution: metrics at `path`, nothing else. */
@@ -19,13 +19,6 @@ export async function startDebugListener(addr: string, path: string, metrics: Re
       },
     );
   });
-  const { host, port } = parseListenAddress(addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOn(server, addr, 'http.debug.addr');
   return { server, address: server.address() as AddressInfo };
 }

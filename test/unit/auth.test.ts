@@ -171,7 +171,7 @@ describe('Basic auth', () => {
       }
     }
     const directory = new CountingDirectory(openToAccountsPolicy, new Map([['alice', bcrypt.hashSync('pw', 4)]]));
-    const access = new BasicAccessControl(directory, openToAccountsPolicy, new LoginThrottle(), 'registry');
+    const access = new BasicAccessControl({ current: { policy: openToAccountsPolicy, directory, generation: 0 } }, new LoginThrottle(), 'registry');
     const header = (password: string) => `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
     const needed = { type: 'repository', name: 'team/app', actions: ['pull', 'push'] };
     for (let request = 0; request < 5; request++) {
