@@ -2,7 +2,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import { noAuth, type RegistryAuth } from './auth/setup.js';
 import type { MetadataDb } from './metadata/database.js';
-import type { RegistryServices, RegistryState } from './http/context.js';
+import type { RegistryContext, RegistryServices, RegistryState } from './http/context.js';
 import { errorEnvelopeMiddleware } from './http/middleware/errors.js';
 import { requestLogMiddleware } from './http/middleware/request-log.js';
 import { buildRouter } from './http/router.js';
@@ -32,6 +32,9 @@ import { NotificationPayloads } from './notifications/payload.js';
 import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
 import type { RetentionPolicySettings } from './config/retention-policies.js';
 import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
+
+/** How a response stream fails when the client has closed its connection. */
+const clientGoneCodes = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
 
 export interface AppDependencies {
   storage: StorageDriver;
@@ -107,7 +110,13 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
   // is a response stream failing after its headers were sent.
-  app.on('error', (error: unknown) => deps.logger.warn({ err: error }, 'response stream failed'));
+  app.on('error', (error: NodeJS.ErrnoException, ctx?: RegistryContext) => {
+    if (ctx && (clientGoneCodes.has(error.code ?? '') || ctx.req.destroyed)) {
+      deps.logger.debug({ requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, code: error.code }, 'client went away during the response');
+    } else {
+      deps.logger.warn({ err: error, ...(ctx ? { requestId: ctx.state.requestId, path: ctx.path } : {}) }, 'response stream failed');
+    }
+  });
   const auth = deps.auth ?? noAuth;
   const metrics = deps.metrics;
   const router = buildRouter(registryRoutes(services, auth.tokens), { ...auth, ...(metrics ? { onAuth: (outcome) => metrics.auth.inc({ outcome }) } : {}) }, services.mirror?.addressing ?? null);

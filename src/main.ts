@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${hashSecret(password)}\n`);
     return;
   }
-  const { config, source } = loadConfig(commandLine.configFile ? { file: commandLine.configFile } : {});
+  const { config, source, notes } = loadConfig(commandLine.configFile ? { file: commandLine.configFile } : {});
   switch (command.id) {
     case 'metadata-rebuild':
       process.exitCode = await rebuildCommand(config);
@@ -146,6 +146,12 @@ async function main(): Promise<void> {
   const processLogger = createProcessLogger(config);
   const { logger } = processLogger;
   logger.info({ configFile: source ?? null }, 'configuration loaded');
+  if (notes.unknownVariables.length > 0) {
+    logger.warn({ variables: notes.unknownVariables }, 'environment variables that set no configuration key (misspelt? `registry config-keys` lists the keys); ignored');
+  }
+  if (notes.ignoredKeys.length > 0) {
+    logger.info({ keys: notes.ignoredKeys }, "Distribution's keys accepted and ignored here (see the README's Coming from Distribution)");
+  }
   const registry = await startRegistry(config, logger);
   // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare
   // process.exit. But a log reader that stopped reading must not keep the process: a second at most.

@@ -8,6 +8,7 @@ import { openAuth } from './auth/setup.js';
 import { mirrorSettings } from './mirror/settings.js';
 import type { RegistryConfig } from './config/schema.js';
 import { listenOn } from './listen.js';
+import { textLine } from './log-format.js';
 import type { UploadService } from './registry/uploads.js';
 import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
@@ -65,10 +66,28 @@ export function createLogger(config: RegistryConfig, destination: pino.Destinati
     {
       level: config.log.level,
       base: { service: 'registry' },
+      // Level names and ISO times, as people and log collectors read them (Distribution writes the same).
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ['req.headers.authorization', 'headers.authorization', 'password', 'token'], censor: '[redacted]' },
     },
-    destination,
+    config.log.formatter === 'text' ? textStream(destination) : destination,
   );
+}
+
+/** log.formatter text: each JSON line pino writes, rewritten as a readable line on its way out. */
+function textStream(destination: pino.DestinationStream): pino.DestinationStream {
+  return {
+    write(line: string) {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return destination.write(line);
+      }
+      return destination.write(textLine(entry));
+    },
+  };
 }
 
 /** Opens both stores, builds the app and listens on http.addr. */

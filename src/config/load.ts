@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { configSchema, ignoredTopLevelKeys, isLeaf, isNamedSections, type Leaf, type RegistryConfig, type SchemaNode } from './schema.js';
+import { configSchema, ignoredDistributionKeys, ignoredTopLevelKeys, isLeaf, isNamedSections, type Leaf, type NamedSections, type RegistryConfig, type SchemaNode } from './schema.js';
 
 import { ConfigError } from './config-error.js';
 import { describe, parseDuration } from './values.js';
@@ -22,7 +22,19 @@ export interface LoadedConfig {
   config: RegistryConfig;
   /** The file read, if any. */
   source: string | undefined;
+  notes: ConfigNotes;
 }
+
+/** What the start-up should say about the configuration it was given. */
+export interface ConfigNotes {
+  /** REGISTRY_* variables that set no key (misspelt, or injected by Kubernetes for a Service named registry). */
+  unknownVariables: string[];
+  /** Distribution's keys (and their variables) that were given and are ignored here. */
+  ignoredKeys: string[];
+}
+
+/** Variables read besides the keys' own. */
+const otherVariables = new Set(['REGISTRY_CONFIG']);
 
 /** Environment variable that overrides a key: storage.delete.enabled → REGISTRY_STORAGE_DELETE_ENABLED. */
 export function envNameOf(keyPath: readonly string[]): string {
@@ -41,7 +53,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     document = readYamlFile(file, 'configuration file') ?? {};
     source = file;
   }
-  return { config: resolveConfig(document, env, cwd), source };
+  return { ...resolveWithNotes(document, env, cwd), source };
 }
 
 /** A YAML file's document; ConfigError naming `what` and the file when it cannot be read or parsed. */
@@ -61,7 +73,63 @@ export function readYamlFile(file: string, what: string): unknown {
 
 /** Builds the configuration from a parsed document and the environment; throws ConfigError naming the key. */
 export function resolveConfig(document: unknown, env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): RegistryConfig {
-  const config = resolveNode(configSchema, document, [], env, true) as RegistryConfig;
+  return resolveWithNotes(document, env, cwd).config;
+}
+
+/** Where the environment's variables went while resolving: the ones read, and Distribution's ignored keys met. */
+interface Resolution {
+  env: NodeJS.ProcessEnv;
+  variablesRead: Set<string>;
+  ignoredKeys: string[];
+}
+
+function resolveWithNotes(document: unknown, env: NodeJS.ProcessEnv, cwd: string): { config: RegistryConfig; notes: ConfigNotes } {
+  const resolution: Resolution = { env, variablesRead: new Set(otherVariables), ignoredKeys: [] };
+  const resolved = withDistributionProxy(resolveNode(configSchema, document, [], resolution, true) as RegistryConfig);
+  const ignoredVariables = [...ignoredDistributionKeys].map((key) => envNameOf(key.split('.')));
+  const unknownVariables: string[] = [];
+  for (const name of Object.keys(env).filter((variable) => variable.startsWith('REGISTRY_')).sort()) {
+    if (resolution.variablesRead.has(name)) continue;
+    if (ignoredVariables.some((ignored) => name === ignored || name.startsWith(`${ignored}_`))) resolution.ignoredKeys.push(name);
+    else unknownVariables.push(name);
+  }
+  return { config: checked(resolved, cwd), notes: { unknownVariables, ignoredKeys: resolution.ignoredKeys } };
+}
+
+/** Docker Hub's registry host, which its clients call docker.io. */
+const dockerHubHosts = new Set(['registry-1.docker.io', 'index.docker.io', 'docker.io']);
+
+/**
+ * Distribution's pull-through cache (proxy.remoteurl, username, password, ttl) as this registry
+ * has it: an upstream named after the remote's host (docker.io for Docker Hub) that serves plain
+ * repository names (mirror.default).
+ */
+function withDistributionProxy(config: RegistryConfig): RegistryConfig {
+  const proxy = config.proxy;
+  if (proxy.remoteurl === '') return config;
+  let host: string;
+  try {
+    host = new URL(proxy.remoteurl).hostname;
+  } catch {
+    throw new ConfigError(`proxy.remoteurl: expected the upstream's base URL such as https://registry-1.docker.io, got ${JSON.stringify(proxy.remoteurl)}`);
+  }
+  const name = dockerHubHosts.has(host) ? 'docker.io' : host;
+  if (config.mirror.default !== '') {
+    throw new ConfigError(`proxy.remoteurl and mirror.default (${JSON.stringify(config.mirror.default)}) both name the upstream of plain names: keep one`);
+  }
+  if (name in config.mirror.upstreams) {
+    throw new ConfigError(`proxy.remoteurl: mirror.upstreams.${name} is already defined; make it mirror.default instead of setting proxy.remoteurl`);
+  }
+  const entry = resolveNode(
+    configSchema.mirror.upstreams.entry,
+    { url: proxy.remoteurl, username: proxy.username, password: proxy.password, retention: `${proxy.ttl}ms` },
+    ['proxy'],
+    { env: {}, variablesRead: new Set(), ignoredKeys: [] },
+  ) as RegistryConfig['mirror']['upstreams'][string];
+  return { ...config, mirror: { ...config.mirror, default: name, upstreams: { ...config.mirror.upstreams, [name]: entry } } };
+}
+
+function checked(config: RegistryConfig, cwd: string): RegistryConfig {
   const root = path.resolve(cwd, config.storage.filesystem.rootdirectory);
   const storage = { ...config.storage, filesystem: { rootdirectory: root } };
   const url = config.database.url === '' ? `sqlite:${path.join(root, 'registry.db')}` : config.database.url;
@@ -123,20 +191,48 @@ function checkMirror(mirror: RegistryConfig['mirror']): void {
   }
 }
 
-function resolveNode(node: SchemaNode, value: unknown, keyPath: string[], env: NodeJS.ProcessEnv, top = false): unknown {
-  if (isLeaf(node)) return resolveLeaf(node, value, keyPath, env);
+/**
+ * Names of named sections that only the environment gives: REGISTRY_MIRROR_UPSTREAMS_CENTRAL_URL
+ * names the upstream `central` (names from variables are lowercase; `_` stays `_`). A variable for
+ * a section the file names (docker.io → DOCKER_IO) belongs to that one.
+ */
+function sectionNamesFromEnv(node: NamedSections<{ readonly [key: string]: SchemaNode }>, keyPath: string[], fileNames: string[], env: NodeJS.ProcessEnv): string[] {
+  const prefix = `${envNameOf(keyPath)}_`;
+  const suffixes = Object.keys(node.entry)
+    .map((key) => `_${envNameOf([key]).slice('REGISTRY_'.length)}`)
+    .sort((a, b) => b.length - a.length);
+  const taken = new Set(fileNames.map((name) => envNameOf([name]).slice('REGISTRY_'.length)));
+  const found = new Set<string>();
+  for (const variable of Object.keys(env)) {
+    if (!variable.startsWith(prefix)) continue;
+    const suffix = suffixes.find((candidate) => variable.endsWith(candidate) && variable.length > prefix.length + candidate.length);
+    if (!suffix) continue;
+    const envName = variable.slice(prefix.length, variable.length - suffix.length);
+    if (!taken.has(envName)) found.add(envName.toLowerCase());
+  }
+  return [...found];
+}
+
+function resolveNode(node: SchemaNode, value: unknown, keyPath: string[], resolution: Resolution, top = false): unknown {
+  if (isLeaf(node)) return resolveLeaf(node, value, keyPath, resolution);
   if (isNamedSections(node)) {
     if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
       throw new ConfigError(`${keyPath.join('.')}: expected named sections (name: {keys}), got ${describe(value)}`);
     }
-    const entries = Object.entries((value ?? {}) as Record<string, unknown>);
-    return Object.fromEntries(entries.map(([name, entry]) => [name, resolveNode(node.entry, entry, [...keyPath, name], env)]));
+    const entries: Array<[string, unknown]> = Object.entries((value ?? {}) as Record<string, unknown>);
+    for (const name of sectionNamesFromEnv(node, keyPath, entries.map(([name]) => name), resolution.env)) entries.push([name, {}]);
+    return Object.fromEntries(entries.map(([name, entry]) => [name, resolveNode(node.entry, entry, [...keyPath, name], resolution)]));
   }
   if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
     throw new ConfigError(`${keyPath.join('.')}: expected a section of keys, got ${describe(value)}`);
   }
   const section = (value ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(section)) {
+    const keyName = [...keyPath, key].join('.');
+    if (!(key in node) && ignoredDistributionKeys.has(keyName)) {
+      resolution.ignoredKeys.push(keyName);
+      continue;
+    }
     if (!(key in node) && !(top && ignoredTopLevelKeys.has(key))) {
       const known = Object.keys(node).map((name) => [...keyPath, name].join('.'));
       throw new ConfigError(`${[...keyPath, key].join('.')}: unknown configuration key (known here: ${known.join(', ')})`);
@@ -144,14 +240,15 @@ function resolveNode(node: SchemaNode, value: unknown, keyPath: string[], env: N
   }
   const result: Record<string, unknown> = {};
   for (const [key, child] of Object.entries(node)) {
-    result[key] = resolveNode(child, section[key], [...keyPath, key], env);
+    result[key] = resolveNode(child, section[key], [...keyPath, key], resolution);
   }
   return result;
 }
 
-function resolveLeaf(leaf: Leaf<unknown>, fileValue: unknown, keyPath: string[], env: NodeJS.ProcessEnv): unknown {
+function resolveLeaf(leaf: Leaf<unknown>, fileValue: unknown, keyPath: string[], resolution: Resolution): unknown {
   const envName = envNameOf(keyPath);
-  const fromEnv = env[envName];
+  resolution.variablesRead.add(envName);
+  const fromEnv = resolution.env[envName];
   const where = fromEnv !== undefined ? `${keyPath.join('.')} (from ${envName})` : keyPath.join('.');
   const raw = fromEnv !== undefined ? fromEnv : fileValue;
   if (raw === undefined || raw === null) return leaf.defaultValue;

@@ -108,7 +108,8 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 
 export const configSchema = {
   log: {
-    level: oneOf(logLevels, 'info', 'Lowest level of log lines written (JSON, one line per request at info).'),
+    level: oneOf(logLevels, 'info', 'Lowest level of log lines written (one line per request at info).'),
+    formatter: oneOf(['json', 'text'] as const, 'json', 'json: one JSON object per line (level names, ISO times), for log collectors; text: one readable line per entry, for a person at a terminal.'),
   },
   http: {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
@@ -216,6 +217,12 @@ export const configSchema = {
   tags: {
     immutable: structured([], 'Immutable tags: [{repositories: [globs], tags: [globs]}]. A matching tag may be created once; moving it to another digest or deleting it (or its manifest) is refused with 403 DENIED; pushing the same digest again succeeds.', stringListRecords(['repositories', 'tags'] as const)),
   },
+  proxy: {
+    remoteurl: string('', "Distribution's pull-through cache: the upstream (https://registry-1.docker.io) that serves plain repository names, as an upstream of mirror.upstreams named after its host (docker.io for Docker Hub) and made mirror.default."),
+    username: string('', 'Account for proxy.remoteurl; empty: anonymous.'),
+    password: string('', 'Password of proxy.username (better from REGISTRY_PROXY_PASSWORD).'),
+    ttl: duration('0s', 'Cached images not pulled for this long are evicted (the upstream\'s retention); 0: kept forever. Distribution expires its cache after 168h by default; this registry keeps it unless told.'),
+  },
   mirror: {
     default: string('', 'Upstream (by name) that serves plain repository names that are not local, for docker\'s registry-mirrors; empty: none.'),
     instanceid: string('', 'This registry\'s name in the Via header of upstream requests (loop guard, 508); empty: the host name and a random suffix.'),
@@ -270,3 +277,25 @@ export function formatDefault(leaf: Leaf<unknown>): unknown {
 
 /** Top-level keys accepted in the file for compatibility and otherwise ignored (Distribution's `version`). */
 export const ignoredTopLevelKeys = new Set(['version']);
+
+/**
+ * Distribution's keys this registry accepts and ignores, as the start-up says: what they do is done
+ * another way here (no upload state to sign, the database instead of a cache, /readyz instead of
+ * health checks), or not at all (response headers, log hooks).
+ */
+export const ignoredDistributionKeys: ReadonlySet<string> = new Set([
+  'http.secret',
+  'http.headers',
+  'http.host',
+  'http.relativeurls',
+  'http.http2',
+  'storage.cache',
+  'storage.filesystem.maxthreads',
+  'redis',
+  'health',
+  'log.fields',
+  'log.hooks',
+  'log.accesslog',
+  'validation',
+  'compatibility',
+]);

@@ -61,14 +61,14 @@ export class MirroredBlobs {
     const health = this.upstreams.health(target);
     const cached = await findMirrorBlob(this.stores.metadata, upstreamRepository(target), digest.value);
     if (cached) {
-      health.counters.cacheHits++;
+      health.cacheHit();
       health.counters.bytesServed += cached.size;
       return { kind: 'stored', blob: { digest: digest.value, size: cached.size } };
     }
     if (options.streamWhileFetching) {
       const fetch = await this.share(target, digest, via);
       if (fetch) {
-        health.counters.cacheMisses++;
+        health.cacheMiss();
         if (fetch.size !== null) health.counters.bytesServed += fetch.size;
         return { kind: 'fetching', digest: digest.value, size: fetch.size, stream: fetch.subscribe() };
       }
@@ -85,10 +85,10 @@ export class MirroredBlobs {
     const health = this.upstreams.health(target);
     const cached = await findMirrorBlob(this.stores.metadata, from, digest.value);
     if (cached) {
-      health.counters.cacheHits++;
+      health.cacheHit();
       return { fetched: false, size: cached.size };
     }
-    health.counters.cacheMisses++;
+    health.cacheMiss();
     const fetch = await this.share(target, digest, via);
     await fetch?.done.catch((error: unknown) => {
       throw this.upstreams.unavailable(target, (error as Error).message);

@@ -36,11 +36,11 @@ export class MirroredManifests {
     const health = this.upstreams.health(target);
     const cached = await findMirrorManifest(this.stores.metadata, from, digest.value);
     if (cached) {
-      health.counters.cacheHits++;
+      health.cacheHit();
       await touchMirrorManifest(this.stores.metadata, from, digest.value);
       return cached;
     }
-    health.counters.cacheMisses++;
+    health.cacheMiss();
     return this.digestFetches.run(`${from.upstream}/${from.repository}@${digest.value}`, async () => {
       const fetched = await this.fetch(target, digest.value, via);
       if (fetched.digest !== digest.value) {

@@ -20,7 +20,7 @@ export class MirroredTagLists {
       if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE')) throw error;
       const cached = await listMirrorTags(this.stores.metadata, upstreamRepository(target));
       if (cached.length === 0) throw error;
-      this.upstreams.health(target).counters.staleServed++;
+      this.upstreams.health(target).servedStale();
       return cached;
     }
   }

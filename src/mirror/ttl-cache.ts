@@ -34,16 +34,16 @@ export class TtlCache<T> {
   ): Promise<T> {
     const health = this.upstreams.health(target);
     if (cached && !options.revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
-      health.counters.cacheHits++;
+      health.cacheHit();
       return Promise.resolve(cached.value);
     }
-    health.counters.cacheMisses++;
+    health.cacheMiss();
     return this.flights.run(key, async () => {
       try {
         return await askUpstream();
       } catch (error) {
         if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
-        health.counters.staleServed++;
+        health.servedStale();
         this.logger.warn({ upstream: target.upstream.name, repository: target.repository, ...options.logFields, reason: error.message }, this.staleMessage);
         return cached.value;
       }

@@ -1,3 +1,5 @@
+import { noteMirrorAnswer } from './answer-source.js';
+
 /** What happened on an upstream, for /api/v1/mirror/status. */
 export interface UpstreamStatus {
   name: string;
@@ -37,6 +39,24 @@ export class UpstreamHealth {
     private readonly coolOffMs: number,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** A request answered from the cache. */
+  cacheHit(): void {
+    this.counters.cacheHits++;
+    noteMirrorAnswer('cache');
+  }
+
+  /** A request that asks the upstream. */
+  cacheMiss(): void {
+    this.counters.cacheMisses++;
+    noteMirrorAnswer('upstream');
+  }
+
+  /** A request answered from the cache because the upstream could not be asked. */
+  servedStale(): void {
+    this.counters.staleServed++;
+    noteMirrorAnswer('stale');
+  }
 
   /** Milliseconds until the upstream may be asked again; 0 when it may be asked now. */
   waitMs(): number {

@@ -107,7 +107,7 @@ describe('the access policy and htpasswd file are reloaded while the registry ru
     const failure = server.logs.filter((entry) => String(entry.msg).startsWith('accounts not reloaded')).at(-1)!;
     assert.equal(failure.policyFile, policyFile);
     assert.match(String(failure.problem), /access policy .*policy\.yaml/);
-    assert.equal(failure.level, 50, 'an error line');
+    assert.equal(failure.level, 'error', 'an error line');
     assert.equal(await tokenStatus('robot$deploy', secret), 200, 'the robot still logs in with the policy in force');
     assert.equal(await tokenStatus('alice', 'alice-password'), 200);
 
@@ -154,11 +154,11 @@ describe('auth off on an address beyond this machine', () => {
     try {
       const open = await startServerProcess({ root: path.join(directory, 'a'), env: { REGISTRY_HTTP_ADDR: ':0' } });
       await open.stop();
-      const warnings = open.logs.filter((entry) => entry.level === 40 && /anyone who can reach the port can push/.test(String(entry.msg)));
+      const warnings = open.logs.filter((entry) => entry.level === 'warn' && /anyone who can reach the port can push/.test(String(entry.msg)));
       assert.equal(warnings.length, 1, JSON.stringify(open.logs.map((entry) => entry.msg)));
       const local = await startServerProcess({ root: path.join(directory, 'b') });
       await local.stop();
-      assert.ok(!local.logs.some((entry) => entry.level === 40), 'no warning on 127.0.0.1');
+      assert.ok(!local.logs.some((entry) => entry.level === 'warn'), 'no warning on 127.0.0.1');
     } finally {
       await rm(directory, { recursive: true, force: true });
     }

@@ -160,7 +160,7 @@ async function stress(setup: StressSetup, options: { graceSeconds: number; durat
     }
   });
   await Promise.all([...clients, skopeoPushes, ...collectionLoops]);
-  const serverErrors = setup.servers.flatMap((server) => server.logs.filter((entry) => entry.level === 50 || (entry.msg === 'request' && Number(entry.status) >= 500)));
+  const serverErrors = setup.servers.flatMap((server) => server.logs.filter((entry) => entry.level === 'error' || entry.level === 'fatal' || (entry.msg === 'request' && Number(entry.status) >= 500)));
   if (serverErrors.length > 0) outcomes.unexpected.push(`server errors: ${JSON.stringify(serverErrors.slice(0, 5))}`);
 
   // Every image whose push succeeded and that is still tagged pulls back byte for byte.

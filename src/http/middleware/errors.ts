@@ -45,7 +45,7 @@ export function errorEnvelopeMiddleware(logger: Logger) {
       }
       if (!error) {
         if (ctx.req.destroyed && ctx.req.readableAborted) {
-          logger.info({ requestId: ctx.state.requestId }, 'client went away during the request');
+          logger.debug({ requestId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'client went away during the request');
         } else {
           logger.error({ err: caught, requestId: ctx.state.requestId }, 'request failed');
         }

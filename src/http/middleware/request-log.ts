@@ -1,8 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { withMirrorAnswer, type MirrorAnswer } from '../../mirror/answer-source.js';
 import type { RegistryContext } from '../context.js';
 
 const clientRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The query parameters that say what a request meant: the upstream (?ns=), a page, a digest, a mount. */
+const loggedParameters = ['ns', 'n', 'last', 'digest', 'mount', 'from'];
+
+function meaningfulQuery(ctx: RegistryContext): string | undefined {
+  if (!ctx.querystring) return undefined;
+  const kept = new URLSearchParams();
+  for (const [name, value] of new URLSearchParams(ctx.querystring)) if (loggedParameters.includes(name)) kept.append(name, value.slice(0, 200));
+  const text = kept.toString();
+  return text === '' ? undefined : text;
+}
 
 /** Gives each request an id (the client's X-Request-Id when sane) and writes one log line when it ends. */
 export function requestLogMiddleware(logger: Logger) {
@@ -14,29 +26,34 @@ export function requestLogMiddleware(logger: Logger) {
     // Read now: once the client is gone the socket (and so ctx.ip) may no longer be there.
     const remote = ctx.ip;
     // Probes come every few seconds from every load balancer: at info level they would drown the log.
-    const level = ctx.path === '/healthz' || ctx.path === '/readyz' ? 'debug' : 'info';
+    const probe = ctx.path === '/healthz' || ctx.path === '/readyz';
+    const mirror: { answer?: MirrorAnswer } = {};
     ctx.res.once('close', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      logger[level](
+      const completed = ctx.res.writableFinished;
+      const query = meaningfulQuery(ctx);
+      // A client that went away (docker cancelled, a probe timed out) is routine: debug, not info.
+      logger[probe || !completed ? 'debug' : 'info'](
         {
           requestId: ctx.state.requestId,
           method: ctx.method,
           path: ctx.path,
-          // The query says which upstream (?ns=), digest or page a request meant; none of it is secret.
-          ...(ctx.querystring ? { query: ctx.querystring.slice(0, 500) } : {}),
+          ...(query ? { query } : {}),
           route: ctx.state.route ?? null,
           repository: ctx.state.repository ?? null,
+          ...(mirror.answer ? { mirror: mirror.answer } : {}),
           user: ctx.state.user ?? null,
           status: ctx.res.statusCode,
           bytesIn: ctx.state.bytesReceived ?? 0,
-          bytesOut: ctx.res.writableFinished ? (ctx.response.length ?? 0) : null,
-          completed: ctx.res.writableFinished,
+          // A HEAD answer says how long the body would be; none is sent.
+          bytesOut: !completed ? null : ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
+          completed,
           durationMs: Math.round(durationMs * 100) / 100,
           remote,
         },
-        'request',
+        completed ? 'request' : 'client went away',
       );
     });
-    await next();
+    await withMirrorAnswer(mirror, next);
   };
 }
