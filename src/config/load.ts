@@ -85,7 +85,9 @@ interface Resolution {
 
 function resolveWithNotes(document: unknown, env: NodeJS.ProcessEnv, cwd: string): { config: RegistryConfig; notes: ConfigNotes } {
   const resolution: Resolution = { env, variablesRead: new Set(otherVariables), ignoredKeys: [] };
-  const resolved = withDistributionProxy(resolveNode(configSchema, document, [], resolution, true) as RegistryConfig);
+  const given = resolveNode(configSchema, document, [], resolution, true) as RegistryConfig;
+  const modeGiven = env.REGISTRY_AUTH_MODE !== undefined || (document as { auth?: { mode?: unknown } } | null)?.auth?.mode !== undefined;
+  const resolved = withDistributionProxy(modeGiven ? given : withDistributionAuth(given));
   const ignoredVariables = [...ignoredDistributionKeys].map((key) => envNameOf(key.split('.')));
   const unknownVariables: string[] = [];
   for (const name of Object.keys(env).filter((variable) => variable.startsWith('REGISTRY_')).sort()) {
@@ -94,6 +96,18 @@ function resolveWithNotes(document: unknown, env: NodeJS.ProcessEnv, cwd: string
     else unknownVariables.push(name);
   }
   return { config: checked(resolved, cwd), notes: { unknownVariables, ignoredKeys: resolution.ignoredKeys } };
+}
+
+/**
+ * Distribution turns auth on by the section it finds (auth.htpasswd, auth.token); without
+ * auth.mode, so does this registry: an htpasswd path means HTTP Basic, an issuer's certificates or
+ * keys mean tokens from that issuer. A Distribution configuration never starts open by mistake.
+ */
+function withDistributionAuth(config: RegistryConfig): RegistryConfig {
+  const auth = config.auth;
+  if (auth.htpasswd.path !== '') return { ...config, auth: { ...auth, mode: 'htpasswd' } };
+  if (auth.token.rootcertbundle !== '' || auth.token.jwks !== '') return { ...config, auth: { ...auth, mode: 'token', token: { ...auth.token, builtin: false } } };
+  return config;
 }
 
 /** Docker Hub's registry host, which its clients call docker.io. */

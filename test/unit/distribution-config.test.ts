@@ -78,6 +78,17 @@ describe("Distribution's keys and the environment", () => {
     assert.deepEqual(notes.ignoredKeys.sort(), ['REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR', 'http.secret', 'redis', 'storage.cache'].sort());
   });
 
+  it("Distribution's auth sections turn auth on without auth.mode: htpasswd, or tokens from an external issuer", () => {
+    const basic = resolveConfig({ auth: { htpasswd: { realm: 'basic-realm', path: '/auth/htpasswd' } } }, {}, cwd);
+    assert.equal(basic.auth.mode, 'htpasswd');
+    assert.equal(basic.auth.htpasswd.realm, 'basic-realm');
+    const token = resolveConfig({ auth: { token: { realm: 'https://auth.example.com/token', service: 'registry', issuer: 'auth', rootcertbundle: '/certs/bundle.pem' } } }, {}, cwd);
+    assert.equal(token.auth.mode, 'token');
+    assert.equal(token.auth.token.builtin, false);
+    assert.equal(resolveConfig({ auth: { mode: 'none', htpasswd: { path: '/auth/htpasswd' } } }, {}, cwd).auth.mode, 'none', 'an explicit auth.mode wins');
+    assert.equal(resolveConfig({}, { REGISTRY_AUTH_HTPASSWD_PATH: '/auth/htpasswd' }, cwd).auth.mode, 'htpasswd', 'REGISTRY_AUTH_HTPASSWD_PATH alone, as with registry:2');
+  });
+
   it('a key Distribution does not have either is still refused', () => {
     assert.throws(() => resolveConfig({ http: { secrett: 'x' } }, {}, cwd), /http\.secrett: unknown configuration key/);
   });
