@@ -12,7 +12,6 @@ import { mirrorSettings } from '../mirror/settings.js';
 import { validateRepositoryName, validateTag } from '../oci/names.js';
 
 export type AuditSubcommand = 'events' | 'history' | 'verify' | 'export';
-export const auditSubcommands: readonly AuditSubcommand[] = ['events', 'history', 'verify', 'export'];
 
 export interface AuditCommandOptions {
   /** Filters by the API's names (repository, tag, digest, actor, action, since, until, upstream, source, target). */

@@ -50,6 +50,8 @@ export type CommandId =
 
 const json = { json: { type: 'boolean' } } as const;
 const jsonHelp = { json: 'print the result as JSON, for scripts' };
+const dryRun = { 'dry-run': { type: 'boolean' } } as const;
+const dryRunHelp = { 'dry-run': 'report what would go, delete nothing' };
 const auditFilters: OptionSpecs = Object.fromEntries(eventFilterKeys.map((key) => [key, { type: 'string' }]));
 const auditFilterHelp: Record<string, string> = {
   repository: 'NAME: events of this repository',
@@ -117,8 +119,8 @@ export const commands: readonly CommandSpec[] = [
     summary: 'collect garbage once',
     description:
       'Blobs nothing refers to (and with --untagged, manifests with no tag that nothing keeps), older than the grace window (storage.maintenance.gc.grace), are deleted; safe while servers serve the same stores. Exit 0 done, 1 failed, 2 another run holds the lease.',
-    options: { 'dry-run': { type: 'boolean' }, untagged: { type: 'boolean' }, grace: { type: 'string' }, ...json },
-    optionHelp: { 'dry-run': 'report what would go, delete nothing', untagged: 'also manifests with no tag that nothing keeps', grace: 'DURATION: only what is older than this (e.g. 1h)', ...jsonHelp },
+    options: { ...dryRun, untagged: { type: 'boolean' }, grace: { type: 'string' }, ...json },
+    optionHelp: { ...dryRunHelp, untagged: 'also manifests with no tag that nothing keeps', grace: 'DURATION: only what is older than this (e.g. 1h)', ...jsonHelp },
   }),
   command({
     id: 'mirror-sync',
@@ -157,8 +159,8 @@ export const commands: readonly CommandSpec[] = [
     synopsis: '[--dry-run] [--json]',
     summary: 'apply the retention policies (retention.policies) once',
     description: 'Tags the policies do not keep are deleted, as the scheduled run (retention.interval) does.',
-    options: { 'dry-run': { type: 'boolean' }, ...json },
-    optionHelp: { 'dry-run': 'report what would go, delete nothing', ...jsonHelp },
+    options: { ...dryRun, ...json },
+    optionHelp: { ...dryRunHelp, ...jsonHelp },
   }),
   command({
     id: 'tags-check',
