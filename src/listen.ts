@@ -2,8 +2,16 @@ import type { Server } from 'node:net';
 import { envNameOf } from './config/load.js';
 import { parseListenAddress } from './config/schema.js';
 
+/** What stops the start, said in one line naming the key to look at: no stack, it is not a bug. */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}
+
 /** The server could not listen: the address is taken, not this machine's, or needs privileges. */
-export class ListenError extends Error {
+export class ListenError extends StartupError {
   constructor(message: string) {
     super(message);
     this.name = 'ListenError';

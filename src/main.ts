@@ -18,7 +18,7 @@ import type { RegistryConfig } from './config/schema.js';
 import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
 import { createProcessLogger, startRegistry } from './server.js';
-import { ListenError } from './listen.js';
+import { StartupError } from './listen.js';
 import { openStores } from './stores.js';
 
 function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
@@ -225,7 +225,7 @@ main().catch((error: unknown) => {
     process.stderr.write(`registry: configuration error: ${error.message}\n`);
     process.exit(2);
   }
-  if (error instanceof ListenError || error instanceof ImportError || error instanceof ExportError || error instanceof RegistryError) {
+  if (error instanceof StartupError || error instanceof ImportError || error instanceof ExportError || error instanceof RegistryError) {
     process.stderr.write(`registry: ${error.message}\n`);
     process.exit(1);
   }

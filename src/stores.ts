@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { RegistryConfig } from './config/schema.js';
+import { envNameOf } from './config/load.js';
+import { StartupError } from './listen.js';
 import { openMetadataDatabase, type MetadataDatabase, type MetadataOptions } from './metadata/database.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -39,7 +41,18 @@ export async function openStorage(config: RegistryConfig, logger?: Logger): Prom
 
 /** Opens blob storage and the metadata database (migrated) as the configuration says. */
 export async function openStores(config: RegistryConfig, logger?: Logger, metadataOptions: MetadataOptions = {}): Promise<OpenStores> {
-  const { storage, location, close } = await openStorage(config, logger);
-  const metadata = await openMetadataDatabase(config.database.url, metadataOptions);
+  const { storage, location, close } = await openStorage(config, logger).catch((error: unknown) => {
+    const key = config.storage.s3.bucket === '' ? 'storage.filesystem.rootdirectory' : 'storage.s3.bucket';
+    throw new StartupError(`cannot open blob storage ${JSON.stringify(config.storage.s3.bucket || config.storage.filesystem.rootdirectory)} (${key}, ${envNameOf(key.split('.'))}): ${(error as Error).message}`, { cause: error });
+  });
+  const metadata = await openMetadataDatabase(config.database.url, metadataOptions).catch((error: unknown) => {
+    close();
+    throw new StartupError(`cannot open the metadata database ${withoutPassword(config.database.url)} (database.url, REGISTRY_DATABASE_URL): ${(error as Error).message}`, { cause: error });
+  });
   return { storage, metadata, storageLocation: location, closeStorage: close };
+}
+
+/** A database URL as it may be shown: postgres://user:…@host/db. */
+function withoutPassword(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]+):[^@]*@/, '$1:…@');
 }

@@ -113,7 +113,7 @@ async function migrateToLatest(db: Kysely<unknown>, engine: MetadataEngine): Pro
   const failed = results?.find((result) => result.status === 'Error');
   if (error || failed) {
     const reason = error instanceof Error ? error.message : String(error ?? '');
-    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${reason}`);
+    throw new Error(failed ? `database migration ${failed.migrationName} failed: ${reason}` : reason);
   }
 }
 

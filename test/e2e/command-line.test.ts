@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { commands } from '../../src/cli/command-line.js';
+import { freePort } from '../helpers/ports.js';
 import { projectRoot, runRegistryCommand, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 
 const noStack = (stderr: string) => assert.doesNotMatch(stderr, /^\s+at /m, `no stack trace: ${stderr}`);
@@ -55,6 +56,25 @@ describe('the command line', () => {
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.equal(stderr, '');
     assert.equal(code, 0);
+  });
+
+  it('a database or a storage that cannot be opened is one line naming its key, the password left out', async () => {
+    await withTemporaryDirectory('registry-cli-stores-', async (directory) => {
+      const port = await freePort();
+      const database = await runRegistryCommand(['serve'], {
+        REGISTRY_HTTP_ADDR: '127.0.0.1:0',
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(directory, 'storage'),
+        REGISTRY_DATABASE_URL: `postgres://registry:s3cret@127.0.0.1:${port}/registry`,
+      });
+      assert.equal(database.code, 1);
+      assert.equal(database.stderr, `registry: cannot open the metadata database postgres://registry:…@127.0.0.1:${port}/registry (database.url, REGISTRY_DATABASE_URL): connect ECONNREFUSED 127.0.0.1:${port}\n`);
+      const file = path.join(directory, 'a-file');
+      await writeFile(file, 'not a directory');
+      const storage = await runRegistryCommand(['serve'], { REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(file, 'storage') });
+      assert.equal(storage.code, 1);
+      assert.match(storage.stderr, /^registry: cannot open blob storage ".*a-file\/storage" \(storage\.filesystem\.rootdirectory, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY\): ENOTDIR/);
+      assert.equal(storage.stderr.split('\n').filter(Boolean).length, 1, storage.stderr);
+    });
   });
 
   it('a port in use is one line naming http.addr and REGISTRY_HTTP_ADDR, without a stack', async () => {
