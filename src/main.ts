@@ -17,7 +17,7 @@ import { ImportError } from './transfer/import.js';
 import type { RegistryConfig } from './config/schema.js';
 import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
-import { createProcessLogger, startRegistry } from './server.js';
+import { createProcessLogger, startRegistry, type RunningRegistry } from './server.js';
 import { StartupError } from './listen.js';
 import { openStores } from './stores.js';
 
@@ -152,17 +152,20 @@ async function main(): Promise<void> {
   if (notes.ignoredKeys.length > 0) {
     logger.info({ keys: notes.ignoredKeys }, "Distribution's keys accepted and ignored here (see the README's Coming from Distribution)");
   }
-  const registry = await startRegistry(config, logger);
   // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare
   // process.exit. But a log reader that stopped reading must not keep the process: a second at most.
   const exitAfterLogs = (code: number) => {
     void processLogger.end(logFlushWaitMs).then(() => process.exit(code));
   };
-  const stop = (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'signal received');
+  // The handlers are in place before the port opens: a SIGTERM that arrives while the registry is
+  // still starting (a supervisor that gave up, a test that saw the listening line) waits for the
+  // start to finish and then drains, instead of killing the process with its log unwritten.
+  let registry: RunningRegistry | undefined;
+  let stopping: NodeJS.Signals | undefined;
+  const shutDown = (running: RunningRegistry) => {
     // Whatever else happens (a stuck store, a stuck log), the process ends after the drain.
     setTimeout(() => exitAfterLogs(1), config.http.shutdowndelay + config.http.draintimeout + shutdownMarginMs).unref();
-    registry.shutdown().then(
+    running.shutdown().then(
       () => exitAfterLogs(0),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
@@ -170,9 +173,17 @@ async function main(): Promise<void> {
       },
     );
   };
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = signal;
+    logger.info({ signal }, 'signal received');
+    if (registry) shutDown(registry);
+  };
   process.once('SIGTERM', stop);
-  process.on('SIGHUP', () => registry.reload('SIGHUP'));
   process.once('SIGINT', stop);
+  process.on('SIGHUP', () => registry?.reload('SIGHUP'));
+  registry = await startRegistry(config, logger);
+  if (stopping) shutDown(registry);
 }
 
 /** How long the exit waits for buffered log lines. */

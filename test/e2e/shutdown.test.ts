@@ -98,6 +98,16 @@ describe('shutdown always finishes', () => {
     }
   });
 
+  it('SIGTERM the moment the port opens (the start not yet finished) still drains, exits 0 and writes its log', async () => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const server = await startServerProcess({ root: path.join(directory, `early-${attempt}`) });
+      server.child.kill('SIGTERM');
+      assert.equal(await server.exited, 0, `attempt ${attempt}: ${JSON.stringify(server.logs.map((entry) => entry.msg))}`);
+      assert.ok(server.logs.some((entry) => entry.msg === 'signal received'));
+      assert.equal(server.logs.at(-1)?.msg, 'registry stopped');
+    }
+  });
+
   it('/readyz turns 503 the moment SIGTERM arrives (http.shutdowndelay), while requests are still served', async () => {
     const server = await startServerProcess({ root: path.join(directory, 'ready'), env: { REGISTRY_HTTP_SHUTDOWNDELAY: '2s' } });
     // The container's HEALTHCHECK reads the address from the same variables the server was given.
