@@ -87,10 +87,11 @@ export class FilesystemDriver implements StorageDriver {
       await handle.close();
       throw new StorageNotFoundError(key);
     }
-    return handle.createReadStream({
-      highWaterMark: streamChunkSize,
-      ...(range ? { start: range.start, end: range.end } : {}),
-    });
+    // With its end known, the stream ends right after the last bytes instead of after one more read
+    // that finds the end of the file: until it ends the response is not complete, and a client that
+    // has all its bytes (Content-Length) and closes would find the server still "sending".
+    const bounds = range ?? (info.size > 0 ? { start: 0, end: info.size - 1 } : undefined);
+    return handle.createReadStream({ highWaterMark: streamChunkSize, ...(bounds ? { start: bounds.start, end: bounds.end } : {}) });
   }
 
   async writer(key: string): Promise<StorageWriter> {

@@ -66,6 +66,38 @@ describe('the request log a person reads', () => {
     });
   });
 
+  it('a pull read to its last byte is a completed request at info, even when the client closes at once (as curl does)', async () => {
+    await withTemporaryDirectory('registry-logs-complete-', async (directory) => {
+      const server = await startServerProcess({ root: path.join(directory, 'storage') });
+      const blob = testBlob(32 * MiB);
+      await pushBlob(server.port, 'team/big', blob.bytes, blob.digest);
+      for (let attempt = 0; attempt < 6; attempt++) {
+        await new Promise<void>((resolve, reject) => {
+          const outgoing = request({ host: '127.0.0.1', port: server.port, path: `/v2/team/big/blobs/${blob.digest}`, agent: false, headers: { 'X-Request-Id': `whole-${attempt}` } }, (response) => {
+            let received = 0;
+            response.on('data', (chunk: Buffer) => {
+              received += chunk.length;
+              if (received === blob.bytes.length) {
+                outgoing.destroy();
+                resolve();
+              }
+            });
+          });
+          outgoing.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? resolve() : reject(error)));
+          outgoing.end();
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await server.stop();
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const line = server.logs.find((entry) => entry.requestId === `whole-${attempt}`);
+        assert.equal(line?.msg, 'request', `attempt ${attempt}: ${JSON.stringify(line)}`);
+        assert.equal(line?.completed, true);
+        assert.equal(line?.bytesOut, blob.bytes.length);
+      }
+    });
+  });
+
   it('a client that goes away in the middle of a pull is a debug line with its request id and path, no warning or stack', async () => {
     await withTemporaryDirectory('registry-logs-gone-', async (directory) => {
       const server = await startServerProcess({ root: path.join(directory, 'storage'), env: { REGISTRY_LOG_LEVEL: 'debug' } });
