@@ -16,7 +16,10 @@ export async function streamPush(port: number, repository: string, size: number)
   const patched = await rawRequest(port, 'PATCH', location, { body: source.stream });
   if (patched.status !== 202) throw new Error(`PATCH answered ${patched.status}: ${patched.body.toString()}`);
   const digest = source.digest();
-  const done = await rawRequest(port, 'PUT', `${location}?digest=${digest}`);
+  // The PUT goes where the PATCH answer says, as the spec has clients do: Distribution's Location
+  // carries upload state in its query, which changes with every PATCH.
+  const next = String(patched.headers.location ?? location);
+  const done = await rawRequest(port, 'PUT', `${next}${next.includes('?') ? '&' : '?'}digest=${digest}`);
   if (done.status !== 201) throw new Error(`PUT answered ${done.status}: ${done.body.toString()}`);
   return digest;
 }
