@@ -17,6 +17,24 @@ async function pushBlob(port: number, repository: string, bytes: Buffer, digest:
   assert.equal(put.status, 201);
 }
 
+/** GETs `urlPath` and closes the connection the moment `bytes` bytes have arrived. */
+function pullThenClose(port: number, urlPath: string, requestId: string, bytes: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const outgoing = request({ host: '127.0.0.1', port, path: urlPath, agent: false, headers: { 'X-Request-Id': requestId } }, (response) => {
+      let received = 0;
+      response.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received >= bytes) {
+          outgoing.destroy();
+          resolve();
+        }
+      });
+    });
+    outgoing.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? resolve() : reject(error)));
+    outgoing.end();
+  });
+}
+
 describe('the request log a person reads', () => {
   it('JSON lines carry level names and ISO times; the query keeps only what says what was meant; HEAD sends 0 bytes', async () => {
     await withTemporaryDirectory('registry-logs-', async (directory) => {
@@ -72,20 +90,7 @@ describe('the request log a person reads', () => {
       const blob = testBlob(32 * MiB);
       await pushBlob(server.port, 'team/big', blob.bytes, blob.digest);
       for (let attempt = 0; attempt < 6; attempt++) {
-        await new Promise<void>((resolve, reject) => {
-          const outgoing = request({ host: '127.0.0.1', port: server.port, path: `/v2/team/big/blobs/${blob.digest}`, agent: false, headers: { 'X-Request-Id': `whole-${attempt}` } }, (response) => {
-            let received = 0;
-            response.on('data', (chunk: Buffer) => {
-              received += chunk.length;
-              if (received === blob.bytes.length) {
-                outgoing.destroy();
-                resolve();
-              }
-            });
-          });
-          outgoing.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? resolve() : reject(error)));
-          outgoing.end();
-        });
+        await pullThenClose(server.port, `/v2/team/big/blobs/${blob.digest}`, `whole-${attempt}`, blob.bytes.length);
       }
       await new Promise((resolve) => setTimeout(resolve, 300));
       await server.stop();
@@ -104,17 +109,8 @@ describe('the request log a person reads', () => {
       const blob = testBlob(64 * MiB);
       await pushBlob(server.port, 'team/big', blob.bytes, blob.digest);
       const blobPath = `/v2/team/big/blobs/${blob.digest}`;
-      await new Promise<void>((resolve, reject) => {
-        const outgoing = request({ host: '127.0.0.1', port: server.port, path: blobPath, agent: false, headers: { 'X-Request-Id': 'gone-client-1' } }, (response) => {
-          response.once('data', () => {
-            // The first bytes arrived: the client leaves, as docker does when a pull is cancelled.
-            outgoing.destroy();
-            resolve();
-          });
-        });
-        outgoing.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? resolve() : reject(error)));
-        outgoing.end();
-      });
+      // The first bytes arrived: the client leaves, as docker does when a pull is cancelled.
+      await pullThenClose(server.port, blobPath, 'gone-client-1', 1);
       await new Promise((resolve) => setTimeout(resolve, 500));
       await server.stop();
       const gone = server.logs.filter((entry) => entry.requestId === 'gone-client-1');
