@@ -9,6 +9,8 @@ import { buildRouter } from './http/router.js';
 import { registryRoutes } from './http/routes.js';
 import { BlobService } from './registry/blobs.js';
 import { ListingService } from './registry/listings.js';
+import type { TagChanges } from './metadata/tag-changes.js';
+import { createTagCaches } from './registry/tag-cache.js';
 import { ManifestService } from './registry/manifests.js';
 import { ReferrersService } from './registry/referrers.js';
 import { UploadService } from './registry/uploads.js';
@@ -39,6 +41,8 @@ const clientGoneCodes = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CL
 export interface AppDependencies {
   storage: StorageDriver;
   metadata: MetadataDb;
+  /** When tags change (MetadataDatabase.tagChanges): answers by tag are kept in memory; without it, every one asks the database. */
+  tagChanges?: TagChanges;
   logger: Logger;
   options: {
     deleteEnabled: boolean;
@@ -81,6 +85,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const audit = { ...(deps.audit ?? defaultAuditSettings), ...(notifying ? { recordManifests: true, recordUnchanged: true } : {}) };
   const outbox = notifying ? new NotificationPayloads() : undefined;
   const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger, outbox) : null;
+  const tagCaches = deps.tagChanges ? createTagCaches(deps.tagChanges) : undefined;
   const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit, ...(outbox ? { outbox } : {}) });
   const manifests = new ManifestService(stores, {
     deleteEnabled: deps.options.deleteEnabled,
@@ -88,8 +93,9 @@ export function createApp(deps: AppDependencies): RegistryApp {
     ...(pulls ? { pulls } : {}),
     ...(deps.immutableTags ? { immutable: deps.immutableTags } : {}),
     ...(outbox ? { outbox } : {}),
+    ...(tagCaches ? { tagCaches } : {}),
   });
-  const listings = new ListingService(stores);
+  const listings = new ListingService(stores, undefined, tagCaches?.tagLists);
   const collector = new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs);
   const gcDefaults = deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false };
   const referrers = new ReferrersService(stores);
@@ -124,7 +130,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     registerServiceMetrics(metrics, services, deps.metadata);
     app.use(requestMetricsMiddleware(metrics));
   }
-  app.use(requestLogMiddleware(deps.logger));
+  app.use(requestLogMiddleware(deps.logger, Boolean(deps.mirror)));
   app.use(errorEnvelopeMiddleware(deps.logger));
   if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));
   app.use(router.routes());

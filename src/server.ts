@@ -106,6 +106,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   const { app, services, pulls } = createApp({
     storage,
     metadata: metadata.db,
+    tagChanges: metadata.tagChanges,
     logger,
     options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy },
     auth,

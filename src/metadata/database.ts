@@ -26,7 +26,9 @@ import * as garbageCollection from './migrations/0005-gc.js';
 import * as mirrorEviction from './migrations/0006-mirror-eviction.js';
 import * as audit from './migrations/0007-audit.js';
 import * as notifications from './migrations/0008-notifications.js';
+import * as tagChangeSignals from './migrations/0009-tag-changes.js';
 import type { MetadataSchema } from './schema.js';
+import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
 
 export type MetadataEngine = 'sqlite' | 'postgres';
 export type MetadataDb = Kysely<MetadataSchema>;
@@ -68,6 +70,8 @@ export function reuseCompiledSql<R>(
 export interface MetadataDatabase {
   readonly engine: MetadataEngine;
   readonly db: MetadataDb;
+  /** When tags may have changed, for answers kept in memory. */
+  readonly tagChanges: TagChanges;
   close(): Promise<void>;
 }
 
@@ -98,6 +102,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0006-mirror-eviction': () => ({ up: (db) => mirrorEviction.up(db) }),
   '0007-audit': (engine) => ({ up: (db) => audit.up(db, engine) }),
   '0008-notifications': () => ({ up: (db) => notifications.up(db) }),
+  '0009-tag-changes': (engine) => ({ up: (db) => tagChangeSignals.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {
@@ -223,5 +228,14 @@ export async function openMetadataDatabase(url: string, options: MetadataOptions
     await db.destroy();
     throw error;
   }
-  return { engine, db, close: () => db.destroy() };
+  const tagChanges = engine === 'postgres' ? postgresTagChanges(target) : target === ':memory:' ? unknownTagChanges : sqliteTagChanges(target);
+  return {
+    engine,
+    db,
+    tagChanges,
+    close: async () => {
+      await tagChanges.close();
+      await db.destroy();
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { findRepository, listRepositoriesWithManifests } from '../metadata/repos
 import { listTags } from '../metadata/tags.js';
 import { RegistryError } from '../oci/errors.js';
 import type { RegistryStores } from './context.js';
+import type { TagCache } from './tag-cache.js';
 
 export interface Page {
   /** At most this many entries; undefined for all of them. */
@@ -21,12 +22,28 @@ export class ListingService {
   constructor(
     private readonly stores: RegistryStores,
     private readonly catalogMaxEntries = 1000,
+    /** Whole tag lists kept in memory; each list asks the database when absent. */
+    private readonly tagLists?: TagCache<string[]>,
   ) {}
 
   async tags(repository: string, page: Page): Promise<PageResult> {
+    if (page.limit === undefined && page.last === undefined && this.tagLists) {
+      const entries = await this.tagLists.read(repository, () => this.tagsIfAny(repository));
+      if (entries) return { entries, more: false };
+    }
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     if (!repositoryRow) throw new RegistryError('NAME_UNKNOWN', { detail: { name: repository } });
     return this.paged(page, Number.MAX_SAFE_INTEGER, (limit, last) => listTags(this.stores.metadata, repositoryRow.id, limit, last));
+  }
+
+  /**
+   * Every tag of a repository in order, or undefined when it has none: an empty list is not kept,
+   * since a repository without tags can go without any tag changing.
+   */
+  private async tagsIfAny(repository: string): Promise<string[] | undefined> {
+    const repositoryRow = await findRepository(this.stores.metadata, repository);
+    const tags = repositoryRow ? await listTags(this.stores.metadata, repositoryRow.id, Number.MAX_SAFE_INTEGER) : [];
+    return tags.length > 0 ? tags : undefined;
   }
 
   /** Repositories holding at least one manifest. */

@@ -7,6 +7,7 @@ import {
   findManifestByReference,
   findManifestIds,
   findParentDigests,
+  type ManifestRow,
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
@@ -25,6 +26,7 @@ import { KeyedMutex } from './keyed-mutex.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
 import { recordManifest, type ManifestWriteRules } from './manifest-rows.js';
 import type { ImmutableTags } from './immutable-tags.js';
+import type { TagCaches } from './tag-cache.js';
 
 export type { ManifestContent } from './manifest-negotiation.js';
 
@@ -43,6 +45,8 @@ export interface ManifestServiceOptions {
   immutable?: ImmutableTags;
   /** Notification payloads for the outbox (notifications.endpoints); none when absent. */
   outbox?: OutboxPayloads;
+  /** Manifests by tag kept in memory; every lookup by tag asks the database when absent. */
+  tagCaches?: TagCaches;
 }
 
 /** Where pulls are counted, to be written in batches. */
@@ -71,6 +75,18 @@ export class ManifestService {
     private readonly stores: RegistryStores,
     private readonly options: ManifestServiceOptions,
   ) {}
+
+  /**
+   * Runs a change of tags and then drops what is kept by tag, whatever the outcome: the database's own
+   * signal may come later (PostgreSQL's notification), and a client must read its own write at once.
+   */
+  private async changingTags<T>(change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } finally {
+      this.options.tagCaches?.changed();
+    }
+  }
 
   private auditOrigin(origin: RequestOrigin): AuditOrigin {
     return { ...origin, instance: this.options.audit.instance };
@@ -144,9 +160,11 @@ export class ManifestService {
       ...(this.options.outbox ? { outbox: this.options.outbox } : {}),
     };
     if (reference.kind === 'tag') {
-      await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-        recordManifest(metadata, record, rules, () =>
-          putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
+      await this.changingTags(() =>
+        this.tagLocks.run(`${repository}:${reference.tag}`, () =>
+          recordManifest(metadata, record, rules, () =>
+            putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
+          ),
         ),
       );
     } else {
@@ -176,11 +194,10 @@ export class ManifestService {
     const reference = parseLookupReference(referenceText);
     // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
     if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value);
-    const manifest = await findManifestByReference(
-      this.stores.metadata,
-      repository,
-      reference.kind === 'tag' ? { tag: reference.tag } : { digest: reference.digest.value },
-    );
+    const manifest =
+      reference.kind === 'tag'
+        ? await this.manifestByTag(repository, reference.tag)
+        : await findManifestByReference(this.stores.metadata, repository, { digest: reference.digest.value });
     if (!manifest) {
       await this.repositoryOrUnknown(repository);
       throw manifestUnknown(referenceText);
@@ -190,6 +207,11 @@ export class ManifestService {
     );
     if (origin && this.options.pulls) this.options.pulls.count(repository, reference.kind === 'tag' ? { tag: reference.tag } : { digest: content.digest }, origin);
     return content;
+  }
+
+  private manifestByTag(repository: string, tag: string): Promise<ManifestRow | undefined> {
+    const lookup = () => findManifestByReference(this.stores.metadata, repository, { tag });
+    return this.options.tagCaches ? this.options.tagCaches.manifests.read(`${repository}\n${tag}`, lookup) : lookup();
   }
 
   private async repositoryOrUnknown(repository: string): Promise<RepositoryRow> {
@@ -207,15 +229,17 @@ export class ManifestService {
     const repositoryRow = await this.repositoryOrUnknown(repository);
     const { storage, metadata } = this.stores;
     if (reference.kind === 'tag') {
-      await this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-        metadata.transaction().execute(async (transaction) => {
-          const from = await deleteTag(transaction, repositoryRow.id, reference.tag);
-          if (from === undefined) throw manifestUnknown(referenceText);
-          this.options.immutable?.refuse(repository, reference.tag, 'delete');
-          await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
-          const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
-          await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
-        }),
+      await this.changingTags(() =>
+        this.tagLocks.run(`${repository}:${reference.tag}`, () =>
+          metadata.transaction().execute(async (transaction) => {
+            const from = await deleteTag(transaction, repositoryRow.id, reference.tag);
+            if (from === undefined) throw manifestUnknown(referenceText);
+            this.options.immutable?.refuse(repository, reference.tag, 'delete');
+            await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
+            const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
+            await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
+          }),
+        ),
       );
       return;
     }
@@ -229,7 +253,7 @@ export class ManifestService {
         detail: { parents },
       });
     }
-    await metadata.transaction().execute(async (transaction) => {
+    await this.changingTags(() => metadata.transaction().execute(async (transaction) => {
       const tags = await deleteManifest(transaction, manifest.id);
       for (const tag of tags) this.options.immutable?.refuse(repository, tag, 'delete-manifest');
       for (const tag of tags) await storage.delete(storagePaths.repositoryTag(repository, tag));
@@ -239,7 +263,7 @@ export class ManifestService {
       const events: NewAuditEvent[] = tags.map((tag) => ({ ...change, target: 'tag', tag }));
       if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
       await appendAuditEvents(transaction, events, this.auditOrigin(origin), Date.now(), this.options.outbox);
-    });
+    }));
   }
 
   /**
@@ -253,7 +277,7 @@ export class ManifestService {
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     if (!repositoryRow) return false;
     const { storage, metadata } = this.stores;
-    return this.tagLocks.run(`${repository}:${tag}`, () =>
+    return this.changingTags(() => this.tagLocks.run(`${repository}:${tag}`, () =>
       metadata.transaction().execute(async (transaction) => {
         if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
         await storage.delete(storagePaths.repositoryTag(repository, tag));
@@ -261,7 +285,7 @@ export class ManifestService {
         await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
         return true;
       }),
-    );
+    ));
   }
 
   /**
@@ -278,7 +302,7 @@ export class ManifestService {
         detail: { name: repository, digest },
       });
     try {
-      return await this.tagLocks.run(`${repository}:${tag}`, () =>
+      return await this.changingTags(() => this.tagLocks.run(`${repository}:${tag}`, () =>
         metadata.transaction().execute(async (transaction): Promise<RestoredTag> => {
           const manifest = await findManifest(transaction, repositoryRow.id, digest);
           if (!manifest) throw gone();
@@ -290,7 +314,7 @@ export class ManifestService {
           const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
           return { from: previous, to: digest, eventId: eventId ?? null };
         }),
-      );
+      ));
     } catch (error) {
       if (isForeignKeyViolation(error)) throw gone();
       throw error;

@@ -121,6 +121,39 @@ for (const storage of ['filesystem', 's3'] as const) {
       }
     });
 
+    it('a tag moved or deleted through one replica is answered by the other soon after, though it answers that tag from memory', async () => {
+      const [a, b] = replicas as [ServerProcess, ServerProcess];
+      const [one, two] = [imageManifest({ layerSize: 64 }), imageManifest({ layerSize: 64 })];
+      const put = async (reference: string, manifest: typeof one) => {
+        for (const blob of manifest.blobs) {
+          const response = await rawRequest(a.port, 'POST', `/v2/shared/moving/blobs/uploads/?digest=${blob.digest}`, { headers: { 'Content-Length': String(blob.bytes.length) }, body: blob.bytes });
+          assert.equal(response.status, 201);
+        }
+        const response = await rawRequest(a.port, 'PUT', `/v2/shared/moving/manifests/${reference}`, { headers: { 'Content-Type': ociManifestType, 'Content-Length': String(manifest.bytes.length) }, body: manifest.bytes });
+        assert.equal(response.status, 201);
+      };
+      const answerOf = async (replica: ServerProcess) => {
+        const response = await rawRequest(replica.port, 'GET', '/v2/shared/moving/manifests/latest', { headers: { Accept: ociManifestType } });
+        return response.status === 200 ? response.headers['docker-content-digest'] : response.status;
+      };
+      const seenBy = async (replica: ServerProcess, expected: unknown) => {
+        const started = Date.now();
+        while ((await answerOf(replica)) !== expected) {
+          assert.ok(Date.now() - started < 2000, `replica answers ${expected} within 2 s`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        return Date.now() - started;
+      };
+      await put('latest', one);
+      for (let round = 0; round < 5; round++) assert.equal(await answerOf(b), one.digest);
+      await put('latest', two);
+      const movedMs = await seenBy(b, two.digest);
+      const deleted = await rawRequest(a.port, 'DELETE', '/v2/shared/moving/manifests/latest');
+      assert.equal(deleted.status, 202);
+      const deletedMs = await seenBy(b, 404);
+      console.log(`# the other replica answered the move after ${movedMs} ms, the delete after ${deletedMs} ms`);
+    });
+
     it('20 pushes of one tag through both replicas at once leave one answer everywhere', async () => {
       const [a, b] = replicas as [ServerProcess, ServerProcess];
       const manifests = Array.from({ length: 20 }, () => imageManifest({ layerSize: 64 }));

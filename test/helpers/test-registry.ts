@@ -13,6 +13,7 @@ import { configuredPolicies } from '../../src/retention/plan.js';
 import type { RegistryMetrics } from '../../src/metrics/registry-metrics.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import type { TagChanges } from '../../src/metadata/tag-changes.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
@@ -57,6 +58,8 @@ export interface TestRegistryOptions {
   /** The `auth` section of a configuration file (a generated signing key goes under the temp dir). */
   auth?: Record<string, unknown>;
   logger?: Logger;
+  /** In place of the database's own signal of tag changes (one that never moves stands for a late notification). */
+  tagChanges?: TagChanges;
   trustProxy?: boolean;
   /** The `mirror` section of a configuration file (upstreams to mirror). */
   mirror?: Record<string, unknown>;
@@ -109,6 +112,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     const registry = createApp({
       storage,
       metadata: metadata.db,
+      tagChanges: options.tagChanges ?? metadata.tagChanges,
       logger: options.logger ?? silentLogger,
       options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false },
       auth: await openAuth(config),

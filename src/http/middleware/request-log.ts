@@ -16,8 +16,12 @@ function meaningfulQuery(ctx: RegistryContext): string | undefined {
   return text === '' ? undefined : text;
 }
 
-/** Gives each request an id (the client's X-Request-Id when sane) and writes one log line when it ends. */
-export function requestLogMiddleware(logger: Logger) {
+/**
+ * Gives each request an id (the client's X-Request-Id when sane) and writes one log line when it ends.
+ * `mirroring`: whether a mirror may say where its answer came from; without one, no request pays for
+ * the async context that carries it (Node then tracks every promise).
+ */
+export function requestLogMiddleware(logger: Logger, mirroring: boolean) {
   return async function requestLog(ctx: RegistryContext, next: () => Promise<void>): Promise<void> {
     const started = process.hrtime.bigint();
     const offered = ctx.get('x-request-id');
@@ -54,6 +58,6 @@ export function requestLogMiddleware(logger: Logger) {
         completed ? 'request' : 'client went away',
       );
     });
-    await withMirrorAnswer(mirror, next);
+    await (mirroring ? withMirrorAnswer(mirror, next) : next());
   };
 }
