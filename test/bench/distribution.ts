@@ -11,6 +11,7 @@ import { run } from '../helpers/tools.js';
 
 export interface RunningDistribution {
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -50,6 +51,7 @@ export async function startDistribution(binary: string, directory: string): Prom
   }
   return {
     port,
+    pid: child.pid!,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;

@@ -1,54 +1,134 @@
 /**
  * Manifest GET by tag under 50 concurrent connections (req/s, p50, p99), next to a bare Node HTTP
- * server answering the same bytes under the same load in the same run, and on PostgreSQL where one
- * answers; then pushing 10,000 tags and listing them. Figures only: nothing here passes or fails on speed.
+ * server and a bare Koa app answering the same bytes under the same load in the same run, and on
+ * PostgreSQL where one answers; then 5,000 tags pushed and listed (whole and one page) and a catalog
+ * page of 1,000 repositories. Where REGISTRY_BENCH_DISTRIBUTION names CNCF Distribution, it gets the
+ * same data and load, and the ratios are printed. Figures only: nothing here passes or fails on speed.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { testBlob } from '../helpers/blobs.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
-import { loadTest, type LoadResult } from './load.js';
+import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
+import { distributionBinary, startDistribution } from './distribution.js';
+import { measureLoad, type LoadResult } from './load.js';
 
 const connections = 50;
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
-const tagCount = Number(process.env.BENCH_TAGS ?? 10_000);
+const tagCount = Number(process.env.BENCH_TAGS ?? 5_000);
+const catalogRepositories = Number(process.env.BENCH_REPOSITORIES ?? 1_000);
 const repository = 'bench/app';
+const manifestType = 'application/vnd.oci.image.manifest.v1+json';
+const accept = { Accept: manifestType };
 
-async function push(port: number, method: string, requestPath: string, body: Buffer, contentType: string): Promise<void> {
-  const response = await rawRequest(port, method, requestPath, { headers: { 'Content-Type': contentType, 'Content-Length': String(body.length) }, body });
-  if (response.status !== 201) throw new Error(`${method} ${requestPath} answered ${response.status}: ${response.body.toString()}`);
+async function send(port: number, method: string, requestPath: string, expected: number, body?: Buffer, contentType?: string): Promise<Record<string, unknown>> {
+  const headers: Record<string, string> = body ? { 'Content-Type': contentType ?? 'application/octet-stream', 'Content-Length': String(body.length) } : {};
+  const response = await rawRequest(port, method, requestPath, { headers, ...(body ? { body } : {}) });
+  if (response.status !== expected) throw new Error(`${method} ${requestPath} answered ${response.status}: ${response.body.toString().slice(0, 300)}`);
+  return response.headers;
 }
 
-async function pushImage(port: number): Promise<Buffer> {
+/** A blob by POST then PUT ?digest= (the flow both registries take), a manifest naming them under a tag. */
+async function pushImage(port: number): Promise<{ manifest: Buffer; blobs: string[] }> {
   const config = testBlob(300);
   const layer = testBlob(4096);
   for (const blob of [config, layer]) {
-    await push(port, 'POST', `/v2/${repository}/blobs/uploads/?digest=${blob.digest}`, blob.bytes, 'application/octet-stream');
+    const location = new URL(String((await send(port, 'POST', `/v2/${repository}/blobs/uploads/`, 202)).location), 'http://registry');
+    location.searchParams.set('digest', blob.digest);
+    await send(port, 'PUT', location.pathname + location.search, 201, blob.bytes);
   }
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      mediaType: manifestType,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.length },
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.bytes.length }],
     }),
   );
-  await push(port, 'PUT', `/v2/${repository}/manifests/latest`, manifest, 'application/vnd.oci.image.manifest.v1+json');
-  return manifest;
+  await send(port, 'PUT', `/v2/${repository}/manifests/latest`, 201, manifest, manifestType);
+  return { manifest, blobs: [config.digest, layer.digest] };
 }
 
-/** A bare Node HTTP server in its own process answering every request with the same bytes. */
-async function bareServerLoad(body: Buffer): Promise<LoadResult> {
-  const script = `const b=Buffer.from(${JSON.stringify(body.toString('base64'))},'base64');const s=require('http').createServer((q,r)=>{r.writeHead(200,{'Content-Type':'application/vnd.oci.image.manifest.v1+json','Content-Length':b.length});r.end(b)});s.keepAliveTimeout=60000;s.listen(0,'127.0.0.1',()=>console.log(s.address().port))`;
+/** A server in its own process answering every request with the same bytes: bare Node, or Koa with one middleware. */
+async function bareServerLoad(body: Buffer, kind: 'node' | 'koa'): Promise<LoadResult> {
+  const bytes = `Buffer.from(${JSON.stringify(body.toString('base64'))},'base64')`;
+  const script =
+    kind === 'node'
+      ? `const b=${bytes};const s=require('http').createServer((q,r)=>{r.writeHead(200,{'Content-Type':'${manifestType}','Content-Length':b.length});r.end(b)});s.keepAliveTimeout=60000;s.listen(0,'127.0.0.1',()=>console.log(s.address().port))`
+      : `const Koa=require(${JSON.stringify(path.join(projectRoot, 'node_modules/koa'))});const b=${bytes};const a=new Koa();a.use(async(c)=>{c.body=b;c.type='${manifestType}'});const s=a.listen(0,'127.0.0.1',()=>console.log(s.address().port));s.keepAliveTimeout=60000`;
   const bare = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve) => bare.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
   try {
-    return await loadTest({ port, path: '/', connections, seconds: loadSeconds });
+    await measureLoad({ port, path: '/', connections, seconds: 1 });
+    return await measureLoad({ port, path: '/', connections, seconds: loadSeconds });
   } finally {
     bare.kill('SIGTERM');
   }
+}
+
+async function manifestLoad(port: number): Promise<LoadResult> {
+  const options = { port, path: `/v2/${repository}/manifests/latest`, headers: accept, connections };
+  await measureLoad({ ...options, seconds: 1 });
+  const result = await measureLoad({ ...options, seconds: loadSeconds });
+  if (result.failures > 0) throw new Error(`${result.failures} manifest GETs failed on port ${port}`);
+  return result;
+}
+
+async function medianMs(times: number, body: () => Promise<unknown>): Promise<number> {
+  const values: number[] = [];
+  for (let round = 0; round < times; round++) {
+    const started = process.hrtime.bigint();
+    await body();
+    values.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return values.sort((a, b) => a - b)[Math.floor(times / 2)]!;
+}
+
+/** `count` jobs by 16 clients at once; their rate per second. */
+async function perSecond(count: number, job: (index: number) => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < count) await job(next++);
+    }),
+  );
+  return count / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+interface RegistryFigures {
+  manifestGet: LoadResult;
+  tagPuts: number;
+  wholeListMs: number;
+  listed: number;
+  pageMs: number;
+  repositoryPushes: number;
+  catalogPageMs: number;
+  catalogListed: number;
+}
+
+/** The same data and requests on any registry: ours or Distribution. */
+async function measureRegistry(port: number): Promise<RegistryFigures & { manifest: Buffer }> {
+  const { manifest, blobs } = await pushImage(port);
+  const manifestGet = await manifestLoad(port);
+  const tagPuts = await perSecond(tagCount, (index) => send(port, 'PUT', `/v2/${repository}/manifests/t${String(index).padStart(6, '0')}`, 201, manifest, manifestType));
+  let listed = 0;
+  const wholeListMs = await medianMs(15, async () => {
+    listed = ((await rawRequest(port, 'GET', `/v2/${repository}/tags/list`)).json() as { tags: string[] }).tags.length;
+  });
+  const pageMs = await medianMs(15, () => rawRequest(port, 'GET', `/v2/${repository}/tags/list?n=100&last=t${String(Math.floor(tagCount / 2)).padStart(6, '0')}`));
+  // More repositories, each with the image's blobs mounted from the first and the manifest under a tag.
+  const repositoryPushes = await perSecond(catalogRepositories, async (index) => {
+    const name = `bench/r${String(index).padStart(6, '0')}`;
+    for (const digest of blobs) await send(port, 'POST', `/v2/${name}/blobs/uploads/?mount=${digest}&from=${repository}`, 201);
+    await send(port, 'PUT', `/v2/${name}/manifests/latest`, 201, manifest, manifestType);
+  });
+  let catalogListed = 0;
+  const catalogPageMs = await medianMs(15, async () => {
+    catalogListed = ((await rawRequest(port, 'GET', '/v2/_catalog?n=1000')).json() as { repositories: string[] }).repositories.length;
+  });
+  return { manifest, manifestGet, tagPuts, wholeListMs, listed, pageMs, repositoryPushes, catalogPageMs, catalogListed };
 }
 
 /** The same manifest GET load against a registry whose metadata is in PostgreSQL; a reason when it cannot run. */
@@ -60,9 +140,7 @@ async function postgresManifestLoad(root: string): Promise<LoadResult | string> 
     const server = await startServerProcess({ root, keepLogs: false, env: { REGISTRY_DATABASE_URL: database.url } });
     try {
       await pushImage(server.port);
-      const options = { port: server.port, path: `/v2/${repository}/manifests/latest`, headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' }, connections };
-      await loadTest({ ...options, seconds: 1 });
-      return await loadTest({ ...options, seconds: loadSeconds });
+      return await manifestLoad(server.port);
     } finally {
       await server.stop();
     }
@@ -71,75 +149,62 @@ async function postgresManifestLoad(root: string): Promise<LoadResult | string> 
   }
 }
 
-async function timeMs(body: () => Promise<unknown>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await body();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 async function main(): Promise<void> {
   await withTemporaryDirectory('registry-bench-manifests-', async (directory) => {
     const server = await startServerProcess({ root: path.join(directory, 'storage'), keepLogs: false });
+    let ours: Awaited<ReturnType<typeof measureRegistry>>;
     try {
-      const manifest = await pushImage(server.port);
-      const accept = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
-      await loadTest({ port: server.port, path: `/v2/${repository}/manifests/latest`, headers: accept, connections, seconds: 1 });
-      const registry = await loadTest({ port: server.port, path: `/v2/${repository}/manifests/latest`, headers: accept, connections, seconds: loadSeconds });
-      const bare = await bareServerLoad(manifest);
-      if (registry.failures > 0) throw new Error(`${registry.failures} manifest GETs failed`);
-
-      const tagsStarted = process.hrtime.bigint();
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (next < tagCount) {
-            const tag = `t${String(next++).padStart(5, '0')}`;
-            await push(server.port, 'PUT', `/v2/${repository}/manifests/${tag}`, manifest, 'application/vnd.oci.image.manifest.v1+json');
-          }
-        }),
-      );
-      const tagSeconds = Number(process.hrtime.bigint() - tagsStarted) / 1e9;
-      let listed = 0;
-      const fullListing: number[] = [];
-      for (let round = 0; round < 15; round++) {
-        fullListing.push(
-          await timeMs(async () => {
-            const response = await rawRequest(server.port, 'GET', `/v2/${repository}/tags/list`);
-            listed = (response.json() as { tags: string[] }).tags.length;
-          }),
-        );
-      }
-      const pages: number[] = [];
-      for (let round = 0; round < 15; round++) {
-        pages.push(await timeMs(() => rawRequest(server.port, 'GET', `/v2/${repository}/tags/list?n=100&last=t05000`)));
-      }
-
-      const postgres = await postgresManifestLoad(path.join(directory, 'storage-postgres'));
-
-      const row = (label: string, value: string) => console.log(`  ${label.padEnd(50)} ${value}`);
-      const describe = (result: LoadResult) =>
-        `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms (${result.requests} requests)`;
-      console.log(`manifest GET by tag, ${connections} keep-alive connections, ${loadSeconds} s each`);
-      row('bare Node HTTP server, same bytes (machine limit)', describe(bare));
-      row('registry GET /v2/<name>/manifests/<tag>', describe(registry));
-      row('registry / bare, req/s', (registry.perSecond / bare.perSecond).toFixed(2));
-      if (typeof postgres === 'string') {
-        row('registry on PostgreSQL', postgres);
-      } else {
-        row('registry on PostgreSQL (same load)', describe(postgres));
-        row('PostgreSQL / SQLite, req/s', (postgres.perSecond / registry.perSecond).toFixed(2));
-      }
-      console.log(`tags: ${tagCount} pushed, then listed`);
-      row('tag PUTs (16 clients)', `${(tagCount / tagSeconds).toFixed(0)} tags/s`);
-      row(`GET tags/list, all ${listed} tags (median of 15)`, `${median(fullListing).toFixed(1)} ms`);
-      row('GET tags/list?n=100&last=… (median of 15)', `${median(pages).toFixed(2)} ms`);
+      ours = await measureRegistry(server.port);
     } finally {
       await server.stop();
+    }
+    const bareNode = await bareServerLoad(ours.manifest, 'node');
+    const bareKoa = await bareServerLoad(ours.manifest, 'koa');
+    const postgres = await postgresManifestLoad(path.join(directory, 'storage-postgres'));
+    const binary = distributionBinary();
+    let distribution: RegistryFigures | null = null;
+    if (binary) {
+      const running = await startDistribution(binary, directory);
+      try {
+        distribution = await measureRegistry(running.port);
+      } finally {
+        await running.stop();
+      }
+    }
+
+    const row = (label: string, value: string) => console.log(`  ${label.padEnd(52)} ${value}`);
+    const describe = (result: LoadResult) => `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms (${result.requests} requests)`;
+    console.log(`manifest GET by tag, ${connections} keep-alive connections, ${loadSeconds} s each, load from ${ours.manifestGet.generator}`);
+    row('bare Node HTTP server, same bytes (machine limit)', describe(bareNode));
+    row('bare Koa app, same bytes', describe(bareKoa));
+    row('registry GET /v2/<name>/manifests/<tag>', describe(ours.manifestGet));
+    row('registry / bare Node, req/s', (ours.manifestGet.perSecond / bareNode.perSecond).toFixed(2));
+    row('registry / bare Koa, req/s', (ours.manifestGet.perSecond / bareKoa.perSecond).toFixed(2));
+    if (typeof postgres === 'string') {
+      row('registry on PostgreSQL', postgres);
+    } else {
+      row('registry on PostgreSQL (same load)', describe(postgres));
+      row('PostgreSQL / SQLite, req/s', (postgres.perSecond / ours.manifestGet.perSecond).toFixed(2));
+    }
+    console.log(`tags and catalog: ${tagCount} tags pushed and listed; ${catalogRepositories} more repositories, then a catalog page`);
+    const figures: Array<[string, (figures: RegistryFigures) => number, string, 'higher' | 'lower']> = [
+      ['manifest GET by tag', (f) => f.manifestGet.perSecond, 'req/s', 'higher'],
+      ['tag PUTs (16 clients)', (f) => f.tagPuts, 'tags/s', 'higher'],
+      [`GET tags/list, all ${ours.listed} tags (median of 15)`, (f) => f.wholeListMs, 'ms', 'lower'],
+      ['GET tags/list?n=100&last=… (median of 15)', (f) => f.pageMs, 'ms', 'lower'],
+      ['repository pushes: 2 mounts + a manifest (16 clients)', (f) => f.repositoryPushes, 'repositories/s', 'higher'],
+      [`GET _catalog?n=1000 (${ours.catalogListed} listed, median of 15)`, (f) => f.catalogPageMs, 'ms', 'lower'],
+    ];
+    for (const [label, value, unit] of figures) row(`${label}`, `${value(ours).toFixed(unit === 'ms' ? 2 : 0)} ${unit}`);
+    if (distribution) {
+      console.log('side by side with Distribution (same data, same load; ratio > 1: ours is faster)');
+      for (const [label, value, unit, better] of figures) {
+        const ratio = better === 'higher' ? value(ours) / value(distribution) : value(distribution) / value(ours);
+        row(label, `Distribution ${value(distribution).toFixed(unit === 'ms' ? 2 : 0)} ${unit}; ours ${ratio.toFixed(2)}×`);
+      }
+      if (distribution.listed !== ours.listed || distribution.catalogListed !== ours.catalogListed) {
+        throw new Error(`the registries listed different data: tags ${ours.listed}/${distribution.listed}, catalog ${ours.catalogListed}/${distribution.catalogListed}`);
+      }
     }
   });
 }
