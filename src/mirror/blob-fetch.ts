@@ -5,8 +5,14 @@ import { digestOf, newHash, type Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { UpstreamReply } from './upstream-client.js';
 
-/** A client further behind the upstream than this is served the rest from storage once the blob is committed. */
+/**
+ * A client further behind the upstream than this holds the upstream read back (the fetch goes at the
+ * pace of its clients, so one cold pull overlaps the upstream read, the client write and the storage
+ * write from start to end); one that stays that far behind for `maxClientWaitMs` (stalled, or far
+ * slower than the others) is let go and served the rest from storage once the blob is committed.
+ */
 const maxClientLagBytes = 4 * 1024 * 1024;
+const maxClientWaitMs = 2000;
 /** Bytes handed to storage and not yet written, before the upstream is read no further. */
 const maxStorageLagBytes = 8 * 1024 * 1024;
 
@@ -14,6 +20,21 @@ interface Subscriber {
   out: PassThrough;
   /** Bytes of the blob already written to `out`. */
   offset: number;
+}
+
+/** Resolves when the stream has drained, closed, or `withinMs` passed. */
+function caughtUp(stream: PassThrough, withinMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, withinMs);
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
 }
 
 export class UpstreamContentError extends Error {
@@ -105,6 +126,8 @@ export class BlobFetch {
         if (heldBack) this.deliver(heldBack);
         heldBack = chunk;
         this.flowing = true;
+        await this.waitForLaggingClients();
+        idle.refresh();
       }
       clearTimeout(idle);
       if (storageFailure) throw storageFailure;
@@ -140,6 +163,17 @@ export class BlobFetch {
       }
       subscriber.out.write(chunk);
       subscriber.offset += chunk.length;
+    }
+  }
+
+  /** Waits (up to maxClientWaitMs) for clients past the lag bound to catch up; those that do not are served from storage later. */
+  private async waitForLaggingClients(): Promise<void> {
+    const lagging = [...this.live].filter((subscriber) => subscriber.out.writableLength > maxClientLagBytes);
+    if (lagging.length === 0) return;
+    // Well inside the upstream's idle timeout, which runs on while the upstream is not read.
+    const waitMs = Math.min(maxClientWaitMs, this.options.idleTimeoutMs / 2);
+    await Promise.all(lagging.map((subscriber) => caughtUp(subscriber.out, waitMs)));
+    for (const subscriber of lagging) {
       if (subscriber.out.writableLength > maxClientLagBytes) {
         this.live.delete(subscriber);
         this.behind.add(subscriber);

@@ -22,23 +22,37 @@ function sha256(bytes: Buffer): string {
 }
 
 /** GET of a blob over a real connection, tolerating a body cut short: the bytes that arrived and whether it ended cleanly. */
-async function rawGet(port: number, path: string, options: { abortAfter?: number } = {}): Promise<{ status: number; body: Buffer; complete: boolean }> {
+async function rawGet(
+  port: number,
+  path: string,
+  options: { abortAfter?: number; pause?: { after: number; forMs: number } } = {},
+): Promise<{ status: number; body: Buffer; complete: boolean; endedAt: number; resumedAt?: number }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let status = 0;
     let received = 0;
+    let paused = false;
+    let resumedAt: number | undefined;
     const request = httpRequest({ host: '127.0.0.1', port, path, agent: false }, (response) => {
       status = response.statusCode ?? 0;
       response.on('data', (chunk: Buffer) => {
         chunks.push(chunk);
         received += chunk.length;
         if (options.abortAfter !== undefined && received >= options.abortAfter) request.destroy();
+        if (options.pause && !paused && received >= options.pause.after) {
+          paused = true;
+          response.pause();
+          setTimeout(() => {
+            resumedAt = Date.now();
+            response.resume();
+          }, options.pause.forMs);
+        }
       });
-      response.on('end', () => resolve({ status, body: Buffer.concat(chunks), complete: response.complete }));
-      response.on('error', () => resolve({ status, body: Buffer.concat(chunks), complete: false }));
-      response.on('aborted', () => resolve({ status, body: Buffer.concat(chunks), complete: false }));
+      response.on('end', () => resolve({ status, body: Buffer.concat(chunks), complete: response.complete, endedAt: Date.now(), ...(resumedAt ? { resumedAt } : {}) }));
+      response.on('error', () => resolve({ status, body: Buffer.concat(chunks), complete: false, endedAt: Date.now() }));
+      response.on('aborted', () => resolve({ status, body: Buffer.concat(chunks), complete: false, endedAt: Date.now() }));
     });
-    request.on('error', () => resolve({ status, body: Buffer.concat(chunks), complete: false }));
+    request.on('error', () => resolve({ status, body: Buffer.concat(chunks), complete: false, endedAt: Date.now() }));
     request.end();
   });
 }
@@ -197,6 +211,27 @@ describe('pull-through mirror', () => {
     const again = await mirror.request.get(`${viaPrefix}/blobs/${big.digest}`).buffer(true).parse(binary).expect(200);
     assert.equal(sha256(again.body), big.digest);
     assert.equal(upstream.count('GET', `/blobs/${big.digest}`), 1);
+  });
+
+  it('goes at the pace of its clients, but lets one that stops reading go: the other gets the whole blob, the stalled one the rest from storage', async () => {
+    const big = testBlob(48 * 1024 * 1024);
+    const agent = await upstream.pusher([`repository:${repo}:pull,push`]);
+    await pushBlob(agent, repo, big);
+    const { server, port } = await mirror.listen();
+    try {
+      const [stalled, reader] = await Promise.all([
+        rawGet(port, `${viaPrefix}/blobs/${big.digest}`, { pause: { after: 64 * 1024, forMs: 6000 } }),
+        rawGet(port, `${viaPrefix}/blobs/${big.digest}`),
+      ]);
+      for (const result of [stalled, reader]) {
+        assert.equal(result.complete, true);
+        assert.equal(sha256(result.body), big.digest);
+      }
+      assert.ok(stalled.resumedAt !== undefined && reader.endedAt < stalled.resumedAt, 'the reading client had every byte before the stalled one read again');
+      assert.equal(upstream.count('GET', `/blobs/${big.digest}`), 1, 'one upstream fetch');
+    } finally {
+      server.closeAllConnections();
+    }
   });
 
   it('serves a range of an uncached blob once it is fetched', async () => {
