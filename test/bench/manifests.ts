@@ -13,6 +13,7 @@ import { rawRequest } from '../helpers/raw-http.js';
 import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { distributionBinary, startDistribution } from './distribution.js';
 import { measureLoad, type LoadResult } from './load.js';
+import { byClients, medianMs, send } from './requests.js';
 
 const connections = 50;
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
@@ -21,13 +22,6 @@ const catalogRepositories = Number(process.env.BENCH_REPOSITORIES ?? 1_000);
 const repository = 'bench/app';
 const manifestType = 'application/vnd.oci.image.manifest.v1+json';
 const accept = { Accept: manifestType };
-
-async function send(port: number, method: string, requestPath: string, expected: number, body?: Buffer, contentType?: string): Promise<Record<string, unknown>> {
-  const headers: Record<string, string> = body ? { 'Content-Type': contentType ?? 'application/octet-stream', 'Content-Length': String(body.length) } : {};
-  const response = await rawRequest(port, method, requestPath, { headers, ...(body ? { body } : {}) });
-  if (response.status !== expected) throw new Error(`${method} ${requestPath} answered ${response.status}: ${response.body.toString().slice(0, 300)}`);
-  return response.headers;
-}
 
 /** A blob by POST then PUT ?digest= (the flow both registries take), a manifest naming them under a tag. */
 async function pushImage(port: number): Promise<{ manifest: Buffer; blobs: string[] }> {
@@ -75,26 +69,9 @@ async function manifestLoad(port: number): Promise<LoadResult> {
   return result;
 }
 
-async function medianMs(times: number, body: () => Promise<unknown>): Promise<number> {
-  const values: number[] = [];
-  for (let round = 0; round < times; round++) {
-    const started = process.hrtime.bigint();
-    await body();
-    values.push(Number(process.hrtime.bigint() - started) / 1e6);
-  }
-  return values.sort((a, b) => a - b)[Math.floor(times / 2)]!;
-}
-
 /** `count` jobs by 16 clients at once; their rate per second. */
 async function perSecond(count: number, job: (index: number) => Promise<unknown>): Promise<number> {
-  const started = process.hrtime.bigint();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < count) await job(next++);
-    }),
-  );
-  return count / (Number(process.hrtime.bigint() - started) / 1e9);
+  return count / (await byClients(count, 16, job));
 }
 
 interface RegistryFigures {

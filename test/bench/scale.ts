@@ -8,38 +8,11 @@ import path from 'node:path';
 import { testBlob } from '../helpers/blobs.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
+import { byClients, medianMs, send } from './requests.js';
 
 const count = Number(process.env.BENCH_SCALE ?? 100_000);
 const clients = 16;
 const manifestType = 'application/vnd.oci.image.manifest.v1+json';
-
-async function send(port: number, method: string, requestPath: string, expected: number, body?: Buffer, contentType?: string): Promise<void> {
-  const headers: Record<string, string> = body ? { 'Content-Type': contentType ?? 'application/octet-stream', 'Content-Length': String(body.length) } : {};
-  const response = await rawRequest(port, method, requestPath, { headers, ...(body ? { body } : {}) });
-  if (response.status !== expected) throw new Error(`${method} ${requestPath} answered ${response.status}: ${response.body.toString().slice(0, 300)}`);
-}
-
-/** `total` jobs by `clients` clients at once; seconds taken. */
-async function run(total: number, job: (index: number) => Promise<void>): Promise<number> {
-  const started = process.hrtime.bigint();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (next < total) await job(next++);
-    }),
-  );
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
-
-async function medianMs(times: number, body: () => Promise<unknown>): Promise<number> {
-  const values: number[] = [];
-  for (let round = 0; round < times; round++) {
-    const started = process.hrtime.bigint();
-    await body();
-    values.push(Number(process.hrtime.bigint() - started) / 1e6);
-  }
-  return values.sort((a, b) => a - b)[Math.floor(times / 2)]!;
-}
 
 /** The database file and its write-ahead log. */
 async function databaseBytes(root: string): Promise<number> {
@@ -61,7 +34,7 @@ async function main(): Promise<void> {
       await send(port, 'POST', `/v2/scale/app/blobs/uploads/?digest=${config.digest}`, 201, config.bytes);
       const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: manifestType, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.length }, layers: [] }));
 
-      const tagSeconds = await run(count, (index) => send(port, 'PUT', `/v2/scale/app/manifests/t${padded(index)}`, 201, manifest, manifestType));
+      const tagSeconds = await byClients(count, clients, (index) => send(port, 'PUT', `/v2/scale/app/manifests/t${padded(index)}`, 201, manifest, manifestType));
       let listed = 0;
       const wholeMs = await medianMs(5, async () => {
         listed = ((await rawRequest(port, 'GET', '/v2/scale/app/tags/list')).json() as { tags: string[] }).tags.length;
@@ -69,7 +42,7 @@ async function main(): Promise<void> {
       const pageMs = await medianMs(15, () => rawRequest(port, 'GET', `/v2/scale/app/tags/list?n=100&last=t${padded(Math.floor(count / 2))}`));
       const afterTags = await databaseBytes(root);
 
-      const repositorySeconds = await run(count, async (index) => {
+      const repositorySeconds = await byClients(count, clients, async (index) => {
         const name = `scale/r${padded(index)}`;
         await send(port, 'POST', `/v2/${name}/blobs/uploads/?mount=${config.digest}&from=scale/app`, 201);
         await send(port, 'PUT', `/v2/${name}/manifests/latest`, 201, manifest, manifestType);
