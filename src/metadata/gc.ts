@@ -61,20 +61,23 @@ const lockName = 'gc';
 
 /**
  * Takes the collection lease when it is free or expired (or held by `staleHolder`, a holder known to
- * be dead); answers who holds it afterwards. One statement, so two runs racing for it cannot both win.
+ * be dead); answers who holds it afterwards. One statement both takes it and answers the holder, so
+ * two runs racing for it cannot both win, and a holder releasing it meanwhile cannot leave the
+ * answer empty (as a second statement reading the holder could: seen, a `registry gc` failing so).
  */
 export async function acquireGcLock(db: MetadataExecutor, holder: string, leaseMs: number, now = Date.now(), staleHolder?: string): Promise<string> {
-  await db
+  const free = staleHolder === undefined ? sql<boolean>`gc_lock.expires_at < ${now}` : sql<boolean>`(gc_lock.expires_at < ${now} or gc_lock.holder = ${staleHolder})`;
+  const row = await db
     .insertInto('gc_lock')
     .values({ name: lockName, holder, expires_at: now + leaseMs })
     .onConflict((conflict) =>
-      conflict
-        .column('name')
-        .doUpdateSet({ holder, expires_at: now + leaseMs })
-        .where((eb) => eb.or([eb('gc_lock.expires_at', '<', now), ...(staleHolder !== undefined ? [eb('gc_lock.holder', '=', staleHolder)] : [])])),
+      conflict.column('name').doUpdateSet({
+        holder: sql<string>`case when ${free} then excluded.holder else gc_lock.holder end`,
+        expires_at: sql<number>`case when ${free} then excluded.expires_at else gc_lock.expires_at end`,
+      }),
     )
-    .execute();
-  const row = await db.selectFrom('gc_lock').select('holder').where('name', '=', lockName).executeTakeFirstOrThrow();
+    .returning('holder')
+    .executeTakeFirstOrThrow();
   return row.holder;
 }
 

@@ -304,6 +304,32 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.deepEqual(await findUpstreamsCaching(database.db, 'library/nothing'), []);
     });
 
+    it('asking for the collection lease while another run takes and releases it again and again always answers a holder', async () => {
+      const other = await openMetadataDatabase(subject.url);
+      let churning = true;
+      let churned = 0;
+      const churn = (async () => {
+        while (churning) {
+          if ((await acquireGcLock(other.db, 'churn:1:x', 60_000)) === 'churn:1:x') {
+            churned++;
+            await releaseGcLock(other.db, 'churn:1:x');
+          }
+        }
+      })();
+      try {
+        for (let attempt = 0; attempt < 300; attempt++) {
+          const holder = await acquireGcLock(database.db, 'contract:3:c', 60_000);
+          assert.ok(holder === 'churn:1:x' || holder === 'contract:3:c', `answered ${holder}`);
+          if (holder === 'contract:3:c') await releaseGcLock(database.db, 'contract:3:c');
+        }
+      } finally {
+        churning = false;
+        await churn;
+        await other.close();
+      }
+      assert.ok(churned > 0, 'the other run took the lease too');
+    });
+
     it('garbage collection: marks over indexes and referrers, re-checks at delete time, claims, touches and the lease', async () => {
       const now = Date.now();
       const old = now - 2 * 3_600_000;
