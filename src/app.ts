@@ -48,6 +48,8 @@ export interface AppDependencies {
     deleteEnabled: boolean;
     /** Trust X-Forwarded-* headers (http.trustproxy). */
     trustProxy?: boolean;
+    /** One info line per request (log.accesslog.disabled off); on when absent. */
+    accessLog?: boolean;
   };
   /** Access control and the built-in token service; open to all when absent. */
   auth?: RegistryAuth;
@@ -115,9 +117,10 @@ export function createApp(deps: AppDependencies): RegistryApp {
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler
-  // is a response stream failing after its headers were sent.
+  // is a response stream failing after its headers were sent. The request itself is done by then (a
+  // GET's empty body has ended): whether the client went away is whether its socket did.
   app.on('error', (error: NodeJS.ErrnoException, ctx?: RegistryContext) => {
-    if (ctx && (clientGoneCodes.has(error.code ?? '') || ctx.req.destroyed)) {
+    if (ctx && (clientGoneCodes.has(error.code ?? '') || ctx.req.socket.destroyed)) {
       deps.logger.debug({ requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, code: error.code }, 'client went away during the response');
     } else {
       deps.logger.warn({ err: error, ...(ctx ? { requestId: ctx.state.requestId, path: ctx.path } : {}) }, 'response stream failed');
@@ -130,7 +133,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     registerServiceMetrics(metrics, services, deps.metadata);
     app.use(requestMetricsMiddleware(metrics));
   }
-  app.use(requestLogMiddleware(deps.logger, Boolean(deps.mirror)));
+  app.use(requestLogMiddleware(deps.logger, { mirroring: Boolean(deps.mirror), accessLog: deps.options.accessLog ?? true }));
   app.use(errorEnvelopeMiddleware(deps.logger));
   if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));
   app.use(router.routes());

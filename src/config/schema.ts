@@ -110,6 +110,9 @@ export const configSchema = {
   log: {
     level: oneOf(logLevels, 'info', 'Lowest level of log lines written (one line per request at info).'),
     formatter: oneOf(['json', 'text'] as const, 'json', 'json: one JSON object per line (level names, ISO times), for log collectors; text: one readable line per entry, for a person at a terminal.'),
+    accesslog: {
+      disabled: boolean(false, 'No line per request (as Distribution\'s key): requests are then logged at debug level only; errors and warnings are still written.'),
+    },
   },
   http: {
     addr: string(':5000', 'Address to listen on, host:port; ":5000" listens on every interface.', listenAddressProblem),
@@ -295,7 +298,6 @@ export const ignoredDistributionKeys: ReadonlySet<string> = new Set([
   'health',
   'log.fields',
   'log.hooks',
-  'log.accesslog',
   'validation',
   'compatibility',
 ]);

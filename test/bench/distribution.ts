@@ -59,12 +59,19 @@ export async function startDistribution(binary: string, directory: string): Prom
   };
 }
 
-/** Seconds curl takes to GET `urlPath` into /dev/null, the median of `times`. */
-export async function curlSeconds(port: number, urlPath: string, times = 3): Promise<number> {
-  const seconds: number[] = [];
+/**
+ * Seconds curl takes to GET each target into /dev/null, the median of `times` for each. The targets
+ * take turns, after `sync` has written back what earlier pushes left dirty (Distribution does not
+ * fsync), so that no target is timed while the disk is still busy with another's writes.
+ */
+export async function curlSeconds(targets: Array<{ port: number; urlPath: string }>, times = 5): Promise<number[]> {
+  await run('sync', []);
+  const seconds = targets.map((): number[] => []);
   for (let index = 0; index < times; index++) {
-    const { stdout } = await run('curl', ['-sf', '-o', '/dev/null', '-w', '%{time_total}', `http://127.0.0.1:${port}${urlPath}`]);
-    seconds.push(Number(stdout));
+    for (const [target, { port, urlPath }] of targets.entries()) {
+      const { stdout } = await run('curl', ['-sf', '-o', '/dev/null', '-w', '%{time_total}', `http://127.0.0.1:${port}${urlPath}`]);
+      seconds[target]!.push(Number(stdout));
+    }
   }
-  return seconds.sort((a, b) => a - b)[Math.floor(times / 2)]!;
+  return seconds.map((each) => each.sort((a, b) => a - b)[Math.floor(times / 2)]!);
 }

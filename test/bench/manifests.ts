@@ -22,6 +22,11 @@ const catalogRepositories = Number(process.env.BENCH_REPOSITORIES ?? 1_000);
 const repository = 'bench/app';
 const manifestType = 'application/vnd.oci.image.manifest.v1+json';
 const accept = { Accept: manifestType };
+/**
+ * Distribution runs here with its access log off (test/bench/distribution.ts), so ours does too for
+ * the side-by-side figures; one more run prints ours with its request log on, as it ships.
+ */
+const quiet = { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' };
 
 /** A blob by POST then PUT ?digest= (the flow both registries take), a manifest naming them under a tag. */
 async function pushImage(port: number): Promise<{ manifest: Buffer; blobs: string[] }> {
@@ -108,19 +113,24 @@ async function measureRegistry(port: number): Promise<RegistryFigures & { manife
   return { manifest, manifestGet, tagPuts, wholeListMs, listed, pageMs, repositoryPushes, catalogPageMs, catalogListed };
 }
 
+/** The same manifest GET load against a registry of its own, started with `env`. */
+async function manifestLoadWith(root: string, env: Record<string, string>): Promise<LoadResult> {
+  const server = await startServerProcess({ root, keepLogs: false, env: { ...quiet, ...env } });
+  try {
+    await pushImage(server.port);
+    return await manifestLoad(server.port);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** The same manifest GET load against a registry whose metadata is in PostgreSQL; a reason when it cannot run. */
 async function postgresManifestLoad(root: string): Promise<LoadResult | string> {
   const skip = await postgresSkipReason();
   if (skip) return skip;
   const database = await createTestDatabase();
   try {
-    const server = await startServerProcess({ root, keepLogs: false, env: { REGISTRY_DATABASE_URL: database.url } });
-    try {
-      await pushImage(server.port);
-      return await manifestLoad(server.port);
-    } finally {
-      await server.stop();
-    }
+    return await manifestLoadWith(root, { REGISTRY_DATABASE_URL: database.url });
   } finally {
     await database.drop();
   }
@@ -128,7 +138,7 @@ async function postgresManifestLoad(root: string): Promise<LoadResult | string> 
 
 async function main(): Promise<void> {
   await withTemporaryDirectory('registry-bench-manifests-', async (directory) => {
-    const server = await startServerProcess({ root: path.join(directory, 'storage'), keepLogs: false });
+    const server = await startServerProcess({ root: path.join(directory, 'storage'), keepLogs: false, env: quiet });
     let ours: Awaited<ReturnType<typeof measureRegistry>>;
     try {
       ours = await measureRegistry(server.port);
@@ -137,6 +147,7 @@ async function main(): Promise<void> {
     }
     const bareNode = await bareServerLoad(ours.manifest, 'node');
     const bareKoa = await bareServerLoad(ours.manifest, 'koa');
+    const logged = await manifestLoadWith(path.join(directory, 'storage-logged'), { REGISTRY_LOG_ACCESSLOG_DISABLED: 'false' });
     const postgres = await postgresManifestLoad(path.join(directory, 'storage-postgres'));
     const binary = distributionBinary();
     let distribution: RegistryFigures | null = null;
@@ -151,10 +162,12 @@ async function main(): Promise<void> {
 
     const row = (label: string, value: string) => console.log(`  ${label.padEnd(52)} ${value}`);
     const describe = (result: LoadResult) => `${result.perSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms (${result.requests} requests)`;
-    console.log(`manifest GET by tag, ${connections} keep-alive connections, ${loadSeconds} s each, load from ${ours.manifestGet.generator}`);
+    console.log(`manifest GET by tag, ${connections} keep-alive connections, ${loadSeconds} s each, load from ${ours.manifestGet.generator}; access logs off unless said`);
     row('bare Node HTTP server, same bytes (machine limit)', describe(bareNode));
     row('bare Koa app, same bytes', describe(bareKoa));
     row('registry GET /v2/<name>/manifests/<tag>', describe(ours.manifestGet));
+    row('registry, a JSON log line per request (the default)', describe(logged));
+    row('registry with / without its request log, req/s', (logged.perSecond / ours.manifestGet.perSecond).toFixed(2));
     row('registry / bare Node, req/s', (ours.manifestGet.perSecond / bareNode.perSecond).toFixed(2));
     row('registry / bare Koa, req/s', (ours.manifestGet.perSecond / bareKoa.perSecond).toFixed(2));
     if (typeof postgres === 'string') {

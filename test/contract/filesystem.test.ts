@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
+import { isRecycling } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { storageDriverContract } from './storage-driver-contract.js';
 
@@ -40,6 +41,85 @@ describe('filesystem driver specifics', () => {
       await second.commit();
       assert.deepEqual(await readdir(path.join(root, '.tmp')), []);
       assert.deepEqual(await readdir(path.join(root, 'blobs')), ['y']);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('sizes each read by the reads open at that moment: a pull that began alone reads smaller chunks once 40 more are open, and larger again after', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
+    const MiB = 1024 * 1024;
+    try {
+      const driver = await FilesystemDriver.open(root);
+      await writeFile(path.join(root, 'big'), Buffer.alloc(64 * MiB, 7));
+      await writeFile(path.join(root, 'small'), Buffer.alloc(1024, 1));
+      const first = await driver.read('big');
+      const nextChunk = () => new Promise<Buffer>((resolve) => first.once('readable', () => resolve(first.read() as Buffer)));
+      const alone = await nextChunk();
+      assert.equal(alone.length, 4 * MiB, 'alone: 4 MiB reads');
+      const others = await Promise.all(Array.from({ length: 40 }, () => driver.read('small')));
+      // The chunk read ahead was sized before the others opened; the one after it is not.
+      await nextChunk();
+      const crowded = await nextChunk();
+      assert.equal(crowded.length, 256 * 1024, 'with 41 open: 256 KiB reads');
+      for (const other of others) other.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await nextChunk();
+      const again = await nextChunk();
+      assert.equal(again.length, 4 * MiB, 'alone again: 4 MiB reads');
+      first.destroy();
+      // Each range still ends on its last byte, and an empty file is an empty stream.
+      const ranged: Buffer[] = [];
+      for await (const chunk of await driver.read('big', { start: 5, end: 5 * MiB + 4 })) ranged.push(chunk as Buffer);
+      assert.equal(Buffer.concat(ranged).length, 5 * MiB);
+      await writeFile(path.join(root, 'empty'), '');
+      const empty: Buffer[] = [];
+      for await (const chunk of await driver.read('empty')) empty.push(chunk as Buffer);
+      assert.equal(empty.length, 0);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('chunks handed back are read into again: a 64 MiB read sent chunk by chunk uses at most three buffers; chunks kept are never overwritten', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
+    const MiB = 1024 * 1024;
+    try {
+      const driver = await FilesystemDriver.open(root);
+      const bytes = Buffer.alloc(64 * MiB);
+      for (let offset = 0; offset < bytes.length; offset += 4) bytes.writeUInt32LE(offset, offset);
+      await writeFile(path.join(root, 'big'), bytes);
+      const stream = await driver.read('big');
+      assert.ok(isRecycling(stream));
+      const memory = new Set<ArrayBufferLike>();
+      let offset = 0;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        assert.ok(chunk.equals(bytes.subarray(offset, offset + chunk.length)), `bytes at ${offset}`);
+        offset += chunk.length;
+        memory.add(chunk.buffer);
+        stream.recycle(chunk);
+      }
+      assert.equal(offset, bytes.length);
+      assert.ok(memory.size <= 3, `${memory.size} buffers`);
+      // A consumer that keeps what it reads and hands nothing back gets chunks of their own.
+      const kept: Buffer[] = [];
+      for await (const chunk of await driver.read('big')) kept.push(chunk as Buffer);
+      assert.ok(Buffer.concat(kept).equals(bytes));
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a file cut short under a read ends the stream with an error instead of waiting', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
+    try {
+      const driver = await FilesystemDriver.open(root);
+      await writeFile(path.join(root, 'object'), Buffer.alloc(8 * 1024 * 1024, 3));
+      const stream = await driver.read('object');
+      await writeFile(path.join(root, 'object'), Buffer.alloc(1024, 3));
+      await assert.rejects(async () => {
+        for await (const chunk of stream) void chunk;
+      }, /file ended/);
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -121,4 +121,23 @@ describe('the request log a person reads', () => {
       assert.deepEqual(loud, [], 'nothing above debug');
     });
   });
+
+  it('log.accesslog.disabled (Distribution\'s variable): no request lines at info, the same lines at debug; start-up and errors still written', async () => {
+    await withTemporaryDirectory('registry-logs-accesslog-', async (directory) => {
+      const quiet = await startServerProcess({ root: path.join(directory, 'quiet'), env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+      await rawRequest(quiet.port, 'GET', '/v2/team/app/manifests/v1', { headers: { 'X-Request-Id': 'quiet-1' } });
+      await quiet.stop();
+      assert.ok(quiet.logs.some((entry) => entry.msg === 'registry listening'), 'start-up line written');
+      assert.deepEqual(quiet.logs.filter((entry) => entry.requestId === 'quiet-1'), [], 'no request line at info');
+      assert.ok(!quiet.logs.some((entry) => Array.isArray(entry.keys)), 'the key is not reported as ignored');
+
+      const debug = await startServerProcess({ root: path.join(directory, 'debug'), env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true', REGISTRY_LOG_LEVEL: 'debug' } });
+      await rawRequest(debug.port, 'GET', '/v2/team/app/manifests/v1', { headers: { 'X-Request-Id': 'debug-1' } });
+      await debug.stop();
+      const line = debug.logs.find((entry) => entry.requestId === 'debug-1');
+      assert.equal(line?.level, 'debug');
+      assert.equal(line?.msg, 'request');
+      assert.equal(line?.status, 404);
+    });
+  });
 });

@@ -4,6 +4,7 @@ import type { RegistryContext, RegistryServices } from '../context.js';
 import { interpretRangeHeader } from '../range.js';
 import { decodeSegment, requestOrigin, respondEmpty } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
+import { respondWithStream } from '../send-stream.js';
 
 function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void {
   ctx.set('Docker-Content-Digest', blob.digest);
@@ -62,7 +63,7 @@ export function blobHandlers({ blobs, mirror }: RegistryServices) {
       const stream = await blobs.read(blob, range);
       setContentHeaders(ctx, blob);
       ctx.status = range ? 206 : 200;
-      ctx.body = stream;
+      respondWithStream(ctx, stream);
       ctx.type = 'application/octet-stream';
       if (range) {
         ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);

@@ -19,9 +19,10 @@ function meaningfulQuery(ctx: RegistryContext): string | undefined {
 /**
  * Gives each request an id (the client's X-Request-Id when sane) and writes one log line when it ends.
  * `mirroring`: whether a mirror may say where its answer came from; without one, no request pays for
- * the async context that carries it (Node then tracks every promise).
+ * the async context that carries it (Node then tracks every promise). Without `accessLog`, completed
+ * requests are debug lines, and are not even built when debug is off.
  */
-export function requestLogMiddleware(logger: Logger, mirroring: boolean) {
+export function requestLogMiddleware(logger: Logger, { mirroring, accessLog }: { mirroring: boolean; accessLog: boolean }) {
   return async function requestLog(ctx: RegistryContext, next: () => Promise<void>): Promise<void> {
     const started = process.hrtime.bigint();
     const offered = ctx.get('x-request-id');
@@ -35,9 +36,11 @@ export function requestLogMiddleware(logger: Logger, mirroring: boolean) {
     ctx.res.once('close', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       const completed = ctx.res.writableFinished;
-      const query = meaningfulQuery(ctx);
       // A client that went away (docker cancelled, a probe timed out) is routine: debug, not info.
-      logger[probe || !completed ? 'debug' : 'info'](
+      const level = probe || !completed || !accessLog ? 'debug' : 'info';
+      if (!logger.isLevelEnabled(level)) return;
+      const query = meaningfulQuery(ctx);
+      logger[level](
         {
           requestId: ctx.state.requestId,
           method: ctx.method,
