@@ -22,7 +22,7 @@ const streamChunkSize = 1024 * 1024;
  * fifty concurrent pulls 256 KiB each, so that what they hold in all stays near the budget
  * (test/bench/memory.ts prints the peak). The size is taken at every read, not when the file is
  * opened: fifty pulls starting one after another would otherwise keep the large chunks the first
- * ones got (36 MiB per buffered chunk in all instead of 8 MiB; 240 MiB at the peak instead of 140).
+ * ones got (36 MiB per buffered chunk in all instead of 8 MiB; 240 MiB at the peak instead of about 160).
  */
 const readBudget = 8 * 1024 * 1024;
 const readChunkBounds = { min: 256 * 1024, max: 4 * 1024 * 1024 };
