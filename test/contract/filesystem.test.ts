@@ -14,10 +14,21 @@ storageDriverContract('filesystem', async () => {
   return { driver: await FilesystemDriver.open(root), cleanup: () => rm(root, { recursive: true, force: true }) };
 });
 
+const MiB = 1024 * 1024;
+
+/** Runs `test` on a fresh temporary storage root, removed afterwards. */
+async function withRoot(test: (root: string) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
+  try {
+    await test(root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 describe('filesystem driver specifics', () => {
-  it('writes through a temporary file; opening the root again clears a crash\'s old ones, not a write in progress', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
-    try {
+  it('writes through a temporary file; opening the root again clears a crash\'s old ones, not a write in progress', () =>
+    withRoot(async (root) => {
       const driver = await FilesystemDriver.open(root);
       const writer = await driver.writer('blobs/x');
       writer.stream.write(Buffer.alloc(10));
@@ -41,15 +52,10 @@ describe('filesystem driver specifics', () => {
       await second.commit();
       assert.deepEqual(await readdir(path.join(root, '.tmp')), []);
       assert.deepEqual(await readdir(path.join(root, 'blobs')), ['y']);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('sizes each read by the reads open at that moment: a pull that began alone reads smaller chunks once 40 more are open, and larger again after', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
-    const MiB = 1024 * 1024;
-    try {
+  it('sizes each read by the reads open at that moment: a pull that began alone reads smaller chunks once 40 more are open, and larger again after', () =>
+    withRoot(async (root) => {
       const driver = await FilesystemDriver.open(root);
       await writeFile(path.join(root, 'big'), Buffer.alloc(64 * MiB, 7));
       await writeFile(path.join(root, 'small'), Buffer.alloc(1024, 1));
@@ -76,15 +82,10 @@ describe('filesystem driver specifics', () => {
       const empty: Buffer[] = [];
       for await (const chunk of await driver.read('empty')) empty.push(chunk as Buffer);
       assert.equal(empty.length, 0);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('chunks handed back are read into again: a 64 MiB read sent chunk by chunk uses at most three buffers; chunks kept are never overwritten', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
-    const MiB = 1024 * 1024;
-    try {
+  it('chunks handed back are read into again: a 64 MiB read sent chunk by chunk uses at most three buffers; chunks kept are never overwritten', () =>
+    withRoot(async (root) => {
       const driver = await FilesystemDriver.open(root);
       const bytes = Buffer.alloc(64 * MiB);
       for (let offset = 0; offset < bytes.length; offset += 4) bytes.writeUInt32LE(offset, offset);
@@ -105,23 +106,16 @@ describe('filesystem driver specifics', () => {
       const kept: Buffer[] = [];
       for await (const chunk of await driver.read('big')) kept.push(chunk as Buffer);
       assert.ok(Buffer.concat(kept).equals(bytes));
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('a file cut short under a read ends the stream with an error instead of waiting', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'fs-driver-'));
-    try {
+  it('a file cut short under a read ends the stream with an error instead of waiting', () =>
+    withRoot(async (root) => {
       const driver = await FilesystemDriver.open(root);
-      await writeFile(path.join(root, 'object'), Buffer.alloc(8 * 1024 * 1024, 3));
+      await writeFile(path.join(root, 'object'), Buffer.alloc(8 * MiB, 3));
       const stream = await driver.read('object');
       await writeFile(path.join(root, 'object'), Buffer.alloc(1024, 3));
       await assert.rejects(async () => {
         for await (const chunk of stream) void chunk;
       }, /file ended/);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
+    }));
 });
