@@ -114,7 +114,7 @@ export class BlobFetch {
     });
     try {
       idle = setTimeout(stall, this.options.idleTimeoutMs);
-      for await (const chunk of reply.body as AsyncIterable<Buffer>) {
+      for await (const chunk of reply.body) {
         if (storageFailure) throw storageFailure;
         idle.refresh();
         received += chunk.length;

@@ -154,11 +154,11 @@ export class MirroredBlobs {
     const key = storagePaths.blobData(digest);
     const reply = await this.upstreams.ask(target, 'GET', `${target.repository}/blobs/${digest.value}`, via);
     if (reply.status === 404) {
-      reply.body?.destroy();
+      reply.body?.discard();
       throw blobUnknownUpstream(target, digest.value);
     }
     if (reply.status !== 200) {
-      reply.body?.destroy();
+      reply.body?.discard();
       throw this.upstreams.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
     }
     const announced = reply.headers.get('content-length');

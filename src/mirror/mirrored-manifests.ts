@@ -100,11 +100,11 @@ export class MirroredManifests {
   private async fetch(target: MirrorTarget, reference: string, via: string | undefined): Promise<ManifestContent> {
     const reply = await this.upstreams.ask(target, 'GET', `${target.repository}/manifests/${reference}`, via, upstreamAccept);
     if (reply.status === 404) {
-      reply.body?.destroy();
+      reply.body?.discard();
       throw manifestUnknown(reference, `upstream ${target.upstream.name} has no ${target.repository} manifest ${reference}`);
     }
     if (reply.status !== 200 || !reply.body) {
-      reply.body?.destroy();
+      reply.body?.discard();
       throw this.upstreams.unavailable(target, `it answered ${reply.status} for manifest ${reference}`);
     }
     const payload = await readLimited(reply.body, maxManifestBytes);

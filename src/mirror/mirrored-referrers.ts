@@ -36,7 +36,7 @@ export class MirroredReferrers {
     return this.lists.serve(target, key, cached, { revalidate, logFields: { subject: subject.value } }, async () => {
       const reply = await this.upstreams.ask(target, 'GET', `${target.repository}/referrers/${subject.value}`, via, mediaTypes.ociIndex);
       if (reply.status === 404) {
-        reply.body?.destroy();
+        reply.body?.discard();
         await deleteMirrorReferrers(metadata, from, subject.value);
         throw new RegistryError('NOT_FOUND', {
           message: `upstream ${target.upstream.name} offers no referrers API for ${target.repository}; clients fall back to the tag ${subject.algorithm}-${subject.hex}`,
@@ -44,7 +44,7 @@ export class MirroredReferrers {
       }
       const body = reply.status === 200 && reply.body ? await readLimited(reply.body, maxManifestBytes) : null;
       if (!body) {
-        reply.body?.destroy();
+        reply.body?.discard();
         throw this.upstreams.unavailable(target, `it answered ${reply.status} for the referrers of ${subject.value}`);
       }
       let descriptors: Descriptor[];

@@ -32,7 +32,7 @@ export class MirroredTagLists {
     while (path) {
       const reply = await this.upstreams.ask(target, 'GET', path, undefined);
       if (reply.status === 404) {
-        reply.body?.destroy();
+        reply.body?.discard();
         throw new RegistryError('NAME_UNKNOWN', { message: `upstream ${target.upstream.name} has no repository ${target.repository}` });
       }
       const body = reply.body ? await readLimited(reply.body, maxManifestBytes) : null;

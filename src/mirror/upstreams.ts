@@ -1,9 +1,8 @@
-import type { Readable } from 'node:stream';
 import type { UpstreamRepository } from '../metadata/mirror.js';
 import { RegistryError } from '../oci/errors.js';
 import type { MirrorTarget } from './addressing.js';
 import type { MirrorSettings, UpstreamSettings } from './settings.js';
-import { UpstreamClient, UpstreamUnavailableError, type UpstreamReply } from './upstream-client.js';
+import { UpstreamClient, UpstreamUnavailableError, type UpstreamBody, type UpstreamReply } from './upstream-client.js';
 import { UpstreamHealth, type UpstreamStatus } from './upstream-health.js';
 
 export function upstreamRepository(target: MirrorTarget): UpstreamRepository {
@@ -59,13 +58,13 @@ export class Upstreams {
 }
 
 /** The body whole, or null when it is longer than `limit`. */
-export async function readLimited(body: Readable, limit: number): Promise<Buffer | null> {
+export async function readLimited(body: UpstreamBody, limit: number): Promise<Buffer | null> {
   const chunks: Buffer[] = [];
   let length = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
+  for await (const chunk of body) {
     length += chunk.length;
     if (length > limit) {
-      body.destroy();
+      body.discard();
       return null;
     }
     chunks.push(chunk);
