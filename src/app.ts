@@ -9,6 +9,7 @@ import { buildRouter } from './http/router.js';
 import { registryRoutes } from './http/routes.js';
 import { BlobService } from './registry/blobs.js';
 import { ListingService } from './registry/listings.js';
+import { BrowsingService } from './registry/browsing.js';
 import type { TagChanges } from './metadata/tag-changes.js';
 import { createTagCaches } from './registry/tag-cache.js';
 import { ManifestService } from './registry/manifests.js';
@@ -107,6 +108,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     manifests,
     referrers,
     listings,
+    browsing: new BrowsingService(stores),
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },

@@ -2,6 +2,7 @@ import type { RouterContext } from '@koa/router';
 import type { RequestGrant } from '../auth/access-control.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ListingService } from '../registry/listings.js';
+import type { BrowsingService } from '../registry/browsing.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
@@ -38,6 +39,8 @@ export interface RegistryServices {
   manifests: ManifestService;
   referrers: ReferrersService;
   listings: ListingService;
+  /** The web UI's repository summaries and tag rows. */
+  browsing: BrowsingService;
   /** The pull-through mirror, when upstreams are configured. */
   mirror: MirrorService | null;
   /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */

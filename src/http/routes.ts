@@ -14,6 +14,7 @@ import { gcHandlers } from './handlers/gc.js';
 import { auditHandlers } from './handlers/audit.js';
 import { retentionHandlers } from './handlers/retention.js';
 import { healthHandlers } from './handlers/health.js';
+import { browsingHandlers } from './handlers/browsing.js';
 import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -73,6 +74,8 @@ const paths = {
   tagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
   tagRestore: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/restore$/,
   tagAt: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)$/,
+  repositorySummaries: /^\/api\/v1\/repositories$/,
+  tagRows: /^\/api\/v1\/repositories\/(.+)\/tags$/,
   mirrorCacheBlob: /^\/api\/v1\/mirror\/cache\/(.+)\/blobs\/([^/]+)$/,
   mirrorCacheManifest: /^\/api\/v1\/mirror\/cache\/(.+)\/manifests\/([^/]+)$/,
 } as const;
@@ -123,6 +126,11 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'audit.tag.restore', method: 'POST', pattern: paths.tagRestore, scoped, access: 'push', alsoAsk: () => [auditAccess], handle: audit.restore },
     { name: 'audit.tag.at', method: 'GET', pattern: paths.tagAt, scoped, access: 'audit', handle: audit.at },
   ];
+  const browsing = browsingHandlers(services.browsing);
+  const browsingRoutes: Route[] = [
+    { name: 'browse.repositories', method: 'GET', pattern: paths.repositorySummaries, scoped: false, access: 'catalog', handle: browsing.repositories },
+    { name: 'browse.tags', method: 'GET', pattern: paths.tagRows, scoped, access: 'pull', handle: browsing.tags },
+  ];
   const retention = retentionHandlers(services.retention);
   const health = healthHandlers(services.health);
   return [
@@ -143,6 +151,7 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     ...mirrorRoutes,
     ...gcRoutes,
     ...auditRoutes,
+    ...browsingRoutes,
     { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
     { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },

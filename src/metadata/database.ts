@@ -27,6 +27,7 @@ import * as mirrorEviction from './migrations/0006-mirror-eviction.js';
 import * as audit from './migrations/0007-audit.js';
 import * as notifications from './migrations/0008-notifications.js';
 import * as tagChangeSignals from './migrations/0009-tag-changes.js';
+import * as repositoryPushes from './migrations/0010-repository-pushes.js';
 import type { MetadataSchema } from './schema.js';
 import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
 
@@ -103,6 +104,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0007-audit': (engine) => ({ up: (db) => audit.up(db, engine) }),
   '0008-notifications': () => ({ up: (db) => notifications.up(db) }),
   '0009-tag-changes': (engine) => ({ up: (db) => tagChangeSignals.up(db, engine) }),
+  '0010-repository-pushes': (engine) => ({ up: (db) => repositoryPushes.up(db, engine) }),
 };
 
 class StaticMigrationProvider implements MigrationProvider {

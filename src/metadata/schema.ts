@@ -5,6 +5,9 @@ export interface RepositoriesTable {
   id: Generated<number>;
   name: string;
   created_at: number;
+  /** The last tag push or restore (migration 0010's trigger on the audit log), and its actor. */
+  pushed_at: ColumnType<number | null, number | null | undefined, number | null>;
+  pushed_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BlobsTable {

@@ -1,0 +1,53 @@
+import type { RepositorySort } from '../../metadata/browsing.js';
+import { invalidParameter as invalid } from '../../audit/filters.js';
+import type { BrowsingService } from '../../registry/browsing.js';
+import type { RegistryContext } from '../context.js';
+import { pagination, queryParameter } from '../request-parts.js';
+import type { RouteParams } from '../routes.js';
+
+const defaultPage = 50;
+const maxPage = 1000;
+
+function pageSize(ctx: RegistryContext): number {
+  const { limit = defaultPage } = pagination(ctx);
+  return Math.min(Math.max(limit, 1), maxPage);
+}
+
+/** The next page's link: the same query, with `n` and `last` set. */
+function setNextLink(ctx: RegistryContext, limit: number, last: string): void {
+  const next = new URLSearchParams(ctx.querystring);
+  next.set('n', String(limit));
+  next.set('last', last);
+  ctx.set('Link', `<${ctx.path}?${next.toString()}>; rel="next"`);
+}
+
+/** The web UI's listings under /api/v1 (catalog access for repositories, pull for a repository's tags), paged like the catalog. */
+export function browsingHandlers(browsing: BrowsingService) {
+  return {
+    /** GET /api/v1/repositories?q=&sort=name|pushed&n=&last=: repositories with tag count, size and last push. */
+    async repositories(ctx: RegistryContext): Promise<void> {
+      const sort = queryParameter(ctx, 'sort') || 'name';
+      if (sort !== 'name' && sort !== 'pushed') throw invalid('sort', 'expected name or pushed', sort);
+      const contains = (queryParameter(ctx, 'q') ?? '').trim().toLowerCase();
+      if (contains.length > 255) throw invalid('q', 'longer than a repository name can be', contains);
+      const limit = pageSize(ctx);
+      const { last } = pagination(ctx);
+      const page = await browsing.repositories({ sort: sort as RepositorySort, limit, ...(last ? { last } : {}), ...(contains ? { contains } : {}) });
+      const lastShown = page.rows.at(-1);
+      if (page.more && lastShown) setNextLink(ctx, limit, lastShown.name);
+      ctx.body = { repositories: page.rows };
+    },
+
+    /** GET /api/v1/repositories/<name>/tags?glob=&n=&last=: tags with digest, media type, size, platforms, push and pull. */
+    async tags(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const glob = queryParameter(ctx, 'glob') ?? '';
+      if (glob.length > 128) throw invalid('glob', 'longer than a tag can be', glob);
+      const limit = pageSize(ctx);
+      const { last } = pagination(ctx);
+      const page = await browsing.tags(params.repository, { limit, ...(last ? { last } : {}), ...(glob ? { glob } : {}) });
+      const lastShown = page.rows.at(-1);
+      if (page.more && lastShown) setNextLink(ctx, limit, lastShown.name);
+      ctx.body = { name: params.repository, tags: page.rows };
+    },
+  };
+}
