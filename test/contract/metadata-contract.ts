@@ -82,7 +82,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
