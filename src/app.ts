@@ -10,6 +10,7 @@ import { registryRoutes } from './http/routes.js';
 import { BlobService } from './registry/blobs.js';
 import { ListingService } from './registry/listings.js';
 import { BrowsingService } from './registry/browsing.js';
+import { UiAssets } from './ui/assets.js';
 import type { TagChanges } from './metadata/tag-changes.js';
 import { createTagCaches } from './registry/tag-cache.js';
 import { ManifestService } from './registry/manifests.js';
@@ -51,6 +52,8 @@ export interface AppDependencies {
     trustProxy?: boolean;
     /** One info line per request (log.accesslog.disabled off); on when absent. */
     accessLog?: boolean;
+    /** Serve the web UI at /ui/ (ui.enabled); off when absent. */
+    ui?: boolean;
   };
   /** Access control and the built-in token service; open to all when absent. */
   auth?: RegistryAuth;
@@ -130,7 +133,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
   });
   const auth = deps.auth ?? noAuth;
   const metrics = deps.metrics;
-  const router = buildRouter(registryRoutes(services, auth.tokens), { ...auth, ...(metrics ? { onAuth: (outcome) => metrics.auth.inc({ outcome }) } : {}) }, services.mirror?.addressing ?? null);
+  const router = buildRouter(registryRoutes(services, auth.tokens, deps.options.ui ? new UiAssets() : null), { ...auth, ...(metrics ? { onAuth: (outcome) => metrics.auth.inc({ outcome }) } : {}) }, services.mirror?.addressing ?? null);
   if (metrics) {
     registerServiceMetrics(metrics, services, deps.metadata);
     app.use(requestMetricsMiddleware(metrics));

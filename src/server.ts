@@ -108,7 +108,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     metadata: metadata.db,
     tagChanges: metadata.tagChanges,
     logger,
-    options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy, accessLog: !config.log.accesslog.disabled },
+    options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy, accessLog: !config.log.accesslog.disabled, ui: config.ui.enabled },
     auth,
     mirror,
     gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },

@@ -206,6 +206,9 @@ export const configSchema = {
     retention: duration('0s', 'Prune events older than this (the chain records where it was cut); 0 keeps them forever. Not shorter than timemachine.'),
     timemachine: duration('14d', 'Garbage collection keeps every manifest a tag pointed at within this window, so a restore within it always works.'),
   },
+  ui: {
+    enabled: boolean(true, 'Serve the web UI at /ui/ (browse repositories and tags, read images, tag history and restores, operations pages). It uses the same API and access rules as any client.'),
+  },
   notifications: {
     endpoints: structured([] as NotificationEndpointSettings[], 'Webhook receivers, as Distribution writes them: [{name, url, headers, timeout, threshold, backoff, ignoredmediatypes, ignore: {mediatypes, actions}, disabled, secret}]. Events wait in the database until delivered, in order, once per endpoint.', parseNotificationEndpoints),
     retention: duration('7d', 'Undelivered notifications older than this are dropped (a receiver down for longer misses them; counted in the status).'),

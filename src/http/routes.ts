@@ -15,6 +15,8 @@ import { auditHandlers } from './handlers/audit.js';
 import { retentionHandlers } from './handlers/retention.js';
 import { healthHandlers } from './handlers/health.js';
 import { browsingHandlers } from './handlers/browsing.js';
+import { uiHandlers } from './handlers/ui.js';
+import type { UiAssets } from '../ui/assets.js';
 import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -76,12 +78,17 @@ const paths = {
   tagAt: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)$/,
   repositorySummaries: /^\/api\/v1\/repositories$/,
   tagRows: /^\/api\/v1\/repositories\/(.+)\/tags$/,
+  root: /^\/$/,
+  uiRoot: /^\/ui$/,
+  // Group 1 is empty (no repository); group 2 is the file, one segment.
+  uiAsset: /^\/ui\/()([A-Za-z0-9._-]*)$/,
   mirrorCacheBlob: /^\/api\/v1\/mirror\/cache\/(.+)\/blobs\/([^/]+)$/,
   mirrorCacheManifest: /^\/api\/v1\/mirror\/cache\/(.+)\/manifests\/([^/]+)$/,
 } as const;
 
 /** The route table: every endpoint, its method and its handler. */
-export function registryRoutes(services: RegistryServices, tokenService: TokenService | null): Route[] {
+/** `uiAssets`: the web UI's files, served at /ui/ (ui.enabled); null leaves the UI off. */
+export function registryRoutes(services: RegistryServices, tokenService: TokenService | null, uiAssets: UiAssets | null = null): Route[] {
   const blobs = blobHandlers(services);
   const uploads = uploadHandlers(services);
   const manifests = manifestHandlers(services);
@@ -131,6 +138,14 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'browse.repositories', method: 'GET', pattern: paths.repositorySummaries, scoped: false, access: 'catalog', handle: browsing.repositories },
     { name: 'browse.tags', method: 'GET', pattern: paths.tagRows, scoped, access: 'pull', handle: browsing.tags },
   ];
+  const ui = uiAssets ? uiHandlers(uiAssets) : null;
+  const uiRoutes: Route[] = ui
+    ? [
+        { name: 'ui.root', method: 'GET', pattern: paths.root, scoped: false, access: 'public', handle: ui.redirect },
+        { name: 'ui.root', method: 'GET', pattern: paths.uiRoot, scoped: false, access: 'public', handle: ui.redirect },
+        { name: 'ui.asset', method: 'GET', pattern: paths.uiAsset, scoped: false, access: 'public', handle: ui.asset },
+      ]
+    : [];
   const retention = retentionHandlers(services.retention);
   const health = healthHandlers(services.health);
   return [
@@ -152,6 +167,7 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     ...gcRoutes,
     ...auditRoutes,
     ...browsingRoutes,
+    ...uiRoutes,
     { name: 'base', method: 'GET', pattern: paths.base, scoped: false, access: 'authenticated', handle: apiVersionCheck },
     { name: 'catalog', method: 'GET', pattern: paths.catalog, scoped: false, access: 'catalog', handle: listings.catalog },
     { name: 'blob.head', method: 'HEAD', pattern: paths.blob, scoped, access: 'pull', handle: blobs.head },

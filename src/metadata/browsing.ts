@@ -29,30 +29,39 @@ function likeLiteral(text: string): string {
 
 /**
  * A page of repositories holding manifests (as the catalog lists them), by name, or newest push first
- * (never pushed last, then by name); keyset paging on the `repositories_pushed` index, so a page
- * costs the same at the 100,000th repository as at the first.
+ * (ties by name, descending; never pushed after every pushed one, by name). Both orders are keyset
+ * pages walked along the `repositories_pushed` index or the name's, so a page costs the same at the
+ * 100,000th repository as at the first (an ORDER BY over "pushed_at is null" would sort them all).
  */
 export async function listRepositorySummaries(db: MetadataExecutor, page: RepositoryPage): Promise<RepositorySummaryRow[]> {
-  let query = db
-    .selectFrom('repositories')
-    .select(['id', 'name', 'pushed_at', 'pushed_by'])
-    .where(({ exists, selectFrom }) => exists(selectFrom('manifests').select('manifests.id').whereRef('manifests.repository_id', '=', 'repositories.id')));
-  if (page.contains) query = query.where(sql<boolean>`name like ${`%${likeLiteral(page.contains)}%`} escape '\\'`);
+  const base = () => {
+    let query = db
+      .selectFrom('repositories')
+      .select(['id', 'name', 'pushed_at', 'pushed_by'])
+      .where(({ exists, selectFrom }) => exists(selectFrom('manifests').select('manifests.id').whereRef('manifests.repository_id', '=', 'repositories.id')));
+    if (page.contains) query = query.where(sql<boolean>`name like ${`%${likeLiteral(page.contains)}%`} escape '\\'`);
+    return query;
+  };
   const after = page.after;
+  let rows: Array<{ id: number; name: string; pushed_at: number | null; pushed_by: string | null }>;
   if (page.sort === 'name') {
-    if (after) query = query.where('name', '>', after.name);
-    query = query.orderBy('name');
+    rows = await (after ? base().where('name', '>', after.name) : base()).orderBy('name').limit(page.limit).execute();
   } else {
-    // Descending push time, nulls (never pushed through a tag) after every time, ties by name.
-    if (after && after.pushedAt !== null) {
-      const pushedAt = after.pushedAt;
-      query = query.where((eb) => eb.or([eb('pushed_at', '<', pushedAt), eb('pushed_at', 'is', null), eb.and([eb('pushed_at', '=', pushedAt), eb('name', '>', after.name)])]));
-    } else if (after) {
-      query = query.where('pushed_at', 'is', null).where('name', '>', after.name);
+    rows = [];
+    if (!after || after.pushedAt !== null) {
+      let pushed = base().where('pushed_at', 'is not', null);
+      if (after && after.pushedAt !== null) {
+        const pushedAt = after.pushedAt;
+        pushed = pushed.where((eb) => eb.or([eb('pushed_at', '<', pushedAt), eb.and([eb('pushed_at', '=', pushedAt), eb('name', '<', after.name)])]));
+      }
+      rows = await pushed.orderBy('pushed_at', 'desc').orderBy('name', 'desc').limit(page.limit).execute();
     }
-    query = query.orderBy(sql`pushed_at is null`).orderBy('pushed_at', 'desc').orderBy('name');
+    if (rows.length < page.limit) {
+      let never = base().where('pushed_at', 'is', null);
+      if (after && after.pushedAt === null) never = never.where('name', '>', after.name);
+      rows = [...rows, ...(await never.orderBy('name').limit(page.limit - rows.length).execute())];
+    }
   }
-  const rows = await query.limit(page.limit).execute();
   return rows.map((row) => ({ id: row.id, name: row.name, pushedAt: row.pushed_at === null ? null : Number(row.pushed_at), pushedBy: row.pushed_by }));
 }
 

@@ -1,4 +1,5 @@
 import type { ReadableStream as WebReadableStream, ReadableStreamDefaultReader } from 'node:stream/web';
+import { parseChallenge } from '../auth/challenge.js';
 import type { UpstreamHealth } from './upstream-health.js';
 import type { UpstreamSettings } from './settings.js';
 
@@ -55,22 +56,6 @@ export interface UpstreamRequest {
   accept?: string;
   /** Via of the request that caused this one; ours is appended (the loop guard). */
   via?: string | undefined;
-}
-
-interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
-/** `Bearer realm="https://auth.example/token",service="registry",scope="repository:a:pull"`. */
-export function parseChallenge(header: string | null): Challenge | null {
-  const match = header ? /^\s*(\w+)\s*(.*)$/s.exec(header) : null;
-  if (!match) return null;
-  const params: Record<string, string> = {};
-  for (const param of (match[2] ?? '').matchAll(/(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) {
-    params[(param[1] ?? '').toLowerCase()] = (param[2] ?? param[3] ?? '').replace(/\\(.)/g, '$1');
-  }
-  return { scheme: (match[1] ?? '').toLowerCase(), params };
 }
 
 /** Retry-After in milliseconds: seconds, or an HTTP date; null when absent or unreadable. */

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { ImportedTagOutcome } from '../metadata/mirror.js';
-import { parseChallenge } from '../mirror/upstream-client.js';
+import { parseChallenge } from '../auth/challenge.js';
 import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
 
 type Body = Buffer | Readable | undefined;

@@ -105,13 +105,21 @@ function browsingSuite(engine: 'sqlite' | 'postgres'): void {
       assert.ok(app.pushedAt !== null && Math.abs(app.pushedAt - Date.now()) < 60_000);
     });
 
-    it('sorts by last push, newest first, and pages with n and last in that order', { skip }, async () => {
+    it('sorts by last push, newest first (never pushed by tag last), and pages with n and last in that order', { skip }, async () => {
+      // Pushed by digest only: a manifest and no tag, so no push time.
+      const untagged = imageManifest({ layerSize: 64 });
+      await pushManifest(registry.request, 'aa/untagged', untagged.digest, untagged);
       const { rows, pages } = await allPages<RepositoryJson>(registry.request, '/api/v1/repositories?sort=pushed&n=2', 'repositories');
       assert.deepEqual(
         rows.map((row) => row.name),
-        ['team/my_base', 'team/app', 'other/tool'],
+        ['team/my_base', 'team/app', 'other/tool', 'aa/untagged'],
       );
-      assert.deepEqual(pages, [2, 1]);
+      assert.deepEqual(pages, [2, 2]);
+      assert.deepEqual(rows.at(-1), { name: 'aa/untagged', tags: 0, size: untagged.bytes.length + blobBytes(untagged), pushedAt: null, pushedBy: null });
+      const oneByOne = await allPages<RepositoryJson>(registry.request, '/api/v1/repositories?sort=pushed&n=1', 'repositories');
+      assert.deepEqual(oneByOne.rows.map((row) => row.name), rows.map((row) => row.name));
+      const byName = await allPages<RepositoryJson>(registry.request, '/api/v1/repositories?n=1', 'repositories');
+      assert.deepEqual(byName.rows.map((row) => row.name), ['aa/untagged', 'other/tool', 'team/app', 'team/my_base']);
       // A push moves a repository to the front.
       await pushManifest(registry.request, 'other/tool', 'v2', imageManifest({ layerSize: 120 }));
       const moved = await registry.request.get('/api/v1/repositories?sort=pushed').expect(200);

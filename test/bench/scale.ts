@@ -53,6 +53,12 @@ async function main(): Promise<void> {
       });
       const catalogMiddleMs = await medianMs(15, () => rawRequest(port, 'GET', `/v2/_catalog?n=1000&last=scale/r${padded(Math.floor(count / 2))}`));
       const afterRepositories = await databaseBytes(root);
+      // The web UI's pages over the same repositories and tags: 50 rows with counts, sizes and last pushes.
+      const middle = `scale/r${padded(Math.floor(count / 2))}`;
+      const summariesByNameMs = await medianMs(15, () => send(port, 'GET', `/api/v1/repositories?n=50&last=${middle}`, 200));
+      const summariesByPushMs = await medianMs(15, () => send(port, 'GET', `/api/v1/repositories?n=50&sort=pushed&last=${middle}`, 200));
+      const summariesSearchMs = await medianMs(15, () => send(port, 'GET', `/api/v1/repositories?n=50&q=r${padded(Math.floor(count / 2)).slice(0, -2)}`, 200));
+      const tagRowsMs = await medianMs(15, () => send(port, 'GET', `/api/v1/repositories/scale/app/tags?n=100&last=t${padded(Math.floor(count / 2))}`, 200));
 
       const row = (label: string, value: string) => console.log(`  ${label.padEnd(56)} ${value}`);
       const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -65,6 +71,10 @@ async function main(): Promise<void> {
       row(`GET _catalog?n=1000, first page (${catalogListed} listed, median of 15)`, `${catalogFirstMs.toFixed(2)} ms`);
       row('GET _catalog?n=1000&last=<middle> (median of 15)', `${catalogMiddleMs.toFixed(2)} ms`);
       row('database after the repositories', mib(afterRepositories));
+      row('web UI: 50 repository summaries by name, <middle> (median of 15)', `${summariesByNameMs.toFixed(2)} ms`);
+      row('web UI: 50 repository summaries by last push, <middle>', `${summariesByPushMs.toFixed(2)} ms`);
+      row('web UI: repository search by substring (a full scan of names)', `${summariesSearchMs.toFixed(2)} ms`);
+      row('web UI: 100 tag rows of the big repository, <middle>', `${tagRowsMs.toFixed(2)} ms`);
     } finally {
       await server.stop();
     }

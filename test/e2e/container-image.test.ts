@@ -125,9 +125,12 @@ describe('the container image, built from docker/Dockerfile and run as registry:
     assert.equal(await shell('ls node_modules/better-sqlite3/build/Release'), 'better_sqlite3.node', 'only the compiled binding, not its sources and objects');
 
     const files = (await shell('find /app -path /app/node_modules -prune -o -print | sort')).split('\n');
-    const unexpected = files.filter((file) => !/^\/app(\/package\.json|\/node_modules|\/dist(\/src(\/.*\.js)?)?|\/dist\/src\/.+|\/config(\/[a-z0-9-]+\.yaml)?)?$/.test(file));
-    assert.deepEqual(unexpected, [], 'only package.json, node_modules, dist/src and config in /app');
+    const unexpected = files.filter(
+      (file) => !/^\/app(\/package\.json|\/node_modules|\/dist(\/src(\/.*\.js)?)?|\/dist\/src\/.+|\/dist\/ui(\/[a-z]+\.(js|css|html|svg))?|\/config(\/[a-z0-9-]+\.yaml)?)?$/.test(file),
+    );
+    assert.deepEqual(unexpected, [], 'only package.json, node_modules, dist/src, the built web UI (dist/ui) and config in /app');
     assert.ok(files.includes('/app/dist/src/main.js') && files.includes('/app/config/registry.yaml'));
+    assert.ok(files.includes('/app/dist/ui/index.html') && files.includes('/app/dist/ui/app.js'), 'the web UI is in the image');
     for (const leaked of ['/app/config/my-policy.yaml', '/app/registry.log', '/app/storage/registry.db', '/app/dist/test', '/app/src', '/app/.ci']) {
       assert.ok(!files.includes(leaked), `${leaked} is in the image`);
     }
@@ -154,6 +157,9 @@ describe('the container image, built from docker/Dockerfile and run as registry:
     await assert.rejects(docker(['exec', 'registry-one', 'touch', '/app/written']), /Read-only file system/);
 
     const host = `127.0.0.1:${port}`;
+    const page = await fetch(`http://${host}/ui/`);
+    assert.equal(page.status, 200, 'the container serves the web UI');
+    assert.match(await page.text(), /<script type="module" src="app.js">/);
     await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layoutDirectory}:v1`, `docker://${host}/team/app:v1`]);
     await docker(['pull', `${host}/team/app:v1`]);
     assert.equal(await inspect(`${host}/team/app:v1`, '{{.Id}}'), layoutImage.config.digest, 'docker pulled the image skopeo pushed');

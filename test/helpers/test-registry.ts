@@ -50,6 +50,8 @@ export interface TestRegistry {
 
 export interface TestRegistryOptions {
   deleteEnabled?: boolean;
+  /** Serve the web UI (ui.enabled; the assets npm run build made in dist/ui). */
+  ui?: boolean;
   /** A metadata database URL (e.g. a PostgreSQL test database); a SQLite file in the temp dir otherwise. */
   databaseUrl?: string;
   storage?: TestStorageKind;
@@ -114,7 +116,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       metadata: metadata.db,
       tagChanges: options.tagChanges ?? metadata.tagChanges,
       logger: options.logger ?? silentLogger,
-      options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false },
+      options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false, ui: options.ui ?? false },
       auth: await openAuth(config),
       mirror: mirrorSettings(config),
       ...(options.gc ? { gc: options.gc } : {}),

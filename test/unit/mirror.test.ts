@@ -7,7 +7,8 @@ import { ConfigError, loadConfig, resolveConfig } from '../../src/config/load.js
 import { MirrorAddressing } from '../../src/mirror/addressing.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
 import { SingleFlight } from '../../src/mirror/single-flight.js';
-import { parseChallenge, parseRetryAfter } from '../../src/mirror/upstream-client.js';
+import { parseChallenge } from '../../src/auth/challenge.js';
+import { parseRetryAfter } from '../../src/mirror/upstream-client.js';
 import { UpstreamHealth } from '../../src/mirror/upstream-health.js';
 import { RegistryError } from '../../src/oci/errors.js';
 
