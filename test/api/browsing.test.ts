@@ -7,6 +7,8 @@ import { imageManifest, indexOf, pushManifest, type TestManifest } from '../help
 import { envelopeCode } from '../helpers/push.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { findRepository } from '../../src/metadata/repositories.js';
+import { markTagsPulled } from '../../src/metadata/tags.js';
 
 interface RepositoryJson {
   name: string;
@@ -159,6 +161,14 @@ function browsingSuite(engine: 'sqlite' | 'postgres'): void {
       assert.equal(index.size, manifestBytes(multi) + manifestBytes(first) + blobBytes(first) + manifestBytes(arm) + blobBytes(arm));
       assert.equal(index.pushedBy, 'anonymous');
       assert.equal(index.pulledAt, null);
+    });
+
+    it('shows the last pull of a tag once the pull recorder has written it (audit.pulls)', { skip }, async () => {
+      const repository = await findRepository(registry.metadata.db, 'team/app');
+      const pulledAt = Date.now() - 60_000;
+      await markTagsPulled(registry.metadata.db, repository!.id, ['latest'], pulledAt);
+      const tags = ((await registry.request.get('/api/v1/repositories/team/app/tags?glob=latest').expect(200)).body as { tags: TagJson[] }).tags;
+      assert.deepEqual(tags.map((row) => [row.name, row.pulledAt]), [['latest', pulledAt]]);
     });
 
     it('filters tags by glob (case-sensitive, `?` one character) and pages them', { skip }, async () => {
