@@ -15,8 +15,18 @@ export interface RequestGrant {
   method: 'token' | 'basic' | 'none';
   /** Auth is off: everything is allowed, even a mount that names no source repository. */
   unrestricted: boolean;
+  /** Whether the request's credentials grant the action (for a token: what the token carries). */
   allows(type: string, name: string, action: string): boolean;
+  /**
+   * Whether the account may pull the repository under the access rules in force: what the
+   * credentials grant, or what the policy grants the account when this registry issued its token.
+   * For narrowing what a report shows, never for letting a request through.
+   */
+  mayPull(repository: string): boolean;
 }
+
+/** Access a request needs: any one of these entries, each with all its actions; null: only a valid identity. */
+export type NeededAccess = readonly AccessEntry[] | null;
 
 export interface AccessControl {
   /**
@@ -24,13 +34,21 @@ export interface AccessControl {
    * for `GET /v2/`). `alsoAsk` is access the request can use but does not need (a mount's source):
    * a challenge names it beside the needed scope, so that a client following the challenge asks for it.
    */
-  authorize(request: { authorization: string | undefined; address: string; realm: string }, needed: AccessEntry | null, alsoAsk?: AccessEntry[]): Promise<RequestGrant>;
+  authorize(request: { authorization: string | undefined; address: string; realm: string }, needed: NeededAccess, alsoAsk?: AccessEntry[]): Promise<RequestGrant>;
 }
 
 /** Auth off: everyone may do everything. */
 export const openAccess: AccessControl = {
-  authorize: async () => ({ account: '', method: 'none', unrestricted: true, allows: () => true }),
+  authorize: async () => ({ account: '', method: 'none', unrestricted: true, allows: () => true, mayPull: () => true }),
 };
+
+function permits(needed: NeededAccess, allows: RequestGrant['allows']): boolean {
+  return needed === null || needed.some((entry) => entry.actions.every((action) => allows(entry.type, entry.name, action)));
+}
+
+function policyAllowsPull(accounts: Accounts, principal: Principal, repository: string): boolean {
+  return grant(accounts.policy, principal, { type: 'repository', name: repository, actions: ['pull'] }).actions.length > 0;
+}
 
 function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`;
@@ -56,18 +74,27 @@ export class TokenAccessControl implements AccessControl {
   constructor(
     private readonly verifier: TokenVerifier,
     private readonly service: string,
+    /** The policy the built-in token service grants by (null: tokens of an external issuer only). */
+    private readonly accounts: { readonly current: Accounts } | null = null,
   ) {}
 
   /** The scope parameter lists every scope, separated by spaces, as Distribution writes it. */
-  private challenge(realm: string, needed: AccessEntry | null, alsoAsk: AccessEntry[], error?: string): RegistryError {
+  private challenge(realm: string, needed: NeededAccess, alsoAsk: AccessEntry[], error?: string): RegistryError {
     let header = `Bearer realm=${quoted(realm)},service=${quoted(this.service)}`;
-    const scopes = [...(needed ? [needed] : []), ...alsoAsk];
+    const scopes = [...(needed ?? []), ...alsoAsk];
     if (scopes.length > 0) header += `,scope=${quoted(scopes.map(formatScope).join(' '))}`;
     if (error) header += `,error=${quoted(error)}`;
-    return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': header }, ...(needed ? { detail: [needed] } : {}) });
+    return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': header }, ...(needed ? { detail: needed } : {}) });
   }
 
-  async authorize(request: { authorization: string | undefined; realm: string }, needed: AccessEntry | null, alsoAsk: AccessEntry[] = []): Promise<RequestGrant> {
+  /** Whether the policy lets the token's account pull, when this registry's own service issued the token. */
+  private policyLetsPull(account: string, repository: string): boolean {
+    const accounts = this.accounts?.current;
+    const principal = account === '' ? anonymous : accounts?.directory.principalOf(account);
+    return accounts !== undefined && principal !== null && principal !== undefined && policyAllowsPull(accounts, principal, repository);
+  }
+
+  async authorize(request: { authorization: string | undefined; realm: string }, needed: NeededAccess, alsoAsk: AccessEntry[] = []): Promise<RequestGrant> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(request.authorization ?? '');
     if (!match) throw this.challenge(request.realm, needed, alsoAsk);
     let access: AccessEntry[];
@@ -82,10 +109,11 @@ export class TokenAccessControl implements AccessControl {
     }
     const allows = (type: string, name: string, action: string) =>
       access.some((entry) => entry?.type === type && entry.name === name && Array.isArray(entry.actions) && actionsCover(entry.actions, action));
-    const grantObject: RequestGrant = { account, method: 'token', unrestricted: false, allows };
-    if (!needed || needed.actions.every((action) => allows(needed.type, needed.name, action))) return grantObject;
-    const forThisResource = access.some((entry) => entry?.type === needed.type && entry.name === needed.name);
-    if (forThisResource) throw new RegistryError('DENIED', { detail: [needed] });
+    const mayPull = (repository: string) => allows('repository', repository, 'pull') || this.policyLetsPull(account, repository);
+    const grantObject: RequestGrant = { account, method: 'token', unrestricted: false, allows, mayPull };
+    if (permits(needed, allows)) return grantObject;
+    const forThisResource = access.some((entry) => needed!.some((one) => entry?.type === one.type && entry.name === one.name));
+    if (forThisResource) throw new RegistryError('DENIED', { detail: needed });
     throw this.challenge(request.realm, needed, alsoAsk, 'insufficient_scope');
   }
 }
@@ -121,7 +149,7 @@ export class BasicAccessControl implements AccessControl {
     private readonly realm: string,
   ) {}
 
-  async authorize(request: { authorization: string | undefined; address: string }, needed: AccessEntry | null): Promise<RequestGrant> {
+  async authorize(request: { authorization: string | undefined; address: string }, needed: NeededAccess): Promise<RequestGrant> {
     const challenge = () => new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': `Basic realm=${quoted(this.realm)}` } });
     const accounts = this.accounts.current;
     const credentials = parseBasic(request.authorization);
@@ -132,11 +160,12 @@ export class BasicAccessControl implements AccessControl {
       principal = proven;
     }
     const allows = (type: string, name: string, action: string) => grant(accounts.policy, principal, { type, name, actions: [action] }).actions.length > 0;
-    const result: RequestGrant = { account: accountOf(principal), method: principal.kind === 'anonymous' ? 'none' : 'basic', unrestricted: false, allows };
-    const permitted = needed ? needed.actions.every((action) => allows(needed.type, needed.name, action)) : principal.kind !== 'anonymous';
+    const mayPull = (repository: string) => policyAllowsPull(accounts, principal, repository);
+    const result: RequestGrant = { account: accountOf(principal), method: principal.kind === 'anonymous' ? 'none' : 'basic', unrestricted: false, allows, mayPull };
+    const permitted = needed ? permits(needed, allows) : principal.kind !== 'anonymous';
     if (permitted) return result;
     if (principal.kind === 'anonymous') throw challenge();
-    throw new RegistryError('DENIED', { ...(needed ? { detail: [needed] } : {}) });
+    throw new RegistryError('DENIED', { ...(needed ? { detail: needed } : {}) });
   }
 
   private async login(accounts: Accounts, address: string, credentials: { username: string; password: string }): Promise<Principal | null> {

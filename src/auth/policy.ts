@@ -30,6 +30,10 @@ export interface AccessRule {
   catalog: boolean;
   /** Reading the audit log (events, tag histories, verification). */
   audit: boolean;
+  /** Operations that act on the whole registry: garbage collection, retention runs, webhook status. */
+  operator: boolean;
+  /** Writing into mirror caches through the cache-import API, whatever the mirrored name (loader accounts). */
+  mirrorImport: boolean;
   actions: string[];
 }
 
@@ -63,10 +67,15 @@ export const openToAccountsPolicy: AccessPolicy = {
       repositories: [globToRegExp('**')],
       catalog: true,
       audit: true,
+      operator: true,
+      mirrorImport: true,
       actions: ['*'],
     },
   ],
 };
+
+/** The grants of the whole registry a rule can give, by their scope name (`registry:<name>:*`). */
+const registryGrants = { catalog: 'catalog', audit: 'audit', operator: 'operator', 'mirror-import': 'mirrorImport' } as const satisfies Record<string, keyof AccessRule>;
 
 function stringList(value: unknown, where: string): string[] {
   if (value === undefined || value === null) return [];
@@ -114,6 +123,8 @@ export function parsePolicy(document: unknown): AccessPolicy {
         repositories: stringList(rule.repositories, `${where}.repositories`).map(globToRegExp),
         catalog: rule.catalog === true,
         audit: rule.audit === true,
+        operator: rule.operator === true,
+        mirrorImport: rule['mirror-import'] === true,
         actions,
       };
       const who = parsed.accounts.length + parsed.groups.length + parsed.robots.length;
@@ -151,21 +162,29 @@ function allowed(ruleActions: readonly string[], asked: readonly string[]): stri
   return [...granted];
 }
 
+function namesResource(rule: AccessRule, scope: Scope): boolean {
+  if (scope.type === 'repository') return rule.repositories.some((pattern) => pattern.test(scope.name));
+  if (scope.type !== 'registry' || !Object.hasOwn(registryGrants, scope.name)) return false;
+  return rule[registryGrants[scope.name as keyof typeof registryGrants]] === true;
+}
+
+/** The first rule that applies to the principal and names the resource decides; nothing when none does. */
+function firstRuleGrant(policy: AccessPolicy, principal: Principal, scope: Scope): string[] {
+  for (const rule of policy.rules) {
+    if (!ruleApplies(rule, principal) || !namesResource(rule, scope)) continue;
+    return scope.type === 'registry' ? (scope.actions.includes('*') ? ['*'] : []) : allowed(rule.actions, scope.actions);
+  }
+  return [];
+}
+
 /**
  * The part of an asked scope the policy grants: rules are tried in order and the first one that
- * applies to the principal and names the resource decides. Unknown resource types get nothing.
+ * applies to the principal and names the resource decides. What anonymous requests are granted,
+ * every signed-in account is granted too (a public image is public to everyone), whatever an
+ * earlier rule of the account's says. Unknown resource types get nothing.
  */
 export function grant(policy: AccessPolicy, principal: Principal, scope: Scope): AccessEntry {
-  const nothing: AccessEntry = { type: scope.type, name: scope.name, actions: [] };
-  for (const rule of policy.rules) {
-    if (!ruleApplies(rule, principal)) continue;
-    const names =
-      scope.type === 'repository'
-        ? rule.repositories.some((pattern) => pattern.test(scope.name))
-        : scope.type === 'registry' && ((scope.name === 'catalog' && rule.catalog) || (scope.name === 'audit' && rule.audit));
-    if (!names) continue;
-    const actions = scope.type === 'registry' ? (scope.actions.includes('*') ? ['*'] : []) : allowed(rule.actions, scope.actions);
-    return { ...nothing, actions };
-  }
-  return nothing;
+  const actions = new Set(firstRuleGrant(policy, principal, scope));
+  if (principal.kind !== 'anonymous') for (const action of firstRuleGrant(policy, anonymous, scope)) actions.add(action);
+  return { type: scope.type, name: scope.name, actions: [...actions] };
 }

@@ -61,3 +61,12 @@ export function formatScope(scope: AccessEntry): string {
 export function actionsCover(granted: readonly string[], needed: string): boolean {
   return granted.includes(needed) || granted.includes('*');
 }
+
+/** The registry-wide grants, as a policy rule gives them (`catalog: true`, `audit: true`, `operator: true`, `mirror-import: true`). */
+export const catalogAccess: AccessEntry = { type: 'registry', name: 'catalog', actions: ['*'] };
+/** Reading the audit log. */
+export const auditAccess: AccessEntry = { type: 'registry', name: 'audit', actions: ['*'] };
+/** Operations on the whole registry: garbage collection, retention runs, webhook status. */
+export const operatorAccess: AccessEntry = { type: 'registry', name: 'operator', actions: ['*'] };
+/** Writing into any mirror cache through the cache-import API (loader accounts). */
+export const mirrorImportAccess: AccessEntry = { type: 'registry', name: 'mirror-import', actions: ['*'] };

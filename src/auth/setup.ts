@@ -50,7 +50,7 @@ export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
       })
     : null;
   return {
-    access: new TokenAccessControl(verifier, token.service),
+    access: new TokenAccessControl(verifier, token.service, tokens ? accountFiles : null),
     tokens,
     tokenRealm: token.realm,
     accountFiles: tokens ? accountFiles : null,

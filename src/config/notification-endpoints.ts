@@ -31,7 +31,14 @@ export function parseNotificationEndpoints(value: unknown, where: string): Notif
     const name = entry.name;
     if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(name)) throw new ConfigError(`${entryWhere}.name: expected a name of letters, digits, '.', '_' or '-'`);
     const url = entry.url;
-    if (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`${entryWhere}.url: expected an http:// or https:// URL`);
+    if (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) throw new ConfigError(`${entryWhere}.url: expected an http:// or https:// URL`);
+    const parsedUrl = new URL(url);
+    if (parsedUrl.username !== '' || parsedUrl.password !== '') {
+      throw new ConfigError(
+        `${entryWhere}.url: credentials in the URL are never sent (and would show wherever the URL does); give them as a header instead: ` +
+          `headers: {Authorization: ["Basic <base64 of user:password>"]}`,
+      );
+    }
     const headers: Record<string, string[]> = {};
     if (entry.headers !== undefined) {
       const given = section(entry.headers, Object.keys((entry.headers ?? {}) as object), `${entryWhere}.headers`);

@@ -21,6 +21,8 @@ import {
   type ManifestRef,
 } from '../metadata/gc.js';
 import { engineOf } from '../metadata/database.js';
+import { systemOrigin } from '../metadata/audit.js';
+import type { RequestOrigin } from '../audit/settings.js';
 import { parseDigest } from '../oci/digest.js';
 import type { RegistryStores } from '../registry/context.js';
 import type { MirrorSettings } from '../mirror/settings.js';
@@ -35,6 +37,8 @@ export interface GcOptions {
   graceMs: number;
   /** With untagged: only manifests of the repositories this accepts (a retention policy's); all when absent. */
   untaggedIn?: (repository: string) => boolean;
+  /** The request that asked for the run (over HTTP): named in its report and in the events it records. */
+  triggeredBy?: RequestOrigin;
 }
 
 /** What a run found and removed (for a dry run: would remove). */
@@ -61,6 +65,8 @@ export interface GcReport {
   evictedManifests: number;
   /** For a dry run: what would go (at most `maxListed` of each). */
   wouldRemove?: { manifests: ManifestRef[]; blobs: BlobRef[]; orphans: BlobRef[]; evicted: EvictedImage[]; truncated: boolean };
+  /** Who asked for it over HTTP; absent for scheduled runs and the command line. */
+  startedBy?: { account: string; address: string | null; requestId: string | null };
   error?: string;
 }
 
@@ -209,6 +215,7 @@ export class GarbageCollector {
       leftovers: 0,
       evicted: 0,
       evictedManifests: 0,
+      ...(options.triggeredBy ? { startedBy: { account: options.triggeredBy.actor, address: options.triggeredBy.address, requestId: options.triggeredBy.requestId } } : {}),
     };
     try {
       await this.sweep(report, { ...options, holder, lost: () => lost }, onProgress);
@@ -238,6 +245,11 @@ export class GarbageCollector {
   ): Promise<void> {
     const { storage, metadata: db } = this.stores;
     const lease = { holder: run.holder, leaseMs };
+    const trigger = run.triggeredBy;
+    const recordedAs = {
+      origin: { ...systemOrigin('gc', run.holder), ...(trigger ? { address: trigger.address, userAgent: trigger.userAgent, requestId: trigger.requestId } : {}) },
+      detail: trigger ? JSON.stringify({ triggeredBy: trigger.actor }) : null,
+    };
     const stillHeld = () => {
       if (run.lost()) throw new Error('the garbage collection lease was lost: stopping');
       if (this.stopping) throw new Error('stopped: the registry is shutting down (the next run carries on)');
@@ -327,7 +339,7 @@ export class GarbageCollector {
       for (const batch of chunks(remaining, batchSize)) {
         stillHeld();
         const deleted = await deleting(() =>
-          deleteGarbageManifests(db, batch, cutoff, taggedSince, lease, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
+          deleteGarbageManifests(db, batch, cutoff, taggedSince, lease, recordedAs, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
         );
         await finishPending(deleted.map((manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))));
         for (const manifest of deleted) this.logger.debug({ repository: manifest.repository, digest: manifest.digest }, 'garbage collection deleted a manifest');

@@ -1,23 +1,47 @@
 import Router from '@koa/router';
 import type { AccessControl } from '../auth/access-control.js';
-import type { AccessEntry } from '../auth/scopes.js';
-import type { MirrorAddressing } from '../mirror/addressing.js';
+import { auditAccess, catalogAccess, mirrorImportAccess, operatorAccess, type AccessEntry } from '../auth/scopes.js';
+import type { MirrorAddressing, MirrorTarget } from '../mirror/addressing.js';
 import { RegistryError } from '../oci/errors.js';
 import { validateRepositoryName } from '../oci/names.js';
 import { queryParameter } from './request-parts.js';
 import type { RegistryContext, RegistryState } from './context.js';
 import type { Route, RouteAccess } from './routes.js';
 
-/** The scope that reads the audit log: a policy rule's `audit: true` grants it. */
-export const auditAccess: AccessEntry = { type: 'registry', name: 'audit', actions: ['*'] };
-
 const repositoryActions: Record<'pull' | 'push' | 'delete', string[]> = { pull: ['pull'], push: ['pull', 'push'], delete: ['delete'] };
 
-function neededAccess(access: Exclude<RouteAccess, 'public'>, repository: string): AccessEntry | null {
-  if (access === 'authenticated') return null;
-  if (access === 'catalog') return { type: 'registry', name: 'catalog', actions: ['*'] };
-  if (access === 'audit') return auditAccess;
-  return { type: 'repository', name: repository, actions: repositoryActions[access] };
+/**
+ * What a route needs, as alternatives (any one suffices). Writing into a mirror cache needs push on
+ * the mirrored name in its prefix form (`dockerhub/team-a/app`) or the mirror-import grant: never a
+ * grant on the local repository that happens to bear the upstream's name.
+ */
+function neededAccess(access: Exclude<RouteAccess, 'public'>, repository: string, target: MirrorTarget | null): AccessEntry[] | null {
+  switch (access) {
+    case 'authenticated':
+      return null;
+    case 'catalog':
+      return [catalogAccess];
+    case 'audit':
+      return [auditAccess];
+    case 'operator':
+      return [operatorAccess];
+    case 'catalog-or-operator':
+      return [catalogAccess, operatorAccess];
+    case 'mirror-import':
+      return [...(target ? [{ type: 'repository', name: `${target.upstream.prefix}/${target.repository}`, actions: repositoryActions.push }] : []), mirrorImportAccess];
+    default:
+      return [{ type: 'repository', name: repository, actions: repositoryActions[access] }];
+  }
+}
+
+/** A path of an earlier form that another route of its method also reads: which one was meant cannot be known. */
+function refuseAmbiguous(routes: readonly Route[], route: Route, path: string): void {
+  const alsoRead = routes.find((other) => other !== route && other.legacy && other.method === route.method && other.pattern.test(path));
+  if (!alsoRead) return;
+  throw new RegistryError('NAME_INVALID', {
+    message: `${path.slice(0, 300)} can be read as ${route.name} or as ${alsoRead.name}: put /-/ after the repository name (/api/v1/repositories/<name>/-/tags/…)`,
+    detail: { routes: [route.name, alsoRead.name] },
+  });
 }
 
 export interface RouterAuth {
@@ -39,15 +63,25 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
     const method = route.method.toLowerCase() as 'get' | 'head' | 'post' | 'put' | 'patch' | 'delete';
     router[method](route.name, route.pattern, async (ctx: RegistryContext) => {
       ctx.state.route = route.name;
+      if (route.legacy) refuseAmbiguous(routes, route, ctx.path);
       const [, name = '', reference = ''] = route.pattern.exec(ctx.path) ?? [];
       const repository = route.scoped ? validateRepositoryName(name) : '';
       if (repository) ctx.state.repository = repository;
-      if (route.access !== 'public') {
+      const access = typeof route.access === 'function' ? route.access(ctx) : route.access;
+      // A name that no upstream serves is refused after auth, so that it tells nobody unknown about the configuration.
+      let target: MirrorTarget | null = null;
+      let unresolved: unknown = null;
+      try {
+        target = repository && mirror ? mirror.resolve(repository, queryParameter(ctx, 'ns')) : null;
+      } catch (error) {
+        unresolved = error;
+      }
+      if (access !== 'public') {
         const realm = auth.tokenRealm !== '' ? auth.tokenRealm : `${ctx.protocol}://${ctx.host}/auth/token`;
         const request = { authorization: ctx.get('authorization') || undefined, address: ctx.ip, realm };
         let grant;
         try {
-          grant = await auth.access.authorize(request, neededAccess(route.access, repository), route.alsoAsk?.(ctx));
+          grant = await auth.access.authorize(request, neededAccess(access, repository, target), route.alsoAsk?.(ctx));
         } catch (error) {
           if (error instanceof RegistryError && (error.code === 'UNAUTHORIZED' || error.code === 'DENIED')) auth.onAuth?.(error.code === 'DENIED' ? 'denied' : 'unauthorized');
           throw error;
@@ -56,8 +90,8 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
         ctx.state.grant = grant;
         if (grant.account !== '') ctx.state.user = grant.account;
       }
-      const target = repository && mirror ? mirror.resolve(repository, queryParameter(ctx, 'ns')) : null;
-      if (target && (route.access === 'push' || route.access === 'delete') && !target.upstream.allowPush && !route.writesMirrorCache) {
+      if (unresolved) throw unresolved;
+      if (target && (access === 'push' || access === 'delete') && !target.upstream.allowPush) {
         throw new RegistryError('UNSUPPORTED', {
           message: `${repository} mirrors ${target.upstream.name}/${target.repository}; it does not accept pushes or deletes (mirror.upstreams.${target.upstream.name}.allowpush)`,
           detail: { name: repository, upstream: target.upstream.name },

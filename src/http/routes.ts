@@ -5,7 +5,7 @@ import { listingHandlers } from './handlers/listings.js';
 import { manifestHandlers } from './handlers/manifests.js';
 import { tokenHandlers } from './handlers/token.js';
 import { mountSourceAccess, uploadHandlers } from './handlers/uploads.js';
-import type { AccessEntry } from '../auth/scopes.js';
+import { auditAccess, type AccessEntry } from '../auth/scopes.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
@@ -17,15 +17,16 @@ import { healthHandlers } from './handlers/health.js';
 import { browsingHandlers } from './handlers/browsing.js';
 import { uiHandlers } from './handlers/ui.js';
 import type { UiAssets } from '../ui/assets.js';
-import { auditAccess } from './router.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
  * What a route needs when auth is on: nothing (the token endpoint), a valid identity (`GET /v2/`),
- * the catalog, the audit log, or actions on the route's repository (push also needs pull, as in Distribution).
+ * the catalog, the audit log, the operator grant (or either of those two), a write into the mirror
+ * cache of the route's upstream repository, or actions on the route's repository (push also needs
+ * pull, as in Distribution).
  */
-export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'audit' | 'pull' | 'push' | 'delete';
+export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'audit' | 'operator' | 'catalog-or-operator' | 'mirror-import' | 'pull' | 'push' | 'delete';
 
 /** Path parts a route captures: the repository name (validated) and the last segment, raw. */
 export interface RouteParams {
@@ -43,9 +44,13 @@ export interface Route {
   pattern: RegExp;
   /** Whether group 1 is a repository name (validated before the handler runs). */
   scoped: boolean;
-  access: RouteAccess;
-  /** Writes the mirror cache itself (imports), so it is not refused as a push into a mirrored name. */
-  writesMirrorCache?: boolean;
+  /**
+   * An earlier path form kept for the clients written against it: served only when no other such
+   * route of the method reads the path too; else 400 pointing to the unambiguous form.
+   */
+  legacy?: boolean;
+  /** Who may call it; a function where it depends on the request (a dry run or a real one). */
+  access: RouteAccess | ((ctx: RegistryContext) => RouteAccess);
   /** Access a 401 challenge names beside `access`, which the handler uses when granted (a mount's source). */
   alsoAsk?(ctx: RegistryContext): AccessEntry[];
   handle(ctx: RegistryContext, params: RouteParams): Promise<void>;
@@ -73,11 +78,17 @@ const paths = {
   notificationStatus: /^\/api\/v1\/notifications\/status$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
   auditVerify: /^\/api\/v1\/audit\/verify$/,
-  tagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
-  tagRestore: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/restore$/,
-  tagAt: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)$/,
+  // The name ends at `/-/`, which no repository name holds (each of its components starts with a letter or digit).
+  tagHistory: /^\/api\/v1\/repositories\/(.+)\/-\/tags\/([^/]+)\/history$/,
+  tagRestore: /^\/api\/v1\/repositories\/(.+)\/-\/tags\/([^/]+)\/restore$/,
+  tagAt: /^\/api\/v1\/repositories\/(.+)\/-\/tags\/([^/]+)$/,
+  tagRows: /^\/api\/v1\/repositories\/(.+)\/-\/tags$/,
+  // The first forms, without `/-/`: a name with a `tags` component can make one path mean two things.
+  legacyTagHistory: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/history$/,
+  legacyTagRestore: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)\/restore$/,
+  legacyTagAt: /^\/api\/v1\/repositories\/(.+)\/tags\/([^/]+)$/,
+  legacyTagRows: /^\/api\/v1\/repositories\/(.+)\/tags$/,
   repositorySummaries: /^\/api\/v1\/repositories$/,
-  tagRows: /^\/api\/v1\/repositories\/(.+)\/tags$/,
   root: /^\/$/,
   uiRoot: /^\/ui$/,
   // Group 1 is empty (no repository); group 2 is the file, one segment.
@@ -103,7 +114,6 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     : [];
   const mirrorApi = services.mirror ? mirrorHandlers(services.mirror) : null;
   const cacheApi = services.mirrorCache ? mirrorCacheHandlers(services.mirrorCache) : null;
-  const writesMirrorCache = true;
   const mirrorRoutes: Route[] = [
     ...(mirrorApi
       ? ([
@@ -113,30 +123,42 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
       : []),
     ...(cacheApi
       ? ([
-          { name: 'mirror.cache.blob.status', method: 'GET', pattern: paths.mirrorCacheBlob, scoped, access: 'pull', writesMirrorCache, handle: cacheApi.blobStatus },
-          { name: 'mirror.cache.blob.put', method: 'PUT', pattern: paths.mirrorCacheBlob, scoped, access: 'push', writesMirrorCache, handle: cacheApi.putBlob },
-          { name: 'mirror.cache.manifest.put', method: 'PUT', pattern: paths.mirrorCacheManifest, scoped, access: 'push', writesMirrorCache, handle: cacheApi.putManifest },
+          // Loaders only: the blob status tells whether the registry holds a digest anywhere.
+          { name: 'mirror.cache.blob.status', method: 'GET', pattern: paths.mirrorCacheBlob, scoped, access: 'mirror-import', handle: cacheApi.blobStatus },
+          { name: 'mirror.cache.blob.put', method: 'PUT', pattern: paths.mirrorCacheBlob, scoped, access: 'mirror-import', handle: cacheApi.putBlob },
+          { name: 'mirror.cache.manifest.put', method: 'PUT', pattern: paths.mirrorCacheManifest, scoped, access: 'mirror-import', handle: cacheApi.putManifest },
         ] satisfies Route[])
       : []),
   ];
   const gc = gcHandlers(services.gc);
   const gcRoutes: Route[] = [
-    { name: 'gc.start', method: 'POST', pattern: paths.gcRuns, scoped: false, access: 'catalog', handle: gc.start },
-    { name: 'gc.list', method: 'GET', pattern: paths.gcRuns, scoped: false, access: 'catalog', handle: gc.list },
-    { name: 'gc.show', method: 'GET', pattern: paths.gcRun, scoped: false, access: 'catalog', handle: gc.show },
+    // Reports name digests and repositories across the registry: operators only, dry runs too.
+    { name: 'gc.start', method: 'POST', pattern: paths.gcRuns, scoped: false, access: 'operator', handle: gc.start },
+    { name: 'gc.list', method: 'GET', pattern: paths.gcRuns, scoped: false, access: 'operator', handle: gc.list },
+    { name: 'gc.show', method: 'GET', pattern: paths.gcRun, scoped: false, access: 'operator', handle: gc.show },
   ];
   const audit = auditHandlers(services.audit);
-  const auditRoutes: Route[] = [
-    { name: 'audit.events', method: 'GET', pattern: paths.auditEvents, scoped: false, access: 'audit', handle: audit.events },
-    { name: 'audit.verify', method: 'GET', pattern: paths.auditVerify, scoped: false, access: 'audit', handle: audit.verify },
+  const browsing = browsingHandlers(services.browsing);
+  const tagRoutes: Route[] = [
     { name: 'audit.tag.history', method: 'GET', pattern: paths.tagHistory, scoped, access: 'audit', handle: audit.history },
     { name: 'audit.tag.restore', method: 'POST', pattern: paths.tagRestore, scoped, access: 'push', alsoAsk: () => [auditAccess], handle: audit.restore },
     { name: 'audit.tag.at', method: 'GET', pattern: paths.tagAt, scoped, access: 'audit', handle: audit.at },
+    { name: 'browse.tags', method: 'GET', pattern: paths.tagRows, scoped, access: 'pull', handle: browsing.tags },
   ];
-  const browsing = browsingHandlers(services.browsing);
+  const legacyPatterns: Record<string, RegExp> = {
+    'audit.tag.history': paths.legacyTagHistory,
+    'audit.tag.restore': paths.legacyTagRestore,
+    'audit.tag.at': paths.legacyTagAt,
+    'browse.tags': paths.legacyTagRows,
+  };
+  const auditRoutes: Route[] = [
+    { name: 'audit.events', method: 'GET', pattern: paths.auditEvents, scoped: false, access: 'audit', handle: audit.events },
+    { name: 'audit.verify', method: 'GET', pattern: paths.auditVerify, scoped: false, access: 'audit', handle: audit.verify },
+  ];
   const browsingRoutes: Route[] = [
     { name: 'browse.repositories', method: 'GET', pattern: paths.repositorySummaries, scoped: false, access: 'catalog', handle: browsing.repositories },
-    { name: 'browse.tags', method: 'GET', pattern: paths.tagRows, scoped, access: 'pull', handle: browsing.tags },
+    ...tagRoutes,
+    ...tagRoutes.map((route): Route => ({ ...route, pattern: legacyPatterns[route.name]!, legacy: true })),
   ];
   const ui = uiAssets ? uiHandlers(uiAssets) : null;
   const uiRoutes: Route[] = ui
@@ -151,13 +173,14 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
   return [
     { name: 'health.live', method: 'GET', pattern: paths.healthz, scoped: false, access: 'public', handle: health.live },
     { name: 'health.ready', method: 'GET', pattern: paths.readyz, scoped: false, access: 'public', handle: health.ready },
-    { name: 'retention.run', method: 'POST', pattern: paths.retention, scoped: false, access: 'catalog', handle: retention.run },
+    // A real run deletes across the registry: operators. A dry run's report is cut to what the caller may pull, unless an operator asks.
+    { name: 'retention.run', method: 'POST', pattern: paths.retention, scoped: false, access: (ctx) => (ctx.query.dryrun === 'true' ? 'catalog-or-operator' : 'operator'), handle: retention.run },
     {
       name: 'notifications.status',
       method: 'GET',
       pattern: paths.notificationStatus,
       scoped: false,
-      access: 'catalog',
+      access: 'operator',
       handle: async (ctx) => {
         ctx.body = { endpoints: services.notifications ? await services.notifications.status() : [] };
       },

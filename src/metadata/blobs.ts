@@ -49,13 +49,15 @@ export async function unlinkBlob(db: MetadataExecutor, repositoryId: number, dig
 }
 
 /** Those of the given digests that are linked to the repository. */
-export async function findLinkedDigests(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Set<string>> {
-  if (digests.length === 0) return new Set();
+/** The sizes of those of the digests that are linked into the repository. */
+export async function findLinkedBlobSizes(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Map<string, number>> {
+  if (digests.length === 0) return new Map();
   const rows = await db
     .selectFrom('repository_blobs')
-    .select('digest')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', 'in', digests)
+    .innerJoin('blobs', 'blobs.digest', 'repository_blobs.digest')
+    .select(['blobs.digest', 'blobs.size'])
+    .where('repository_blobs.repository_id', '=', repositoryId)
+    .where('repository_blobs.digest', 'in', digests)
     .execute();
-  return new Set(rows.map((row) => row.digest));
+  return new Map(rows.map((row) => [row.digest, row.size]));
 }

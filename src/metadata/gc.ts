@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { engineOf, type MetadataDb, type MetadataExecutor } from './database.js';
-import { appendAuditEvents, systemOrigin, type NewAuditEvent } from './audit.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from './audit.js';
 
 /**
  * The queries of garbage collection. `cutoff` is a time (ms): what was created or used at or after
@@ -223,6 +223,7 @@ export async function deleteGarbageManifests(
   cutoff: number,
   taggedSince: number,
   lease: { holder: string; leaseMs: number },
+  recordedAs: { origin: AuditOrigin; detail: string | null },
   linkKeyOf: (manifest: ManifestRef) => string,
   now = Date.now(),
 ): Promise<ManifestRef[]> {
@@ -267,9 +268,9 @@ export async function deleteGarbageManifests(
     // Under the manifest's digest: a push of the same manifest waits until its old link is gone.
     await addPending(transaction, confirmed.map((manifest) => ({ key: linkKeyOf(manifest), digest: manifest.digest })), now);
     const collected = confirmed.map(
-      (manifest): NewAuditEvent => ({ target: 'manifest', repository: manifest.repository, tag: null, upstream: null, action: 'collected', from: manifest.digest, to: null, mediaType: null }),
+      (manifest): NewAuditEvent => ({ target: 'manifest', repository: manifest.repository, tag: null, upstream: null, action: 'collected', from: manifest.digest, to: null, mediaType: null, detail: recordedAs.detail }),
     );
-    await appendAuditEvents(transaction, collected, systemOrigin('gc', lease.holder), now);
+    await appendAuditEvents(transaction, collected, recordedAs.origin, now);
     return confirmed;
   });
 }

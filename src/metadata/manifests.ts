@@ -60,15 +60,15 @@ export async function findManifest(db: MetadataExecutor, repositoryId: number, d
 }
 
 /** Ids of those of the given manifests that exist in the repository, by digest. */
-export async function findManifestIds(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Map<string, number>> {
+export async function findManifestIds(db: MetadataExecutor, repositoryId: number, digests: string[]): Promise<Map<string, { id: number; size: number }>> {
   if (digests.length === 0) return new Map();
   const rows = await db
     .selectFrom('manifests')
-    .select(['id', 'digest'])
+    .select(['id', 'digest', 'size'])
     .where('repository_id', '=', repositoryId)
     .where('digest', 'in', digests)
     .execute();
-  return new Map(rows.map((row) => [row.digest, row.id]));
+  return new Map(rows.map((row) => [row.digest, { id: row.id, size: row.size }]));
 }
 
 /** Inserts the manifest and its references; an existing identical manifest is kept. Returns its id. */

@@ -11,7 +11,7 @@ import {
 } from '../metadata/mirror.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseManifest, type Descriptor } from '../oci/manifest.js';
+import { parseManifest, requireTrueSizes, type Descriptor } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import type { RegistryStores } from '../registry/context.js';
@@ -57,7 +57,8 @@ export class MirrorCacheImport {
   /**
    * Caches a manifest by tag or digest. `seenAt` is when the exporting site last saw the tag upstream:
    * the cached tag counts as checked then (stale once the TTL has passed, and served stale while the
-   * upstream cannot be reached).
+   * upstream cannot be reached). A time past now counts as now: a tag seen "in the future" would
+   * never be revalidated, and would keep every later import from moving it.
    */
   async putManifest(
     from: UpstreamRepository,
@@ -73,13 +74,19 @@ export class MirrorCacheImport {
       throw new RegistryError('DIGEST_INVALID', { message: 'manifest digest does not match the reference', detail: { reference: reference.digest.value, actual: digest } });
     }
     const manifest = parseManifest(payload, contentType);
-    const blobs = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType)).map((blob) => blob.digest);
+    const named = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType));
+    const blobs = named.map((blob) => blob.digest);
+    const held = new Map<string, number>();
     for (const blob of blobs) {
-      if (!(await findBlob(this.stores.metadata, blob))) {
+      const row = await findBlob(this.stores.metadata, blob);
+      if (!row) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: `manifest ${digest} names blob ${blob}, which this registry does not hold`, detail: { digest: blob } });
       }
+      held.set(blob, row.size);
     }
+    requireTrueSizes(named, held);
     const now = Date.now();
+    seenAt = Math.min(seenAt, now);
     return this.stores.metadata.transaction().execute(async (transaction) => {
       for (const blob of blobs) await linkMirrorBlob(transaction, from, blob, now);
       await insertMirrorManifest(transaction, from, { digest, mediaType: manifest.mediaType, size: payload.length, payload }, now);

@@ -23,6 +23,8 @@ const leaseMs = 30_000;
 /** How often an idle endpoint's loop looks for new rows. */
 const pollMs = 250;
 const batch = 50;
+/** Bytes of a receiver's answer read for the failure reason; the rest is never read. */
+const answerBytesRead = 2048;
 
 export interface EndpointStatus {
   name: string;
@@ -81,7 +83,7 @@ export class NotificationDeliverer {
       const state = states.get(endpoint.name);
       statuses.push({
         name: endpoint.name,
-        url: endpoint.url,
+        url: redactedUrl(endpoint.url),
         disabled: endpoint.disabled,
         pending: state ? await countOutboxAfter(this.metadata, state.deliveredThrough) : 0,
         delivered: state?.delivered ?? 0,
@@ -168,11 +170,14 @@ export class NotificationDeliverer {
     if (endpoint.secret !== '') headers.set('X-Registry-Signature-256', `sha256=${createHmac('sha256', endpoint.secret).update(body).digest('hex')}`);
     try {
       const response = await fetch(endpoint.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(endpoint.timeoutMs), redirect: 'manual' });
-      await response.arrayBuffer().catch(() => undefined);
-      return response.status >= 200 && response.status < 300 ? null : `HTTP ${response.status}`;
+      // A receiver may answer with anything, of any size: a few KiB say why it refused, the rest is never read.
+      const answer = await readStart(response, answerBytesRead);
+      if (response.status >= 200 && response.status < 300) return null;
+      const said = answer.replace(/\s+/g, ' ').trim().slice(0, 200);
+      return redactUrlIn(`HTTP ${response.status}${said ? `: ${said}` : ''}`, endpoint.url);
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code;
-      return cause ?? (error instanceof Error ? error.message : String(error));
+      return redactUrlIn(cause ?? (error instanceof Error ? error.message : String(error)), endpoint.url);
     }
   }
 
@@ -188,6 +193,41 @@ export class NotificationDeliverer {
       }
     }
   }
+}
+
+/** Up to `limit` bytes of a response body, as text; the body is then cancelled, its rest never read. */
+async function readStart(response: Response, limit: number): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  try {
+    while (length < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      length += value.length;
+    }
+  } catch {
+    // A body that fails midway says no more than what arrived.
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}
+
+/** An endpoint's URL as status and logs show it: no query string (webhook tokens often travel there). */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}${parsed.search ? '?[redacted]' : ''}`;
+  } catch {
+    return '[redacted]';
+  }
+}
+
+function redactUrlIn(text: string, url: string): string {
+  return text.split(url).join(redactedUrl(url));
 }
 
 function ignored(endpoint: NotificationEndpointSettings, event: NotificationEvent): boolean {

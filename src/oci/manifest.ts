@@ -32,6 +32,16 @@ export interface ParsedManifest {
   annotations: Record<string, string> | null;
 }
 
+/** A media type as RFC 6838 writes one: type/subtype, each a restricted name of at most 127 characters. */
+const mediaTypePattern = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+function artifactTypeOf(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw invalid(`${where} must be a string`);
+  if (!mediaTypePattern.test(value)) throw invalid(`${where} ${JSON.stringify(value.slice(0, 100))} is not a media type (type/subtype, RFC 6838)`);
+  return value;
+}
+
 function invalid(message: string): RegistryError {
   return new RegistryError('MANIFEST_INVALID', { message: `manifest invalid: ${message}` });
 }
@@ -59,7 +69,7 @@ function descriptor(value: unknown, where: string): Descriptor {
     throw invalid(`${where}.digest ${JSON.stringify(digest.slice(0, 150))} is not a valid digest`);
   }
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.size must be a non-negative integer`);
-  if (artifactType !== undefined && typeof artifactType !== 'string') throw invalid(`${where}.artifactType must be a string`);
+  artifactTypeOf(artifactType, `${where}.artifactType`);
   if (urls !== undefined && (!Array.isArray(urls) || urls.some((url) => typeof url !== 'string'))) throw invalid(`${where}.urls must be strings`);
   if (platform !== undefined && !isRecord(platform)) throw invalid(`${where}.platform must be an object`);
   const annotations = stringMap(value.annotations, `${where}.annotations`);
@@ -116,10 +126,9 @@ export function parseManifest(payload: Uint8Array, contentType: string | undefin
   if (!isRecord(body)) throw invalid('must be a JSON object');
   const mediaType = resolveMediaType(contentType, body);
   if (body.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
-  if (body.artifactType !== undefined && typeof body.artifactType !== 'string') throw invalid('artifactType must be a string');
+  const declaredArtifactType = artifactTypeOf(body.artifactType, 'artifactType') ?? null;
   const subject = body.subject === undefined ? null : descriptor(body.subject, 'subject');
   const annotations = stringMap(body.annotations, 'annotations') ?? null;
-  const declaredArtifactType = typeof body.artifactType === 'string' ? body.artifactType : null;
 
   if (isIndexMediaType(mediaType)) {
     if ('config' in body || 'layers' in body) throw invalid('an index has no config or layers');
@@ -143,4 +152,21 @@ export function parseManifest(payload: Uint8Array, contentType: string | undefin
     subject,
     annotations,
   };
+}
+
+/**
+ * Refuses a descriptor whose size is not the size of the content it names, where the registry holds
+ * that content (`held`: sizes by digest): a client trusting the size would wait for bytes that never
+ * come, or allocate for them.
+ */
+export function requireTrueSizes(descriptors: readonly Descriptor[], held: ReadonlyMap<string, number>): void {
+  for (const entry of descriptors) {
+    const size = held.get(entry.digest);
+    if (size !== undefined && size !== entry.size) {
+      throw new RegistryError('MANIFEST_INVALID', {
+        message: `manifest invalid: the descriptor of ${entry.digest} gives ${entry.size} bytes; it holds ${size}`,
+        detail: { digest: entry.digest, size: entry.size, actual: size },
+      });
+    }
+  }
 }

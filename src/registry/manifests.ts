@@ -1,4 +1,4 @@
-import { findLinkedDigests } from '../metadata/blobs.js';
+import { findLinkedBlobSizes } from '../metadata/blobs.js';
 import { isForeignKeyViolation } from '../metadata/database.js';
 import { touchManifest } from '../metadata/gc.js';
 import {
@@ -15,7 +15,7 @@ import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPay
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
+import { parseManifest, requireTrueSizes, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
 import { parseLookupReference, parseManifestReference, type ManifestReference } from '../oci/reference.js';
 import { storagePaths } from '../storage/paths.js';
@@ -108,8 +108,9 @@ export class ManifestService {
       const current = await findManifestByReference(this.stores.metadata, repository, { tag: reference.tag });
       if (current && current.digest !== digest.value) this.options.immutable.refuse(repository, reference.tag, 'move');
     }
-    const blobDigests = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType)).map((blob) => blob.digest);
-    const childIds = await this.requireReferences(existing, blobDigests, manifest.manifests);
+    const blobs = manifest.blobs.filter((blob) => !isNonDistributableLayer(blob.mediaType));
+    const blobDigests = blobs.map((blob) => blob.digest);
+    const childIds = await this.requireReferences(existing, blobs, manifest.manifests);
 
     // The manifest's bytes and links, then its rows, under a claim of its digest that garbage collection respects.
     try {
@@ -172,21 +173,26 @@ export class ManifestService {
     }
   }
 
-  /** Every blob must be linked to the repository and every child manifest held by it: else MANIFEST_BLOB_UNKNOWN. */
-  private async requireReferences(repository: RepositoryRow | undefined, blobDigests: string[], children: Descriptor[]): Promise<number[]> {
+  /**
+   * Every blob must be linked to the repository and every child manifest held by it (else
+   * MANIFEST_BLOB_UNKNOWN), each of the size its descriptor gives (else MANIFEST_INVALID).
+   */
+  private async requireReferences(repository: RepositoryRow | undefined, blobs: Descriptor[], children: Descriptor[]): Promise<number[]> {
     const db = this.stores.metadata;
-    const linked = repository ? await findLinkedDigests(db, repository.id, blobDigests) : new Set<string>();
-    const missingBlob = blobDigests.find((digest) => !linked.has(digest));
+    const linked = repository ? await findLinkedBlobSizes(db, repository.id, blobs.map((blob) => blob.digest)) : new Map<string, number>();
+    const missingBlob = blobs.find((blob) => !linked.has(blob.digest));
     if (missingBlob) {
-      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digest: missingBlob } });
+      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digest: missingBlob.digest } });
     }
+    requireTrueSizes(blobs, linked);
     const childDigests = children.map((child) => child.digest);
-    const childIds = repository ? await findManifestIds(db, repository.id, childDigests) : new Map<string, number>();
-    const missingChild = childDigests.find((digest) => !childIds.has(digest));
+    const held = repository ? await findManifestIds(db, repository.id, childDigests) : new Map<string, { id: number; size: number }>();
+    const missingChild = childDigests.find((digest) => !held.has(digest));
     if (missingChild) {
       throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'manifest references a manifest unknown to the repository', detail: { digest: missingChild } });
     }
-    return [...childIds.values()];
+    requireTrueSizes(children, new Map([...held].map(([digest, row]) => [digest, row.size])));
+    return [...held.values()].map((row) => row.id);
   }
 
   /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
@@ -272,7 +278,7 @@ export class ManifestService {
    * `deleted` event in one transaction. Deletes disabled (storage.delete.enabled) do not stop it: the
    * operator configured the policy. Answers whether it was deleted.
    */
-  async deleteTagIfUnchanged(repository: string, tag: string, seen: { digest: string; pushedAt: number }, origin: RequestOrigin): Promise<boolean> {
+  async deleteTagIfUnchanged(repository: string, tag: string, seen: { digest: string; pushedAt: number }, origin: RequestOrigin, detail: string | null = null): Promise<boolean> {
     if (this.options.immutable?.ruleFor(repository, tag)) return false;
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     if (!repositoryRow) return false;
@@ -281,7 +287,7 @@ export class ManifestService {
       metadata.transaction().execute(async (transaction) => {
         if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
         await storage.delete(storagePaths.repositoryTag(repository, tag));
-        const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null };
+        const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null, detail };
         await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
         return true;
       }),

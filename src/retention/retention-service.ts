@@ -7,6 +7,14 @@ import { listTagTimes } from '../metadata/tags.js';
 import type { ImmutableTags } from '../registry/immutable-tags.js';
 import type { ManifestService } from '../registry/manifests.js';
 import { compilePolicies, planRepository, type RetentionDecision, type RetentionPolicy } from './plan.js';
+import type { RequestOrigin } from '../audit/settings.js';
+
+/** Who asked for a run over HTTP, and what of the registry they may see. */
+export interface RetentionTrigger {
+  origin: RequestOrigin;
+  /** Repositories the report may name (a dry run by someone who is not an operator); all when absent. */
+  visible?: (repository: string) => boolean;
+}
 
 export interface RetentionReport {
   dryRun: boolean;
@@ -27,7 +35,8 @@ const pageSize = 1000;
 
 /**
  * Retention policies (retention.policies): tags that no clause keeps are deleted, each with a
- * `deleted` audit event whose actor is the policy; then, for `untagged: delete` policies, a
+ * `deleted` audit event whose actor is the policy (and, for a run asked for over HTTP, the account
+ * that asked in its detail, its address and request id beside); then, for `untagged: delete` policies, a
  * garbage collection of untagged manifests in their repositories (which keeps what a tag pointed
  * at within audit.timemachine) frees what nothing names.
  */
@@ -50,15 +59,15 @@ export class RetentionService {
     return this.policies.length > 0;
   }
 
-  /** What the policies would delete now, repository by repository. */
-  async plan(now = Date.now()): Promise<{ repositories: number; decisions: RetentionDecision[] }> {
+  /** What the policies would delete now, repository by repository (those `visible` accepts). */
+  async plan(now = Date.now(), visible: (repository: string) => boolean = () => true): Promise<{ repositories: number; decisions: RetentionDecision[] }> {
     const decisions: RetentionDecision[] = [];
     let repositories = 0;
     let last: string | undefined;
     for (;;) {
       const names = await listRepositoriesWithManifests(this.metadata, pageSize, last);
       for (const name of names) {
-        if (!this.policies.some((policy) => policy.appliesTo(name))) continue;
+        if (!this.policies.some((policy) => policy.appliesTo(name)) || !visible(name)) continue;
         const row = await findRepository(this.metadata, name);
         if (!row) continue;
         repositories += 1;
@@ -70,19 +79,29 @@ export class RetentionService {
     return { repositories, decisions };
   }
 
-  async run(options: { dryRun: boolean }): Promise<RetentionReport> {
+  /** A real run needs the whole registry in view: only dry runs are cut to what the caller may see. */
+  async run(options: { dryRun: boolean; trigger?: RetentionTrigger }): Promise<RetentionReport> {
     const started = Date.now();
-    const { repositories, decisions } = await this.plan(started);
+    const trigger = options.trigger;
+    if (!options.dryRun && trigger?.visible) throw new Error('a retention run that deletes must see every repository');
+    const { repositories, decisions } = await this.plan(started, trigger?.visible);
     const deleted: RetentionDecision[] = [];
     let changedMeanwhile = 0;
     if (!options.dryRun) {
+      const detail = trigger ? JSON.stringify({ triggeredBy: trigger.origin.actor }) : null;
       for (const decision of decisions) {
-        const origin = { actor: decision.policy, authMethod: 'system', address: null, userAgent: null, requestId: `retention-${started}` };
-        if (await this.manifests.deleteTagIfUnchanged(decision.repository, decision.tag, decision, origin)) deleted.push(decision);
+        const origin = {
+          actor: decision.policy,
+          authMethod: 'system',
+          address: trigger?.origin.address ?? null,
+          userAgent: trigger?.origin.userAgent ?? null,
+          requestId: trigger?.origin.requestId ?? `retention-${started}`,
+        };
+        if (await this.manifests.deleteTagIfUnchanged(decision.repository, decision.tag, decision, origin, detail)) deleted.push(decision);
         else changedMeanwhile += 1;
       }
     }
-    const untagged = await this.collectUntagged(options.dryRun);
+    const untagged = trigger?.visible ? null : await this.collectUntagged(options.dryRun, trigger?.origin);
     const report: RetentionReport = {
       dryRun: options.dryRun,
       startedAt: new Date(started).toISOString(),
@@ -101,12 +120,18 @@ export class RetentionService {
     return report;
   }
 
-  private async collectUntagged(dryRun: boolean): Promise<RetentionReport['untagged']> {
+  private async collectUntagged(dryRun: boolean, triggeredBy: RequestOrigin | undefined): Promise<RetentionReport['untagged']> {
     const deleting = this.policies.filter((policy) => policy.settings.untagged === 'delete');
     if (deleting.length === 0) return null;
     let report: GcReport;
     try {
-      report = await this.collector.run({ dryRun, untagged: true, graceMs: this.gcGraceMs, untaggedIn: (repository) => deleting.some((policy) => policy.appliesTo(repository)) });
+      report = await this.collector.run({
+        dryRun,
+        untagged: true,
+        graceMs: this.gcGraceMs,
+        untaggedIn: (repository) => deleting.some((policy) => policy.appliesTo(repository)),
+        ...(triggeredBy ? { triggeredBy } : {}),
+      });
     } catch (error) {
       if (error instanceof GcBusyError) return { error: error.message };
       throw error;

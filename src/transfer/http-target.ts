@@ -12,12 +12,18 @@ function cachePath(destination: MirrorDestination, what: string, query: Record<s
   return `/api/v1/mirror/cache/${destination.repository}/${what}?${new URLSearchParams({ ns: destination.upstream, ...query }).toString()}`;
 }
 
+/** Who a request acts for: a local repository (push on it), or a mirrored one (the scopes the registry's challenge names). */
+function actingFor(destination: ImportDestination): string {
+  return destination.kind === 'local' ? destination.repository : `mirror:${destination.upstream}/${destination.repository}`;
+}
+
 /**
  * Imports into a running registry over HTTP. Local repositories through the distribution API, as a
  * client would push: HEAD, mount from a repository this import already filled, or upload (POST, one
  * streamed PATCH, PUT), then the manifests. Mirrored images through the registry's cache-import API
- * (pushes into mirrored names are refused). Docker token auth (or Basic) with the given credentials;
- * both need push on the repository (for a mirrored one, its name at the upstream).
+ * (pushes into mirrored names are refused). Docker token auth (or Basic) with the given credentials:
+ * push on a local repository; for a mirrored one, push on its prefixed name or the mirror-import
+ * grant, as the registry's challenge names them.
  */
 export class HttpImportTarget implements ImportTarget {
   private readonly tokens = new Map<string, string>();
@@ -32,7 +38,7 @@ export class HttpImportTarget implements ImportTarget {
 
   async refusal(destination: ImportDestination): Promise<string | null> {
     if (destination.kind === 'local') return null;
-    const probe = await this.send('GET', cachePath(destination, `blobs/sha256:${'0'.repeat(64)}`), destination.repository);
+    const probe = await this.send('GET', cachePath(destination, `blobs/sha256:${'0'.repeat(64)}`), actingFor(destination));
     const reply = (await probe.json().catch(() => null)) as { errors?: Array<{ code?: string; message?: string }> } | null;
     const error = reply?.errors?.[0];
     if (probe.status === 404 && error?.code === 'BLOB_UNKNOWN') return null;
@@ -42,7 +48,7 @@ export class HttpImportTarget implements ImportTarget {
 
   async holdsBlob(destination: ImportDestination, digest: string): Promise<boolean> {
     if (destination.kind === 'mirror') {
-      const status = await this.send('GET', cachePath(destination, `blobs/${digest}`), destination.repository);
+      const status = await this.send('GET', cachePath(destination, `blobs/${digest}`), actingFor(destination));
       await status.body?.cancel();
       return status.status === 200;
     }
@@ -64,7 +70,7 @@ export class HttpImportTarget implements ImportTarget {
 
   async putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void> {
     if (destination.kind === 'mirror') {
-      const put = await this.send('PUT', cachePath(destination, `blobs/${digest}`), destination.repository, bytes(), {
+      const put = await this.send('PUT', cachePath(destination, `blobs/${digest}`), actingFor(destination), bytes(), {
         'Content-Type': 'application/octet-stream',
         'Content-Length': String(size),
       });
@@ -90,7 +96,7 @@ export class HttpImportTarget implements ImportTarget {
     if (destination.kind === 'mirror') {
       const path = cachePath(destination, `manifests/${reference}`, { seen: new Date(seenAt).toISOString() });
       const response = await this.expect(
-        await this.send('PUT', path, repository, payload, { 'Content-Type': mediaType }),
+        await this.send('PUT', path, actingFor(destination), payload, { 'Content-Type': mediaType }),
         201,
         `put manifest ${reference} in the mirror cache of ${destination.upstream}/${repository}`,
       );
@@ -120,13 +126,15 @@ export class HttpImportTarget implements ImportTarget {
     throw new ImportError(`${this.baseUrl}: could not ${what}: ${response.status} ${text.slice(0, 500)}`);
   }
 
-  /** One request; a 401 is answered with credentials and retried when the body can be sent again. */
-  private async send(method: string, pathOrUrl: string, repository: string, body?: Body, headers: Record<string, string> = {}): Promise<Response> {
+  /**
+   * One request on behalf of a local repository or a mirrored one (`actingFor`); a 401 is answered
+   * with credentials and retried when the body can be sent again.
+   */
+  private async send(method: string, pathOrUrl: string, acting: string, body?: Body, headers: Record<string, string> = {}): Promise<Response> {
     const url = new URL(pathOrUrl, this.baseUrl).toString();
-    const scope = `repository:${repository}:pull,push`;
     const attempt = () => {
       const all = new Headers(headers);
-      const token = this.tokens.get(scope);
+      const token = this.tokens.get(acting);
       if (token) all.set('Authorization', `Bearer ${token}`);
       else if (this.basic && this.credentials) all.set('Authorization', basicHeader(this.credentials));
       const init: RequestInit & { duplex?: 'half' } = { method, headers: all, redirect: 'manual' };
@@ -137,22 +145,23 @@ export class HttpImportTarget implements ImportTarget {
       return fetch(url, init);
     };
     // A streamed body can be sent once only: make sure of the credentials first.
-    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(scope) && !this.basic) {
+    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(acting) && !this.basic) {
       // A GET of the same URL (an upload's status, a cached blob's) draws the challenge, if any.
-      const probe = await this.send('GET', url, repository);
+      const probe = await this.send('GET', url, acting);
       await probe.body?.cancel();
     }
     let response = await attempt();
     if (response.status === 401 && (body === undefined || Buffer.isBuffer(body))) {
       await response.body?.cancel();
-      await this.answerChallenge(response, scope);
+      await this.answerChallenge(response, acting);
       response = await attempt();
     }
     if (method === 'HEAD') await response.body?.cancel();
     return response;
   }
 
-  private async answerChallenge(response: Response, scope: string): Promise<void> {
+  /** A local repository's token asks for push on it besides what the challenge names; a mirrored one's for what the challenge names. */
+  private async answerChallenge(response: Response, acting: string): Promise<void> {
     const challenge = parseChallenge(response.headers.get('www-authenticate'));
     if (challenge?.scheme === 'basic') {
       if (!this.credentials) throw new ImportError(`${this.baseUrl} asks for credentials: pass --creds USER:PASSWORD`);
@@ -162,7 +171,10 @@ export class HttpImportTarget implements ImportTarget {
     if (challenge?.scheme !== 'bearer' || !challenge.params.realm) throw new ImportError(`${this.baseUrl} answered 401 without a challenge we can follow`);
     const tokenUrl = new URL(challenge.params.realm);
     if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
-    tokenUrl.searchParams.set('scope', scope);
+    const scopes = new Set((challenge.params.scope ?? '').split(' ').filter((scope) => scope !== ''));
+    if (!acting.startsWith('mirror:')) scopes.add(`repository:${acting}:pull,push`);
+    for (const scope of scopes) tokenUrl.searchParams.append('scope', scope);
+    const scope = [...scopes].join(' ');
     const headers = new Headers();
     if (this.credentials) {
       headers.set('Authorization', basicHeader(this.credentials));
@@ -173,7 +185,7 @@ export class HttpImportTarget implements ImportTarget {
     const json = (await reply.json()) as { token?: string; access_token?: string };
     const token = json.token ?? json.access_token;
     if (!token) throw new ImportError(`${tokenUrl.origin} answered without a token`);
-    this.tokens.set(scope, token);
+    this.tokens.set(acting, token);
   }
 }
 

@@ -11,6 +11,8 @@ import { Readable, type Writable } from 'node:stream';
 const block = 512;
 /** Largest size the 11 octal digits of a ustar header hold; larger ones are written base-256 (GNU). */
 const maxOctalSize = 8 ** 11 - 1;
+/** Largest PAX or GNU long-name header read: names and a few numbers, never this much. */
+const maxExtensionBytes = 1024 * 1024;
 
 /** The ustar name and prefix fields for a name, or null when it does not fit them (a PAX header carries it). */
 function ustarName(name: string): { stored: string; prefix: string } | null {
@@ -123,14 +125,33 @@ export interface TarEntry {
   offset: number;
 }
 
-function readOctalOrBinary(bytes: Buffer): number {
-  if ((bytes[0] ?? 0) & 0x80) {
-    let value = 0n;
+/** An archive that is not a well-formed tar file: said in one line, with where. */
+export class TarFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TarFormatError';
+  }
+}
+
+/**
+ * A number field: octal digits (ustar), or base-256 with the high bit set (GNU, for sizes past 8 GiB).
+ * Anything else, a negative base-256 value, or one past 2^53 is not a number a header can hold.
+ */
+function readNumber(bytes: Buffer, what: string, position: number): number {
+  const first = bytes[0] ?? 0;
+  if (first & 0x80) {
+    if (first & 0x40) throw new TarFormatError(`tar header at byte ${position}: negative ${what}`);
+    let value = BigInt(first & 0x3f);
     for (let index = 1; index < bytes.length; index++) value = (value << 8n) | BigInt(bytes[index] ?? 0);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new TarFormatError(`tar header at byte ${position}: ${what} too large`);
     return Number(value);
   }
-  const text = bytes.toString('ascii').replace(/\0.*$/s, '').trim();
-  return text === '' ? 0 : parseInt(text, 8);
+  const text = bytes.toString('latin1').replace(/\0.*$/s, '').trim();
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`tar header at byte ${position}: ${what} ${JSON.stringify(text.slice(0, 20))} is not an octal number`);
+  const value = parseInt(text, 8);
+  if (!Number.isSafeInteger(value)) throw new TarFormatError(`tar header at byte ${position}: ${what} too large`);
+  return value;
 }
 
 function text(bytes: Buffer): string {
@@ -159,7 +180,11 @@ function paxRecords(bytes: Buffer): Map<string, string> {
   return records;
 }
 
-/** Every entry of a tar file, by offset (the bytes are not read). */
+/**
+ * Every entry of a tar file, by offset (the bytes are not read). Sizes are checked before they are
+ * used: each header lies past the one before it, and no entry reaches past the end of the file, so
+ * a crafted header can neither loop the reader nor make it allocate what the file does not hold.
+ */
 export async function listTarEntries(file: FileHandle): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const { size: fileSize } = await file.stat();
@@ -169,25 +194,37 @@ export async function listTarEntries(file: FileHandle): Promise<TarEntry[]> {
   while (position + block <= fileSize) {
     await file.read(headerBytes, 0, block, position);
     if (headerBytes.every((byte) => byte === 0)) break;
-    const stored = headerBytes.subarray(148, 156);
     let checksum = 0;
     for (let index = 0; index < block; index++) checksum += index >= 148 && index < 156 ? 0x20 : (headerBytes[index] ?? 0);
-    if (checksum !== readOctalOrBinary(stored)) throw new Error(`not a tar archive (bad header checksum at byte ${position})`);
+    let stored: number;
+    try {
+      stored = readNumber(headerBytes.subarray(148, 156), 'checksum', position);
+    } catch {
+      stored = -1;
+    }
+    if (checksum !== stored) throw new TarFormatError(`not a tar archive (bad header checksum at byte ${position})`);
     const typeFlag = String.fromCharCode(headerBytes[156] ?? 0x30);
-    const ownSize = readOctalOrBinary(headerBytes.subarray(124, 136));
+    const ownSize = readNumber(headerBytes.subarray(124, 136), 'size', position);
     const extension = typeFlag === 'x' || typeFlag === 'L' || typeFlag === 'g';
     const size = extension ? ownSize : (pending.size ?? ownSize);
     const dataOffset = position + block;
     const next = dataOffset + Math.ceil(size / block) * block;
-    if (next > fileSize + block) throw new Error(`tar archive is cut short (entry at byte ${position})`);
+    // The last entry's padding may be missing; its bytes may not.
+    if (dataOffset + size > fileSize) throw new TarFormatError(`tar archive is cut short (entry at byte ${position} holds ${size} bytes past the end)`);
+    if (next <= position) throw new TarFormatError(`tar header at byte ${position} does not lead past itself`);
     if (typeFlag === 'x' || typeFlag === 'L') {
+      if (size > maxExtensionBytes) throw new TarFormatError(`tar header at byte ${position}: a ${size}-byte extended header (at most ${maxExtensionBytes})`);
       const data = Buffer.alloc(size);
       await file.read(data, 0, size, dataOffset);
       if (typeFlag === 'L') pending.name = text(data);
       else {
         const records = paxRecords(data);
         if (records.has('path')) pending.name = records.get('path');
-        if (records.has('size')) pending.size = Number(records.get('size'));
+        if (records.has('size')) {
+          const text = records.get('size')!;
+          if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) throw new TarFormatError(`PAX header at byte ${position}: size ${JSON.stringify(text.slice(0, 20))} is not a number of bytes`);
+          pending.size = Number(text);
+        }
       }
     } else if (typeFlag !== 'g') {
       const prefix = headerBytes.subarray(257, 263).toString('ascii').startsWith('ustar') ? text(headerBytes.subarray(345, 500)) : '';

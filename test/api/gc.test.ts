@@ -295,37 +295,39 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').selectAll().execute(), []);
   });
 
-  it('POST /api/v1/gc starts a run (202 and its id); another while one holds the lease is 409; runs and reports are listed; it needs the catalog grant', async () => {
-    const alice = basic('alice', passwords.alice);
-    const tokenFor = async (credentials: string) =>
-      ((await registry.request.get('/auth/token?service=registry&scope=registry:catalog:*').set('Authorization', credentials).expect(200)).body as { token: string }).token;
-    const aliceToken = `Bearer ${await tokenFor(alice)}`;
-    const bobToken = `Bearer ${await tokenFor(basic('bob', passwords.bob))}`;
+  it('POST /api/v1/gc starts a run (202 and its id); another while one holds the lease is 409; runs and reports are listed; it needs the operator grant', async () => {
+    const tokenFor = async (credentials: string, scope: string) =>
+      ((await registry.request.get(`/auth/token?service=registry&scope=${scope}`).set('Authorization', credentials).expect(200)).body as { token: string }).token;
+    const operatorToken = `Bearer ${await tokenFor(basic('olga', passwords.olga), 'registry:operator:*')}`;
+    const catalogOnly = `Bearer ${await tokenFor(basic('alice', passwords.alice), 'registry:operator:*')}`;
+    const bobToken = `Bearer ${await tokenFor(basic('bob', passwords.bob), 'registry:operator:*')}`;
     assert.equal((await registry.request.post('/api/v1/gc?dryrun=true').expect(401)).status, 401);
     assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', bobToken).expect(403)), 'DENIED');
-    assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=maybe').set('Authorization', aliceToken).expect(400)), 'UNSUPPORTED');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', catalogOnly).expect(403)), 'DENIED', 'the catalog grant is not enough');
+    assert.equal(envelopeCode(await registry.request.get('/api/v1/gc').set('Authorization', catalogOnly).expect(403)), 'DENIED');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=maybe').set('Authorization', operatorToken).expect(400)), 'UNSUPPORTED');
 
     await acquireGcLock(registry.metadata.db, 'other-host:1:busy', 60_000);
-    const busy = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', aliceToken).expect(409);
+    const busy = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', operatorToken).expect(409);
     assert.match(String((busy.body as { errors: Array<{ message: string }> }).errors[0]?.message), /another garbage collection is running \(other-host:1:busy\)/);
     await releaseGcLock(registry.metadata.db, 'other-host:1:busy');
 
-    const started = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', aliceToken).expect(202);
+    const started = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', operatorToken).expect(202);
     const id = (started.body as { id: number }).id;
     assert.equal(started.headers.location, `/api/v1/gc/${id}`);
     let run: { state: string; dryRun: boolean; report: GcReport | null } | undefined;
     for (let attempt = 0; attempt < 100; attempt++) {
-      run = (await registry.request.get(`/api/v1/gc/${id}`).set('Authorization', aliceToken).expect(200)).body as typeof run;
+      run = (await registry.request.get(`/api/v1/gc/${id}`).set('Authorization', operatorToken).expect(200)).body as typeof run;
       if (run?.state !== 'running') break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.equal(run?.state, 'succeeded');
     assert.equal(run?.dryRun, true);
     assert.ok(run?.report?.wouldRemove, 'a dry run lists what would go');
-    const list = (await registry.request.get('/api/v1/gc').set('Authorization', aliceToken).expect(200)).body as { runs: Array<{ id: number; report: Record<string, unknown> }> };
+    const list = (await registry.request.get('/api/v1/gc').set('Authorization', operatorToken).expect(200)).body as { runs: Array<{ id: number; report: Record<string, unknown> }> };
     assert.equal(list.runs[0]?.id, id);
     assert.equal(list.runs[0]?.report.wouldRemove, undefined, 'the list leaves the dry-run lists out');
-    assert.equal(envelopeCode(await registry.request.get('/api/v1/gc/999999').set('Authorization', aliceToken).expect(404)), 'NOT_FOUND');
+    assert.equal(envelopeCode(await registry.request.get('/api/v1/gc/999999').set('Authorization', operatorToken).expect(404)), 'NOT_FOUND');
   });
 });
 

@@ -58,9 +58,9 @@ describe('Prometheus metrics', () => {
       await registry.request.get('/v2/').expect(401);
       await registry.request.get('/v2/').set('Authorization', basic('alice', passwords.alice)).expect(200);
       await registry.request.delete('/v2/team-a/x/manifests/v1').set('Authorization', basic('bob', passwords.bob)).expect(403);
-      const run = await registry.request.post('/api/v1/gc?dryrun=false').set('Authorization', basic('alice', passwords.alice)).expect(202);
+      const run = await registry.request.post('/api/v1/gc?dryrun=false').set('Authorization', basic('olga', passwords.olga)).expect(202);
       for (let attempt = 0; attempt < 100; attempt++) {
-        const state = (await registry.request.get(`/api/v1/gc/${run.body.id as number}`).set('Authorization', basic('alice', passwords.alice))).body.state as string;
+        const state = (await registry.request.get(`/api/v1/gc/${run.body.id as number}`).set('Authorization', basic('olga', passwords.olga))).body.state as string;
         if (state !== 'running') break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { defaultAuditSettings } from '../../src/audit/settings.js';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,10 +10,11 @@ import { ManifestService } from '../../src/registry/manifests.js';
 import { exportImages, type ExportSummary } from '../../src/transfer/export.js';
 import { HttpImportTarget } from '../../src/transfer/http-target.js';
 import { importArchive, ImportError } from '../../src/transfer/import.js';
-import { bundleDescriptionName, type BundleDescription } from '../../src/transfer/layout.js';
+import { bundleDescriptionName, tagSeenAnnotation, type BundleDescription } from '../../src/transfer/layout.js';
 import { LocalImportTarget } from '../../src/transfer/local-target.js';
 import { listTarEntries, readTarEntryBytes } from '../../src/transfer/tar.js';
 import { fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
+import { rawTarHeader, rewriteArchive } from '../helpers/archives.js';
 import { testBlob } from '../helpers/blobs.js';
 import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode } from '../helpers/push.js';
@@ -284,17 +285,41 @@ describe('offline sites: bundles carry where images came from, and import fills 
     try {
       const { port } = await offline.listen();
       const url = `http://127.0.0.1:${port}`;
-      // bob may only pull team-a/**: the cache API needs push.
+      const empty = await offline.rowCounts();
+      // bob may only pull team-a/**.
       await assert.rejects(importArchive(bundle, new HttpImportTarget(url, { username: 'bob', password: passwords.bob })), /403|denied/i);
-      assert.equal((await mirrorRows(offline)).manifests, 0);
-      const summary = await importArchive(bundle, new HttpImportTarget(url, { username: 'alice', password: passwords.alice }));
+      // alice may push the local team-a/**: that is no grant on central's cache of team-a/app, whose name it only resembles.
+      await assert.rejects(importArchive(bundle, new HttpImportTarget(url, { username: 'alice', password: passwords.alice })), /403|denied/i);
+      const aliceToken = await fetchToken(offline.request, ['alice', passwords.alice], ['repository:team-a/app:pull,push']);
+      const poison = testBlob(3000);
+      const refused = await offline.request
+        .put(`/api/v1/mirror/cache/team-a/app/blobs/${poison.digest}?ns=central`)
+        .set('Authorization', `Bearer ${aliceToken}`)
+        .type('application/octet-stream')
+        .send(poison.bytes);
+      assert.equal(refused.status, 401, 'a token for the local name does not cover the mirror cache: the challenge names what does');
+      assert.match(String(refused.headers['www-authenticate']), /scope="repository:central\/team-a\/app:pull,push registry:mirror-import:\*"/);
+      const manifestRefused = await offline.request
+        .put('/api/v1/mirror/cache/team-a/app/manifests/v1?ns=central')
+        .set('Authorization', `Bearer ${aliceToken}`)
+        .set('Content-Type', ociManifestType)
+        .send(image.bytes.toString());
+      assert.equal(manifestRefused.status, 401);
+      assert.deepEqual(await offline.rowCounts(), empty, 'nothing of alice\'s reached the cache');
+      assert.deepEqual((await offline.storedFiles()).filter((name) => name.includes(poison.digest.slice(7))), []);
+
+      // loader holds the mirror-import grant: the import goes through.
+      const summary = await importArchive(bundle, new HttpImportTarget(url, { username: 'loader', password: passwords.loader }));
       assert.equal(summary.blobsStored, exported.blobs);
       assert.deepEqual(summary.tags, { created: 2, moved: 0, unchanged: 0, 'kept-newer': 0 });
       assert.deepEqual((await mirrorRows(offline)).localRepositories, []);
-      const token = await fetchToken(offline.request, ['alice', passwords.alice], ['repository:team-a/app:pull,push', 'repository:team-a/new:pull,push', 'repository:public/x:pull,push']);
+      // dave may push central/team-a/**, the mirrored names in their prefixed form: that grant covers the cache too.
+      const again = await importArchive(bundle, new HttpImportTarget(url, { username: 'dave', password: passwords.dave }));
+      assert.deepEqual(again.tags, { created: 0, moved: 0, unchanged: 2, 'kept-newer': 0 });
+      const token = await fetchToken(offline.request, ['loader', passwords.loader], ['registry:mirror-import:*']);
       const bearer = `Bearer ${token}`;
       // alice's rules name team-a/**: she pulls the mirrored image as containerd addresses it.
-      const response = await offline.request.get('/v2/team-a/app/manifests/v1?ns=central').set('Authorization', bearer).set('Accept', allManifestTypes).expect(200);
+      const response = await offline.request.get('/v2/team-a/app/manifests/v1?ns=central').set('Authorization', `Bearer ${aliceToken}`).set('Accept', allManifestTypes).expect(200);
       assert.equal(response.headers['docker-content-digest'], image.digest);
 
       const before = await offline.rowCounts();
@@ -317,7 +342,8 @@ describe('offline sites: bundles carry where images came from, and import fills 
       const files2 = (await offline.storedFiles()).filter((file) => file.includes(blob.digest.slice(7)));
       assert.deepEqual(files2, []);
       // A push into the mirrored name through the distribution API is still refused.
-      const push = await offline.request.post('/v2/team-a/new/blobs/uploads/?ns=central').set('Authorization', bearer).expect(405);
+      const pushToken = await fetchToken(offline.request, ['alice', passwords.alice], ['repository:team-a/new:pull,push']);
+      const push = await offline.request.post('/v2/team-a/new/blobs/uploads/?ns=central').set('Authorization', `Bearer ${pushToken}`).expect(405);
       assert.equal(envelopeCode(push), 'UNSUPPORTED');
     } finally {
       await offline.close();
@@ -330,6 +356,142 @@ describe('offline sites: bundles carry where images came from, and import fills 
       assert.equal((await noMirror.rowCounts()).blobs, 0);
     } finally {
       await noMirror.close();
+    }
+  });
+
+  it('a tag seen "in the future" counts as seen now, through the cache API and in a bundle: later imports still move it', async () => {
+    const site = await createTestRegistry({ mirror: offlineMirror() });
+    try {
+      const other = imageManifest();
+      for (const blob of [...image.blobs, ...other.blobs]) {
+        await site.request.put(`/api/v1/mirror/cache/team-a/app/blobs/${blob.digest}?ns=central`).type('application/octet-stream').send(blob.bytes).expect(201);
+      }
+      const put = (manifest: TestManifest, seen: string) =>
+        site.request.put(`/api/v1/mirror/cache/team-a/app/manifests/v1?ns=central&seen=${encodeURIComponent(seen)}`).set('Content-Type', manifest.mediaType).send(manifest.bytes.toString()).expect(201);
+      const before = Date.now();
+      assert.equal((await put(image, '9999-12-31T00:00:00Z')).body.tag, 'created');
+      const row = await site.metadata.db.selectFrom('mirror_tags').select('checked_at').where('tag', '=', 'v1').executeTakeFirstOrThrow();
+      assert.ok(Number(row.checked_at) >= before && Number(row.checked_at) <= Date.now(), 'checked now, not in 9999');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal((await put(other, new Date().toISOString())).body.tag, 'moved', 'a later import is not kept out by a time that has not come');
+
+      const future = path.join(directory, 'future.tar');
+      await rewriteArchive(bundle, future, {
+        replace: (name, bytes) => {
+          if (name !== 'index.json') return undefined;
+          const index = JSON.parse(bytes.toString()) as { manifests: Array<{ annotations?: Record<string, string> }> };
+          for (const entry of index.manifests) if (entry.annotations?.[tagSeenAnnotation]) entry.annotations[tagSeenAnnotation] = '9999-12-31T00:00:00.000Z';
+          return Buffer.from(JSON.stringify(index));
+        },
+      });
+      const fresh = await createTestRegistry({ mirror: offlineMirror() });
+      try {
+        const importedAt = Date.now();
+        await importArchive(future, localTarget(fresh));
+        const tags = await fresh.metadata.db.selectFrom('mirror_tags').select(['tag', 'checked_at']).execute();
+        assert.equal(tags.length, 2);
+        for (const tag of tags) assert.ok(Number(tag.checked_at) >= importedAt && Number(tag.checked_at) <= Date.now(), `${tag.tag} counts as seen at the import`);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await site.close();
+    }
+  });
+
+  it('a damaged bundle is refused before anything is written: no bytes, no rows, no repository, no event', async () => {
+    const layer = amd64.blobs[1]!;
+    const damaged = {
+      manifest: path.join(directory, 'damaged-manifest.tar'),
+      blob: path.join(directory, 'damaged-blob.tar'),
+    };
+    // The manifest's bytes changed (still valid JSON); a layer of the second image changed, its size kept.
+    await rewriteArchive(bundle, damaged.manifest, { replace: (name, bytes) => (name === `blobs/sha256/${image.digest.slice(7)}` ? Buffer.concat([bytes, Buffer.from(' ')]) : undefined) });
+    await rewriteArchive(bundle, damaged.blob, { replace: (name) => (name === `blobs/sha256/${layer.digest.slice(7)}` ? Buffer.alloc(layer.bytes.length, 0x41) : undefined) });
+    const cases: Array<[string, RegExp]> = [
+      [damaged.manifest, new RegExp(`the manifest stored as ${image.digest} hashes to sha256:`)],
+      [damaged.blob, new RegExp(`blob ${layer.digest} holds other bytes`)],
+    ];
+    for (const asLocal of [false, true]) {
+      for (const [file, message] of cases) {
+        const site = await createTestRegistry({ mirror: offlineMirror() });
+        try {
+          await assert.rejects(importArchive(file, localTarget(site), { asLocal }), (error: unknown) => error instanceof ImportError && message.test(error.message));
+          const counts = await site.rowCounts();
+          assert.deepEqual(Object.values(counts).filter((count) => count > 0), [], `${path.basename(file)}${asLocal ? ' --as-local' : ''}: ${JSON.stringify(counts)}`);
+          assert.equal((await site.metadata.db.selectFrom('audit_events').select('id').execute()).length, 0);
+          assert.deepEqual(await site.storedFiles(), []);
+        } finally {
+          await site.close();
+        }
+      }
+    }
+  });
+
+  it('links, absolute paths and paths out of the archive are never followed or written', async () => {
+    const layer = amd64.blobs[1]!;
+    const layerEntry = `blobs/sha256/${layer.digest.slice(7)}`;
+    const outside = path.join(tmpdir(), `registry-traversal-${process.pid}-${Date.now()}`);
+    const crafted = {
+      symlink: path.join(directory, 'symlink.tar'),
+      hardlink: path.join(directory, 'hardlink.tar'),
+      paths: path.join(directory, 'paths.tar'),
+    };
+    await rewriteArchive(bundle, crafted.symlink, { drop: (name) => name === layerEntry, append: [rawTarHeader(layerEntry, '2', '/etc/passwd')] });
+    await rewriteArchive(bundle, crafted.hardlink, { drop: (name) => name === layerEntry, append: [rawTarHeader(layerEntry, '1', 'oci-layout')] });
+    const payload = Buffer.from('not for the disk');
+    const padded = Buffer.concat([payload, Buffer.alloc(512 - payload.length)]);
+    await rewriteArchive(bundle, crafted.paths, {
+      append: [rawTarHeader(`../../../../../..${outside}`, '0', '', payload.length), padded, rawTarHeader(`${outside}-absolute`, '0', '', payload.length), padded],
+    });
+    for (const file of [crafted.symlink, crafted.hardlink]) {
+      const site = await createTestRegistry({ mirror: offlineMirror() });
+      try {
+        await assert.rejects(importArchive(file, localTarget(site)), new RegExp(`lacks blob ${layer.digest}`), 'a link is no blob');
+        assert.equal((await site.rowCounts()).blobs, 0);
+        assert.deepEqual(await site.storedFiles(), []);
+      } finally {
+        await site.close();
+      }
+    }
+    const site = await createTestRegistry({ mirror: offlineMirror() });
+    try {
+      const summary = await importArchive(crafted.paths, localTarget(site));
+      assert.equal(summary.images, 2, 'the entries the layout names import; the others are ignored');
+      for (const written of [outside, `${outside}-absolute`]) await assert.rejects(open(written, 'r'), /ENOENT/, written);
+    } finally {
+      await site.close();
+    }
+  });
+
+  it('a malformed archive is one line naming what is wrong, never a stack', async () => {
+    const whole = await readFile(bundle);
+    const files = {
+      notJson: path.join(directory, 'not-json.tar'),
+      notList: path.join(directory, 'not-list.tar'),
+      checksum: path.join(directory, 'checksum.tar'),
+      cut: path.join(directory, 'cut.tar'),
+    };
+    await rewriteArchive(bundle, files.notJson, { replace: (name) => (name === 'index.json' ? Buffer.from('{"manifests": [') : undefined) });
+    await rewriteArchive(bundle, files.notList, { replace: (name) => (name === 'index.json' ? Buffer.from('{"manifests": 5}') : undefined) });
+    const flipped = Buffer.from(whole);
+    flipped[0] = flipped[0]! ^ 0x01;
+    await writeFile(files.checksum, flipped);
+    await writeFile(files.cut, whole.subarray(0, Math.floor(whole.length / 2)));
+    const expected: Array<[string, RegExp]> = [
+      [files.notJson, /index\.json is not valid JSON/],
+      [files.notList, /index\.json's manifests is not a list/],
+      [files.checksum, /bad header checksum at byte 0/],
+      [files.cut, /cut short|lacks blob/],
+    ];
+    const site = await createTestRegistry({ mirror: offlineMirror() });
+    try {
+      for (const [file, message] of expected) {
+        await assert.rejects(importArchive(file, localTarget(site)), (error: unknown) => error instanceof ImportError && message.test(error.message) && !error.message.includes('\n'), file);
+      }
+      assert.equal((await site.rowCounts()).blobs, 0);
+    } finally {
+      await site.close();
     }
   });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { findBlob, findLinkedBlob, findLinkedDigests, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
+import { findBlob, findLinkedBlob, findLinkedBlobSizes, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
 import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
 import {
   countManifests,
@@ -102,7 +102,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       await linkBlob(database.db, repository.id, big.digest);
       await linkBlob(database.db, repository.id, big.digest);
       assert.deepEqual(await findLinkedBlob(database.db, 'blobs/repo', big.digest), big);
-      assert.deepEqual([...(await findLinkedDigests(database.db, repository.id, [big.digest, randomDigest()]))], [big.digest]);
+      assert.deepEqual([...(await findLinkedBlobSizes(database.db, repository.id, [big.digest, randomDigest()]))], [[big.digest, big.size]], "with the size, past 4 GiB");
       assert.equal(await unlinkBlob(database.db, repository.id, big.digest), true);
       assert.equal(await unlinkBlob(database.db, repository.id, big.digest), false);
     });
@@ -386,7 +386,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       await moveTag(database.db, repository.id, 'late', retagged.id);
       const candidates = (await findGarbageManifests(database.db, cutoff - 1, cutoff)).filter((row) => garbage.includes(row.digest));
       const refs = [...candidates, { id: retagged.id, repository: 'gc/repo', digest: retagged.digest }];
-      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, (row) => `links/${row.digest}`);
+      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, { origin: systemOrigin('gc', lease.holder), detail: null }, (row) => `links/${row.digest}`);
       assert.deepEqual(deleted.map((row) => row.digest).sort(), [untagged.digest, untaggedReferrer.digest].sort());
       assert.ok((await findManifest(database.db, repository.id, retagged.digest)) !== undefined);
       assert.deepEqual((await listPending(database.db, 100)).map((entry) => entry.key).sort(), [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`].sort());

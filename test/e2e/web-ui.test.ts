@@ -115,7 +115,7 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
         `  dave: { password: "${hash(passwords.dave)}", groups: [auditors] }`,
         'rules:',
         '  - { groups: [operators], repositories: ["team/**"], actions: ["*"] }',
-        '  - { groups: [operators], catalog: true, audit: true }',
+        '  - { groups: [operators], catalog: true, audit: true, operator: true }',
         '  - { groups: [developers], repositories: ["team/**"], actions: [pull, push] }',
         '  - { groups: [auditors], repositories: ["team/**"], actions: [pull] }',
         '  - { groups: [auditors], catalog: true, audit: true }',

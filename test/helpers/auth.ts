@@ -9,12 +9,17 @@ export const passwords = {
   bob: 'bob-password',
   carol: 'carol-password',
   robot: 'r0b0t-s3cret-7f3a9c1e5b2d8f4a6c0e',
+  dave: 'dave-password',
+  loader: 'loader-password',
+  olga: 'olga-password',
 } as const;
 
 /**
  * An access policy for the tests: alice (group team-a) may do everything in team-a/**, read the
  * catalog and the audit log and publish to public/**; bob may only pull team-a/**; carol is in the htpasswd file only, with no rule of her own;
- * the robot `ci` may pull and push team-b/**; anybody may pull public/**.
+ * the robot `ci` may pull and push team-b/**; anybody may pull public/**. dave may push into the
+ * mirror cache of the upstream `central` by its prefixed names (central/team-a/**); loader may write
+ * into any mirror cache (mirror-import); olga is the operator (GC, retention, webhook status).
  */
 export async function writeTestPolicy(): Promise<{ directory: string; policy: string; htpasswd: string }> {
   const directory = await mkdtemp(path.join(tmpdir(), 'registry-auth-'));
@@ -27,6 +32,9 @@ export async function writeTestPolicy(): Promise<{ directory: string; policy: st
       `  alice: { password: "${hash(passwords.alice)}", groups: [team-a] }`,
       `  bob: { password: "${hash(passwords.bob)}" }`,
       '  carol: { groups: [readers] }',
+      `  dave: { password: "${hash(passwords.dave)}" }`,
+      `  loader: { password: "${hash(passwords.loader)}" }`,
+      `  olga: { password: "${hash(passwords.olga)}" }`,
       'robots:',
       `  ci: { secret: "${hash(passwords.robot)}" }`,
       'rules:',
@@ -36,6 +44,9 @@ export async function writeTestPolicy(): Promise<{ directory: string; policy: st
       '  - { accounts: [bob], repositories: ["team-a/**"], actions: [pull] }',
       '  - { robots: [ci], repositories: ["team-b/**"], actions: [pull, push] }',
       '  - { groups: [readers], repositories: ["**"], actions: [pull] }',
+      '  - { accounts: [dave], repositories: ["central/team-a/**"], actions: [pull, push] }',
+      '  - { accounts: [loader], mirror-import: true }',
+      '  - { accounts: [olga], operator: true, catalog: true }',
       '  - { anonymous: true, repositories: ["public/**"], actions: [pull] }',
       '',
     ].join('\n'),

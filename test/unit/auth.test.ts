@@ -78,6 +78,44 @@ describe('access policy', () => {
     assert.deepEqual(ask(alice, 'unknown:thing:pull'), []);
   });
 
+  it('gives signed-in accounts whatever it gives anonymous requests, even past an earlier rule of their own', () => {
+    // alice's first rule shuts her out of secret/**; an anonymous rule opening secret/docs/** to pulls opens it to her too.
+    const open = parsePolicy({
+      rules: [
+        { accounts: ['alice'], repositories: ['secret/**'], actions: [] },
+        { accounts: ['alice'], repositories: ['public/**'], actions: ['push'] },
+        { anonymous: true, repositories: ['public/**', 'secret/docs/**'], actions: ['pull'] },
+      ],
+    });
+    const askOpen = (principal: Principal, text: string) => grant(open, principal, parseScope(text)!).actions.sort();
+    assert.deepEqual(askOpen({ kind: 'anonymous' }, 'repository:public/x:pull'), ['pull']);
+    assert.deepEqual(askOpen(alice, 'repository:public/x:pull,push'), ['pull', 'push'], 'her own rule and the anonymous one');
+    assert.deepEqual(askOpen(alice, 'repository:secret/docs/a:pull'), ['pull']);
+    assert.deepEqual(askOpen(alice, 'repository:secret/other:pull'), [], 'what no rule opens to anyone stays shut');
+    assert.deepEqual(askOpen(robot, 'repository:public/x:pull,push'), ['pull'], 'robots too');
+    assert.deepEqual(askOpen({ kind: 'anonymous' }, 'repository:public/x:push'), [], 'nothing more for anonymous requests');
+  });
+
+  it('grants the registry-wide scopes a rule names: catalog, audit, operator, mirror-import', () => {
+    const registryWide = parsePolicy({
+      rules: [
+        { accounts: ['alice'], catalog: true },
+        { accounts: ['olga'], operator: true },
+        { robots: ['loader'], 'mirror-import': true },
+      ],
+    });
+    const olga: Principal = { kind: 'user', name: 'olga', groups: [] };
+    const loader: Principal = { kind: 'robot', name: 'loader', groups: [] };
+    const askWide = (principal: Principal, text: string) => grant(registryWide, principal, parseScope(text)!).actions;
+    assert.deepEqual(askWide(alice, 'registry:catalog:*'), ['*']);
+    assert.deepEqual(askWide(alice, 'registry:operator:*'), [], 'the catalog is not the operator grant');
+    assert.deepEqual(askWide(olga, 'registry:operator:*'), ['*']);
+    assert.deepEqual(askWide(olga, 'registry:mirror-import:*'), [], 'operating the registry is not loading its mirror caches');
+    assert.deepEqual(askWide(loader, 'registry:mirror-import:*'), ['*']);
+    assert.deepEqual(askWide(loader, 'registry:toString:*'), [], 'only the grants the policy knows');
+    assert.deepEqual(grant(openToAccountsPolicy, olga, parseScope('registry:operator:*')!).actions, ['*'], 'without a policy file, every signed-in account may do everything');
+  });
+
   it('refuses a policy that cannot mean what it says, naming the place', () => {
     const cases: Array<[unknown, RegExp]> = [
       [{ rules: [{ repositories: ['**'], actions: ['pull'] }] }, /rules\[0\]: says nobody it applies to/],
@@ -173,7 +211,7 @@ describe('Basic auth', () => {
     const directory = new CountingDirectory(openToAccountsPolicy, new Map([['alice', bcrypt.hashSync('pw', 4)]]));
     const access = new BasicAccessControl({ current: { policy: openToAccountsPolicy, directory, generation: 0 } }, new LoginThrottle(), 'registry');
     const header = (password: string) => `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
-    const needed = { type: 'repository', name: 'team/app', actions: ['pull', 'push'] };
+    const needed = [{ type: 'repository', name: 'team/app', actions: ['pull', 'push'] }];
     for (let request = 0; request < 5; request++) {
       const grant = await access.authorize({ authorization: header('pw'), address: '10.0.0.1' }, needed);
       assert.equal(grant.account, 'alice');

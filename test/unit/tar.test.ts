@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { listTarEntries, readTarEntryBytes, TarWriter } from '../../src/transfer/tar.js';
+import { listTarEntries, readTarEntryBytes, TarFormatError, TarWriter } from '../../src/transfer/tar.js';
 import { run } from '../helpers/tools.js';
 
 async function withDirectory(body: (directory: string) => Promise<void>): Promise<void> {
@@ -89,5 +89,62 @@ describe('tar', () => {
       } finally {
         await handle.close();
       }
+    }));
+
+  /** One ustar header block with the given size field (raw bytes) and type, its checksum right. */
+  function craftedHeader(name: string, sizeField: Buffer, type = '0'): Buffer {
+    const header = Buffer.alloc(512);
+    header.write(name, 0, 100, 'utf8');
+    header.write('0000644\0', 100);
+    sizeField.copy(header, 124, 0, 12);
+    header.write(type, 156);
+    header.write('ustar\0', 257);
+    header.write('00', 263);
+    header.fill(0x20, 148, 156);
+    let checksum = 0;
+    for (const byte of header) checksum += byte;
+    header.write(`${checksum.toString(8).padStart(6, '0')}\0 `, 148);
+    return header;
+  }
+
+  /** Lists the archive, giving up after a few seconds: a reader that loops is a failure, not a hang. */
+  async function listWithin(file: string): Promise<unknown> {
+    const handle = await open(file, 'r');
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        listTarEntries(handle),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('the reader did not finish within 5 s')), 5000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      await handle.close();
+    }
+  }
+
+  it('refuses sizes a header cannot hold (negative, not octal, past 2^53, past the file) at once, without looping', () =>
+    withDirectory(async (directory) => {
+      const negative256 = Buffer.alloc(12, 0xff);
+      const huge256 = Buffer.from([0x80, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+      const cases: Array<[string, Buffer, RegExp]> = [
+        ['negative', Buffer.from('-1000\0'), /size "-1000" is not an octal number/],
+        ['not octal', Buffer.from('00000000089\0'), /size "00000000089" is not an octal number/],
+        ['base-256 negative', negative256, /negative size/],
+        ['base-256 past 2^53', huge256, /size too large/],
+        ['past the end', Buffer.from('77777777777\0'), /cut short/],
+      ];
+      for (const [label, field, message] of cases) {
+        const file = path.join(directory, `${label}.tar`);
+        await writeFile(file, Buffer.concat([craftedHeader('a', field), Buffer.alloc(2048)]));
+        await assert.rejects(listWithin(file), (error: unknown) => error instanceof TarFormatError && message.test(error.message), label);
+      }
+      // A PAX header giving a negative size for the entry after it.
+      const records = Buffer.from('14 size=-1000\n');
+      const pax = Buffer.concat([craftedHeader('PaxHeader', Buffer.from(`${records.length.toString(8).padStart(11, '0')}\0`), 'x'), records, Buffer.alloc(512 - records.length)]);
+      const file = path.join(directory, 'pax.tar');
+      await writeFile(file, Buffer.concat([pax, craftedHeader('a', Buffer.from('00000000000\0')), Buffer.alloc(1024)]));
+      await assert.rejects(listWithin(file), (error: unknown) => error instanceof TarFormatError && /size "-1000" is not a number of bytes/.test(error.message));
     }));
 });

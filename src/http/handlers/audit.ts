@@ -6,7 +6,7 @@ import { RegistryError } from '../../oci/errors.js';
 import { validateTag } from '../../oci/names.js';
 import type { RegistryContext } from '../context.js';
 import { decodeSegment, pagination, queryParameter, readSmallBody, requestOrigin } from '../request-parts.js';
-import { auditAccess } from '../router.js';
+import { auditAccess } from '../../auth/scopes.js';
 import type { RouteParams } from '../routes.js';
 
 const defaultPage = 100;

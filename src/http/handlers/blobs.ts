@@ -11,6 +11,8 @@ function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void
   ctx.set('ETag', `"${blob.digest}"`);
   ctx.set('Accept-Ranges', 'bytes');
   ctx.set('Cache-Control', 'max-age=31536000');
+  // Blob bytes are whatever was pushed: a browser must never read them as HTML or script.
+  ctx.set('X-Content-Type-Options', 'nosniff');
 }
 
 export function blobHandlers({ blobs, mirror }: RegistryServices) {

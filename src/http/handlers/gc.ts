@@ -3,7 +3,7 @@ import { findGcRun, listGcRuns } from '../../metadata/gc.js';
 import type { MetadataDb } from '../../metadata/database.js';
 import { RegistryError } from '../../oci/errors.js';
 import type { RegistryContext } from '../context.js';
-import { queryParameter } from '../request-parts.js';
+import { queryParameter, requestOrigin } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
 export interface GcService {
@@ -26,7 +26,7 @@ export function gcHandlers(gc: GcService) {
       }
       let started;
       try {
-        started = await gc.collector.start({ dryRun: dryRunText === 'true', ...gc.defaults });
+        started = await gc.collector.start({ dryRun: dryRunText === 'true', ...gc.defaults, triggeredBy: requestOrigin(ctx) });
       } catch (error) {
         if (error instanceof GcBusyError) throw new RegistryError('UNSUPPORTED', { status: 409, message: error.message });
         throw error;

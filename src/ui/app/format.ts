@@ -74,15 +74,31 @@ export type Route =
   | { page: 'mirror' }
   | { page: 'missing'; hash: string };
 
+/** Repository names, tags and digests as the registry accepts them: nothing else goes into an API path. */
+const component = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
+const namePattern = new RegExp(`^${component}(?:/${component})*$`);
+const tagPattern = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+const digestPattern = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+function decoded(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
 export function parseRoute(hash: string): Route {
-  const path = decodeURIComponent(hash.replace(/^#/, '')) || '/';
+  const path = decoded(hash.replace(/^#/, ''));
+  if (path === null) return { page: 'missing', hash };
   if (path === '/' || path === '') return { page: 'repositories' };
+  const named = (name: string, page: Route) => (namePattern.test(name) && name.length <= 255 ? page : ({ page: 'missing', hash } as const));
   let match = /^\/r\/(.+)\/-\/tags$/.exec(path);
-  if (match) return { page: 'repository', name: match[1]! };
+  if (match) return named(match[1]!, { page: 'repository', name: match[1]! });
   match = /^\/r\/(.+)\/-\/image\/([^/]+)$/.exec(path);
-  if (match) return { page: 'image', name: match[1]!, reference: match[2]! };
+  if (match && (tagPattern.test(match[2]!) || digestPattern.test(match[2]!))) return named(match[1]!, { page: 'image', name: match[1]!, reference: match[2]! });
   match = /^\/r\/(.+)\/-\/history\/([^/]+)$/.exec(path);
-  if (match) return { page: 'history', name: match[1]!, tag: match[2]! };
+  if (match && tagPattern.test(match[2]!)) return named(match[1]!, { page: 'history', name: match[1]!, tag: match[2]! });
   if (path === '/ops/audit') return { page: 'audit' };
   if (path === '/ops/gc') return { page: 'gc' };
   match = /^\/ops\/gc\/(\d+)$/.exec(path);

@@ -11,7 +11,7 @@ interface Period {
 }
 
 export function HistoryPage({ session, name, tag }: { session: Session; name: string; tag: string }) {
-  const history = useLoad(async () => (await session.json<{ periods: Period[] }>(`/api/v1/repositories/${name}/tags/${tag}/history`)).body.periods, [name, tag]);
+  const history = useLoad(async () => (await session.json<{ periods: Period[] }>(`/api/v1/repositories/${name}/-/tags/${tag}/history`)).body.periods, [name, tag]);
   const grants = useLoad(async () => {
     const [repository, registry] = await Promise.all([session.may('repository', name, ['pull', 'push']), session.may('registry', 'audit', ['*'])]);
     return repository.has('push') && registry.has('*');
@@ -20,7 +20,7 @@ export function HistoryPage({ session, name, tag }: { session: Session; name: st
   const [notice, setNotice] = useState<string | null>(null);
 
   const restore = async (period: Period) => {
-    await session.request(`/api/v1/repositories/${name}/tags/${tag}/restore`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ digest: period.digest }) });
+    await session.request(`/api/v1/repositories/${name}/-/tags/${tag}/restore`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ digest: period.digest }) });
     setRestoring(null);
     setNotice(`${tag} points at ${shortDigest(period.digest)} again.`);
     history.reload();

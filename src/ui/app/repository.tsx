@@ -29,7 +29,7 @@ export function RepositoryPage({ session, name }: { session: Session; name: stri
   useEffect(() => {
     const search = new URLSearchParams({ n: String(pageSize) });
     if (glob.trim()) search.set('glob', glob.trim());
-    const timer = setTimeout(() => void list.load(`/api/v1/repositories/${name}/tags?${search.toString()}`), 200);
+    const timer = setTimeout(() => void list.load(`/api/v1/repositories/${name}/-/tags?${search.toString()}`), 200);
     return () => clearTimeout(timer);
   }, [name, glob, generation]);
 
