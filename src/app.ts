@@ -4,6 +4,9 @@ import { noAuth, type RegistryAuth } from './auth/setup.js';
 import type { MetadataDb } from './metadata/database.js';
 import type { RegistryContext, RegistryServices, RegistryState } from './http/context.js';
 import { errorEnvelopeMiddleware } from './http/middleware/errors.js';
+import { bodyRateMiddleware, type BodyRateLimit } from './http/middleware/body-rate.js';
+import type { UploadLimits } from './metadata/uploads.js';
+import type { RegistryConfig } from './config/schema.js';
 import { requestLogMiddleware } from './http/middleware/request-log.js';
 import { buildRouter } from './http/router.js';
 import { registryRoutes } from './http/routes.js';
@@ -22,7 +25,7 @@ import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
 import type { MirrorSettings } from './mirror/settings.js';
 import { loopGuardMiddleware } from './http/middleware/loop-guard.js';
-import type { Lifecycle } from './http/handlers/health.js';
+import { Readiness, type Lifecycle } from './health/readiness.js';
 import { requestMetricsMiddleware } from './http/middleware/request-metrics.js';
 import { meteredStorage } from './metrics/metered-storage.js';
 import type { RegistryMetrics } from './metrics/registry-metrics.js';
@@ -73,6 +76,16 @@ export interface AppDependencies {
   lifecycle?: Lifecycle;
   /** Webhook receivers (notifications.*); none by default. */
   notifications?: { endpoints: readonly NotificationEndpointSettings[]; retentionMs: number };
+  /** How slowly a request body may come (http.bodytimeout, http.bodyminrate), and open uploads allowed (uploads.*); none by default. */
+  limits?: { body: BodyRateLimit; uploads: UploadLimits };
+}
+
+/** The limits of a configuration: what createApp's `limits` takes. */
+export function configuredLimits(config: RegistryConfig): { body: BodyRateLimit; uploads: UploadLimits } {
+  return {
+    body: { windowMs: config.http.bodytimeout, minBytesPerSecond: config.http.bodyminrate },
+    uploads: { perRepository: config.uploads.maxperrepository, perOwner: config.uploads.maxperaccount },
+  };
 }
 
 export interface RegistryApp {
@@ -107,7 +120,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
   const referrers = new ReferrersService(stores);
   const services: RegistryServices = {
     blobs,
-    uploads: new UploadService(stores),
+    uploads: new UploadService(stores, deps.limits?.uploads),
     manifests,
     referrers,
     listings,
@@ -116,7 +129,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
     audit: new AuditService(deps.metadata, manifests),
-    health: { lifecycle: deps.lifecycle ?? { draining: false }, metadata: deps.metadata, storage },
+    health: new Readiness({ storage, metadata: deps.metadata }, deps.lifecycle ?? { draining: false }, audit.instance),
     notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger) : null,
     retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
   };
@@ -139,7 +152,8 @@ export function createApp(deps: AppDependencies): RegistryApp {
     app.use(requestMetricsMiddleware(metrics));
   }
   app.use(requestLogMiddleware(deps.logger, { mirroring: Boolean(deps.mirror), accessLog: deps.options.accessLog ?? true }));
-  app.use(errorEnvelopeMiddleware(deps.logger));
+  app.use(errorEnvelopeMiddleware(deps.logger, services.health));
+  if (deps.limits) app.use(bodyRateMiddleware(deps.limits.body, deps.logger));
   if (deps.mirror) app.use(loopGuardMiddleware(deps.mirror.instanceId));
   app.use(router.routes());
   app.use(router.allowedMethods());

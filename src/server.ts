@@ -3,7 +3,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { httpsServerOptions, reloadableTls, tlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { createApp } from './app.js';
+import { configuredLimits, createApp } from './app.js';
+import { limitConnections } from './http/connection-limits.js';
 import { openAuth } from './auth/setup.js';
 import { mirrorSettings } from './mirror/settings.js';
 import type { RegistryConfig } from './config/schema.js';
@@ -118,13 +119,16 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     immutableTags: new ImmutableTags(config.tags.immutable),
     retentionPolicies: configuredPolicies(config),
     notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
+    limits: configuredLimits(config),
   });
   const tls = tlsFiles(config);
   const server = tls ? createHttpsServer(httpsServerOptions(tls), app.callback()) : createServer(app.callback());
   const certificates = tls ? reloadableTls(server as HttpsServer, tls, logger) : null;
-  // Large blobs stream for as long as they need; only a stalled header phase is cut off.
+  // Large blobs stream for as long as they need: a body is judged by its rate (http.bodytimeout,
+  // http.bodyminrate), not by how long it takes; a stalled header phase is cut off.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
+  limitConnections(server, { total: config.http.maxconnections, perAddress: config.http.trustproxy ? 0 : config.http.maxconnectionsperaddress }, logger);
   await listenOn(server, config.http.addr, 'http.addr');
   const address = server.address() as AddressInfo;
   const debugListener = metrics ? await startDebugListener(debug.addr, debug.prometheus.path, metrics, logger) : null;

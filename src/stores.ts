@@ -46,7 +46,8 @@ export async function openStores(config: RegistryConfig, logger?: Logger, metada
     const key = config.storage.s3.bucket === '' ? 'storage.filesystem.rootdirectory' : 'storage.s3.bucket';
     throw new StartupError(`cannot open blob storage ${JSON.stringify(config.storage.s3.bucket || config.storage.filesystem.rootdirectory)} (${key}, ${envNameOf(key.split('.'))}): ${(error as Error).message}`, { cause: error });
   });
-  const metadata = await openMetadataDatabase(config.database.url, metadataOptions).catch((error: unknown) => {
+  const timeouts = { connectMs: config.database.connecttimeout, statementMs: config.database.statementtimeout };
+  const metadata = await openMetadataDatabase(config.database.url, { timeouts, ...metadataOptions }).catch((error: unknown) => {
     close();
     throw new StartupError(`cannot open the metadata database ${withoutPassword(config.database.url)} (database.url, REGISTRY_DATABASE_URL): ${(error as Error).message}`, { cause: error });
   });

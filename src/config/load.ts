@@ -168,7 +168,7 @@ function checked(config: RegistryConfig, cwd: string): RegistryConfig {
     throw new ConfigError('auth.token.realm: with builtin false, clients must be sent to the external token service: set its URL');
   }
   checkMirror(config.mirror);
-  return { ...config, storage, database: { url } };
+  return { ...config, storage, database: { ...config.database, url } };
 }
 
 const prefixPattern = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;

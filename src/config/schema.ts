@@ -132,6 +132,10 @@ export const configSchema = {
       },
     },
     trustproxy: boolean(false, 'Behind a reverse proxy: take the client address, scheme and host from X-Forwarded-For/-Proto/-Host (logs, login throttling, the token realm).'),
+    bodytimeout: duration('60s', 'A request body must bring at least http.bodyminrate bytes a second over each window of this length while the registry waits for it; a slower one is cut off (its connection closed). 0: no limit.'),
+    bodyminrate: size(512, 'The slowest a request body may arrive, in bytes a second, measured over each http.bodytimeout window.', 0),
+    maxconnections: integer(1000, 'Open connections at most; more are closed as they come. Keep it under the process\'s file handle limit (ulimit -n), which uploads share. 0: no limit.', 0, 1_000_000),
+    maxconnectionsperaddress: integer(256, 'Open connections at most from one client address. Not applied with http.trustproxy (every connection then comes from the proxy). 0: no limit.', 0, 1_000_000),
   },
   storage: {
     filesystem: {
@@ -174,8 +178,14 @@ export const configSchema = {
       },
     },
   },
+  uploads: {
+    maxperrepository: integer(1000, 'Upload sessions at most open at once in one repository (touched within the last hour); a new one past it is 429 TOOMANYREQUESTS with Retry-After. 0: no limit.', 0, 1_000_000),
+    maxperaccount: integer(1000, 'Upload sessions at most open at once for one account (for anonymous clients, one address), counted the same way. 0: no limit.', 0, 1_000_000),
+  },
   database: {
     url: string('', 'Metadata database: sqlite:<path> or postgres://user:password@host:port/database. Empty means sqlite:<storage.filesystem.rootdirectory>/registry.db.'),
+    connecttimeout: duration('5s', 'PostgreSQL: how long to wait for a connection before the request fails with 503 (a server down or unreachable).'),
+    statementtimeout: duration('60s', 'PostgreSQL: longest a statement may run; past it, and a second later should the server not answer at all (a partition), the request fails with 503. 0: no limit.'),
   },
   auth: {
     mode: oneOf(['none', 'token', 'htpasswd'] as const, 'none', 'none: open to all; token: Docker token auth (Bearer JWTs); htpasswd: HTTP Basic on every request.'),

@@ -11,9 +11,7 @@ import type { GcService } from './handlers/gc.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { RetentionService } from '../retention/retention-service.js';
 import type { NotificationDeliverer } from '../notifications/deliverer.js';
-import type { Lifecycle } from './handlers/health.js';
-import type { MetadataDb } from '../metadata/database.js';
-import type { StorageDriver } from '../storage/driver.js';
+import type { Readiness } from '../health/readiness.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -53,6 +51,6 @@ export interface RegistryServices {
   retention: RetentionService;
   /** Webhook delivery, when endpoints are configured. */
   notifications: NotificationDeliverer | null;
-  /** The probes' view of the process (draining once SIGTERM arrived) and the stores they check. */
-  health: { lifecycle: Lifecycle; metadata: MetadataDb; storage: StorageDriver };
+  /** The probes' view of the process (draining once SIGTERM arrived) and of the stores (full once a write ran out of space). */
+  health: Readiness;
 }

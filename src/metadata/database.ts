@@ -3,6 +3,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import {
+  sql,
   CompiledQuery,
   Kysely,
   Migrator,
@@ -28,6 +29,7 @@ import * as audit from './migrations/0007-audit.js';
 import * as notifications from './migrations/0008-notifications.js';
 import * as tagChangeSignals from './migrations/0009-tag-changes.js';
 import * as repositoryPushes from './migrations/0010-repository-pushes.js';
+import * as uploadOwnersReadiness from './migrations/0011-upload-owners-readiness.js';
 import type { MetadataSchema } from './schema.js';
 import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
 
@@ -68,6 +70,60 @@ export function reuseCompiledSql<R>(
   return compiled;
 }
 
+/**
+ * The database could not be reached or did not answer in time (connection refused or lost, a
+ * timeout, the server shutting down, the writer lock held past busy_timeout): nothing was changed
+ * by the statement that failed, and the same request may succeed later.
+ */
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+/** Causes of a failure, outermost first (an error's `cause`, and so on). */
+function causes(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let current = error; current !== undefined && current !== null && chain.length < 8; current = (current as { cause?: unknown }).cause) chain.push(current);
+  return chain;
+}
+
+/** SQLSTATE classes and codes of PostgreSQL that say the server cannot serve now, not that the statement is wrong. */
+const postgresUnavailable = /^(08...|57P0[1-3]|53300|57014|40P01)$/;
+
+/**
+ * Why a database statement failed, when the cause is the database's state rather than the request:
+ * `full` (SQLITE_FULL, PostgreSQL's disk_full), or `unavailable` (see DatabaseUnavailableError;
+ * SQLITE_BUSY). Null for anything else.
+ */
+export function databaseFailureOf(error: unknown): { kind: 'full' | 'unavailable'; code: string } | null {
+  for (const cause of causes(error)) {
+    if (cause instanceof DatabaseUnavailableError) return { kind: 'unavailable', code: (cause.cause as { code?: string } | undefined)?.code ?? 'unreachable' };
+    const code = (cause as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string') continue;
+    if (code === 'SQLITE_FULL') return { kind: 'full', code };
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return { kind: 'unavailable', code };
+    if (cause instanceof pg.DatabaseError) {
+      if (code === '53100') return { kind: 'full', code: 'disk_full (53100)' };
+      if (postgresUnavailable.test(code)) return { kind: 'unavailable', code };
+    }
+  }
+  return null;
+}
+
+/** What a lost or unreachable PostgreSQL server looks like from the client side (no SQLSTATE: it never answered). */
+function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof pg.DatabaseError) return false;
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
+  return typeof message === 'string' && /Connection terminated|timeout|not queryable|connection error|Connection ended/i.test(message);
+}
+
+function unavailable(error: unknown): unknown {
+  return isConnectionFailure(error) ? new DatabaseUnavailableError(`the metadata database cannot be reached: ${(error as Error).message}`, { cause: error }) : error;
+}
+
 export interface MetadataDatabase {
   readonly engine: MetadataEngine;
   readonly db: MetadataDb;
@@ -105,7 +161,37 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0008-notifications': () => ({ up: (db) => notifications.up(db) }),
   '0009-tag-changes': (engine) => ({ up: (db) => tagChangeSignals.up(db, engine) }),
   '0010-repository-pushes': (engine) => ({ up: (db) => repositoryPushes.up(db, engine) }),
+  '0011-upload-owners-readiness': () => ({ up: (db) => uploadOwnersReadiness.up(db) }),
 };
+
+/** The migration the code expects the database to be at. */
+const latestMigration = Object.keys(migrations).at(-1)!;
+
+/**
+ * Why the database cannot serve this code, or null: it must answer, and hold the schema of the
+ * latest migration (a database dropped and recreated empty answers, but has no tables).
+ */
+export async function schemaProblem(db: MetadataDb): Promise<string | null> {
+  let latest: string | undefined;
+  try {
+    const row = await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(db);
+    latest = row.rows[0]?.name;
+  } catch (error) {
+    if (databaseFailureOf(error)) throw error;
+    return `no schema: ${(error as Error).message}`;
+  }
+  if (latest === latestMigration) return null;
+  return latest === undefined ? 'no schema: no migration was ever applied' : `schema at migration ${latest}, this registry needs ${latestMigration}`;
+}
+
+/** A write that needs room in the database (a readiness check after it ran out of space). */
+export async function writeReadinessProbe(db: MetadataDb, instance: string, now = Date.now()): Promise<void> {
+  await db
+    .insertInto('readiness_probes')
+    .values({ instance, written_at: now })
+    .onConflict((conflict) => conflict.column('instance').doUpdateSet({ written_at: now }))
+    .execute();
+}
 
 class StaticMigrationProvider implements MigrationProvider {
   constructor(private readonly engine: MetadataEngine) {}
@@ -166,11 +252,64 @@ function openSqlite(file: string): SQLite.Database {
 
 const int8TypeId = 20;
 
-/** A PostgreSQL pool whose bigint columns (sizes, times, ids) arrive as numbers, as with SQLite. */
-function openPostgres(connectionString: string): pg.Pool {
+/** How long to wait for PostgreSQL: a connection, and one statement (0: without end). */
+export interface DatabaseTimeouts {
+  connectMs: number;
+  statementMs: number;
+}
+
+export const defaultDatabaseTimeouts: DatabaseTimeouts = { connectMs: 5000, statementMs: 60_000 };
+
+/**
+ * The pool as Kysely uses it, with a lost or unreachable server's errors (which carry no SQLSTATE)
+ * turned into DatabaseUnavailableError, so that requests answer 503 and the cause is not guessed at.
+ */
+function reportingUnavailable(pool: pg.Pool): pg.Pool {
+  // One stand-in per client, so that Kysely finds the connection it made for it last time.
+  const standIns = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const connect = async (): Promise<pg.PoolClient> => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw unavailable(error);
+    }
+    const known = standIns.get(client);
+    if (known) return known;
+    const standIn = new Proxy(client, {
+      get(target, property, receiver) {
+        if (property === 'query') {
+          return (...args: unknown[]) => (target.query as (...args: unknown[]) => Promise<unknown>)(...args).catch((error: unknown) => Promise.reject(unavailable(error)));
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    standIns.set(client, standIn);
+    return standIn;
+  };
+  return new Proxy(pool, {
+    get(target, property, receiver) {
+      if (property === 'connect') return connect;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
+ * A PostgreSQL pool whose bigint columns (sizes, times, ids) arrive as numbers, as with SQLite. A
+ * statement ends after the timeout on the server (statement_timeout) and, should the server not
+ * answer at all (a partition, a frozen connection), on this side a second later; a connection that
+ * cannot be made in connectMs fails, so no request waits without end.
+ */
+function openPostgres(connectionString: string, timeouts: DatabaseTimeouts): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max: 10,
+    connectionTimeoutMillis: timeouts.connectMs,
+    keepAlive: true,
+    ...(timeouts.statementMs > 0 ? { statement_timeout: timeouts.statementMs, query_timeout: timeouts.statementMs + 1000 } : {}),
     types: {
       getTypeParser: ((typeId: number, format?: 'text' | 'binary') =>
         typeId === int8TypeId && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(typeId, format)) as typeof pg.types.getTypeParser,
@@ -188,24 +327,44 @@ function openPostgres(connectionString: string): pg.Pool {
  * SQLITE_BUSY when another process (the gc command beside a server) committed in between.
  */
 class ImmediateTransactionsDriver extends SqliteDriver {
+  constructor(
+    settings: SqliteDialectConfig,
+    private readonly database: SQLite.Database,
+  ) {
+    super(settings);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /**
+   * SQLite ends a transaction itself on some failures (SQLITE_FULL, an I/O error): a ROLLBACK then
+   * fails with "no transaction is active", and that error would take the place of the real one.
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (!this.database.inTransaction) return;
+    await super.rollbackTransaction(connection);
   }
 }
 
 class SqliteWriterDialect extends SqliteDialect {
-  constructor(private readonly settings: SqliteDialectConfig) {
+  constructor(
+    private readonly settings: SqliteDialectConfig,
+    private readonly database: SQLite.Database,
+  ) {
     super(settings);
   }
 
   override createDriver(): Driver {
-    return new ImmediateTransactionsDriver(this.settings);
+    return new ImmediateTransactionsDriver(this.settings, this.database);
   }
 }
 
-function dialectFor(engine: MetadataEngine, target: string): Dialect {
-  if (engine === 'postgres') return new PostgresDialect({ pool: openPostgres(target) });
-  return new SqliteWriterDialect({ database: withStatementCache(openSqlite(target)) });
+function dialectFor(engine: MetadataEngine, target: string, timeouts: DatabaseTimeouts): Dialect {
+  if (engine === 'postgres') return new PostgresDialect({ pool: reportingUnavailable(openPostgres(target, timeouts)) });
+  const database = withStatementCache(openSqlite(target));
+  return new SqliteWriterDialect({ database }, database);
 }
 
 /**
@@ -215,13 +374,15 @@ function dialectFor(engine: MetadataEngine, target: string): Dialect {
 export interface MetadataOptions {
   /** Called with each query's duration in seconds (metrics). */
   onQuery?: (seconds: number, engine: MetadataEngine) => void;
+  /** PostgreSQL's connect and statement timeouts (database.connecttimeout, database.statementtimeout). */
+  timeouts?: DatabaseTimeouts;
 }
 
 export async function openMetadataDatabase(url: string, options: MetadataOptions = {}): Promise<MetadataDatabase> {
   const { engine, target } = parseDatabaseUrl(url);
   const onQuery = options.onQuery;
   const db = new Kysely<MetadataSchema>({
-    dialect: dialectFor(engine, target),
+    dialect: dialectFor(engine, target, options.timeouts ?? defaultDatabaseTimeouts),
     ...(onQuery ? { log: (event) => onQuery(event.queryDurationMillis / 1000, engine) } : {}),
   });
   try {

@@ -33,6 +33,14 @@ export interface UploadsTable {
   storage_state: string | null;
   started_at: number;
   updated_at: number;
+  /** Who opened it: the account, or `address:<ip>` for an anonymous client; null for sessions from before 0011. */
+  owner: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** One row per replica, written by a readiness check after a write failed for lack of space. */
+export interface ReadinessProbesTable {
+  instance: string;
+  written_at: number;
 }
 
 export interface ManifestsTable {
@@ -233,4 +241,5 @@ export interface MetadataSchema {
   audit_chain: AuditChainTable;
   notification_outbox: NotificationOutboxTable;
   notification_endpoints: NotificationEndpointsTable;
+  readiness_probes: ReadinessProbesTable;
 }

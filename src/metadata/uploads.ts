@@ -1,4 +1,6 @@
-import type { MetadataExecutor } from './database.js';
+import { sql } from 'kysely';
+import { engineOf, type MetadataDb, type MetadataExecutor } from './database.js';
+import { ensureRepository } from './repositories.js';
 
 export interface UploadRow {
   id: string;
@@ -10,15 +12,67 @@ export interface UploadRow {
   updatedAt: number;
 }
 
-export async function insertUpload(
-  db: MetadataExecutor,
-  upload: { id: string; repositoryId: number },
+/** Open upload sessions allowed at once per repository and per owner (0: no limit). */
+export interface UploadLimits {
+  perRepository: number;
+  perOwner: number;
+}
+
+/** A session touched this recently counts as open; older ones are abandoned (purged later) and do not count. */
+export const activeUploadWindowMs = 3_600_000;
+
+async function countActive(db: MetadataExecutor, column: 'repository_id' | 'owner', value: number | string, since: number): Promise<number> {
+  const row = await db
+    .selectFrom('uploads')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where(column, '=', value)
+    .where('updated_at', '>=', since)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
+/**
+ * Opens an upload session (and the repository's row, on first use), unless the repository or the
+ * owner already has as many open sessions as the limits allow: then nothing is written and the
+ * answer names which limit was reached.
+ *
+ * Race closed: two starts at once each counting one below the limit and both inserting. On SQLite
+ * the transaction holds the writer lock from its start; on PostgreSQL it locks the repository's row
+ * and takes a transaction lock on the owner's name, so starts in one repository, or by one owner,
+ * count and insert one after the other.
+ */
+export async function insertUploadWithinLimits(
+  db: MetadataDb,
+  upload: { id: string; repository: string; owner: string },
+  limits: UploadLimits,
   now = Date.now(),
-): Promise<void> {
-  await db
-    .insertInto('uploads')
-    .values({ id: upload.id, repository_id: upload.repositoryId, size: 0, storage_state: null, started_at: now, updated_at: now })
-    .execute();
+): Promise<{ refused: 'repository' | 'owner' | null }> {
+  // Thrown to roll back, with the repository's row when this start made it.
+  class Refused extends Error {
+    constructor(readonly limit: 'repository' | 'owner') {
+      super(limit);
+    }
+  }
+  try {
+    await db.transaction().execute(async (transaction) => {
+      const repository = await ensureRepository(transaction, upload.repository, now);
+      if (engineOf(transaction) === 'postgres') {
+        await transaction.selectFrom('repositories').select('id').where('id', '=', repository.id).forUpdate().execute();
+        await sql`select pg_advisory_xact_lock(hashtext(${`uploads:${upload.owner}`}))`.execute(transaction);
+      }
+      const since = now - activeUploadWindowMs;
+      if (limits.perRepository > 0 && (await countActive(transaction, 'repository_id', repository.id, since)) >= limits.perRepository) throw new Refused('repository');
+      if (limits.perOwner > 0 && (await countActive(transaction, 'owner', upload.owner, since)) >= limits.perOwner) throw new Refused('owner');
+      await transaction
+        .insertInto('uploads')
+        .values({ id: upload.id, repository_id: repository.id, size: 0, storage_state: null, started_at: now, updated_at: now, owner: upload.owner })
+        .execute();
+    });
+  } catch (error) {
+    if (error instanceof Refused) return { refused: error.limit };
+    throw error;
+  }
+  return { refused: null };
 }
 
 function selectUploads(db: MetadataExecutor) {

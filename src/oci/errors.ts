@@ -22,6 +22,10 @@ export const errorCatalogue = {
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // Not in the OCI catalogue: the request body came too slowly (http.bodytimeout, http.bodyminrate).
+  REQUEST_TIMEOUT: { status: 408, message: 'request body too slow' },
+  // Not in the OCI catalogue: blob storage or the database has no space left for what was sent.
+  INSUFFICIENT_STORAGE: { status: 507, message: 'insufficient storage' },
   // Not in the OCI catalogue: a query parameter of the registry's own API (/api/v1) that is not valid.
   PARAMETER_INVALID: { status: 400, message: 'invalid query parameter' },
   // Not in the OCI catalogue: a mirror chain that leads back to this registry (see Via).

@@ -3,7 +3,6 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
 import { withBlobWrite } from './blob-writes.js';
-import { ensureRepository } from '../metadata/repositories.js';
 import {
   advanceUpload,
   deleteUpload,
@@ -12,7 +11,8 @@ import {
   findUpload,
   findUploadById,
   findUploadIds,
-  insertUpload,
+  insertUploadWithinLimits,
+  type UploadLimits,
   type UploadRow,
 } from '../metadata/uploads.js';
 import { digestOf, newHash, parseDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
@@ -61,12 +61,27 @@ export class UploadService {
   private readonly publishLocks = new KeyedMutex();
   private readonly hashStates = new HashStates();
 
-  constructor(private readonly stores: RegistryStores) {}
+  constructor(
+    private readonly stores: RegistryStores,
+    /** Open sessions allowed per repository and per owner (uploads.maxperrepository, uploads.maxperaccount). */
+    private readonly limits: UploadLimits = { perRepository: 0, perOwner: 0 },
+  ) {}
 
-  async start(repository: string): Promise<UploadStatus> {
-    const repositoryRow = await ensureRepository(this.stores.metadata, repository);
+  /**
+   * Opens a session for `owner` (an account, or `address:<ip>` for an anonymous client); past the
+   * limits, 429 TOOMANYREQUESTS with Retry-After and nothing written.
+   */
+  async start(repository: string, owner: string): Promise<UploadStatus> {
     const id = randomUUID();
-    await insertUpload(this.stores.metadata, { id, repositoryId: repositoryRow.id });
+    const { refused } = await insertUploadWithinLimits(this.stores.metadata, { id, repository, owner }, this.limits);
+    if (refused) {
+      const [limit, key] = refused === 'repository' ? [this.limits.perRepository, 'uploads.maxperrepository'] : [this.limits.perOwner, 'uploads.maxperaccount'];
+      throw new RegistryError('TOOMANYREQUESTS', {
+        message: `${limit} uploads are open ${refused === 'repository' ? `in ${repository}` : 'for this account'} already (${key}); finish or cancel some first`,
+        headers: { 'Retry-After': '30' },
+        detail: { limit: key },
+      });
+    }
     return { id, repository, size: 0 };
   }
 
@@ -107,9 +122,9 @@ export class UploadService {
   }
 
   /** A monolithic upload (POST with ?digest= and the whole blob as body). */
-  async uploadWhole(repository: string, digestText: string, body: Readable | null, chunk: ChunkDescription): Promise<BlobDescriptor> {
+  async uploadWhole(repository: string, owner: string, digestText: string, body: Readable | null, chunk: ChunkDescription): Promise<BlobDescriptor> {
     parseDigest(digestText);
-    const session = await this.start(repository);
+    const session = await this.start(repository, owner);
     try {
       return await this.complete(repository, session.id, digestText, body, chunk);
     } catch (error) {

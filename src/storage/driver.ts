@@ -110,6 +110,22 @@ export class StorageUnavailableError extends Error {
   }
 }
 
+/**
+ * Why a storage operation failed, when the cause is the machine's state rather than the request:
+ * `full` (no space left, a quota reached) or `exhausted` (this process is out of file handles).
+ * Null for anything else. Looks through an error's causes.
+ */
+export function storageFailureOf(error: unknown): { kind: 'full' | 'exhausted'; code: string } | null {
+  let current = error;
+  for (let depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return { kind: 'full', code };
+    if (code === 'EMFILE' || code === 'ENFILE') return { kind: 'exhausted', code };
+    current = (current as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
 export class InvalidStorageKeyError extends Error {
   constructor(readonly key: string) {
     super(`invalid storage key ${JSON.stringify(key.slice(0, 300))}`);

@@ -20,6 +20,7 @@ describe('blobs: HEAD, GET, ranges, DELETE', () => {
     assert.equal(response.headers['content-length'], String(blob.bytes.length));
     assert.equal(response.headers['accept-ranges'], 'bytes');
     assert.equal(response.headers['content-type'], 'application/octet-stream');
+    assert.equal(response.headers['x-content-type-options'], 'nosniff');
     assert.equal(response.text, undefined);
   });
 
@@ -28,6 +29,7 @@ describe('blobs: HEAD, GET, ranges, DELETE', () => {
     assert.ok(Buffer.isBuffer(response.body) && response.body.equals(blob.bytes));
     assert.equal(response.headers['content-length'], String(blob.bytes.length));
     assert.equal(response.headers['docker-content-digest'], blob.digest);
+    assert.equal(response.headers['x-content-type-options'], 'nosniff', 'a browser never reads pushed bytes as a page or a script');
   });
 
   const size = 100_000;

@@ -226,3 +226,43 @@ describe('web UI listings with token auth', () => {
     assert.match(String(tagChallenge.headers['www-authenticate']), /scope="repository:team-a\/web:pull"/);
   });
 });
+
+describe('the repository API reads one way: repository names ending in tags, history and restore', () => {
+  let registry: TestRegistry;
+  const pushed = new Map<string, TestManifest>();
+  before(async () => {
+    registry = await createTestRegistry();
+    // x/tags and x/history are repositories; x has a tag named tags, x/tags a tag named history.
+    for (const [repository, tag] of [['x', 'tags'], ['x/tags', 'history'], ['x/tags', 'v1'], ['x/history', 'v1'], ['x/restore', 'v1']] as const) {
+      const manifest = imageManifest();
+      await pushManifest(registry.request, repository, tag, manifest);
+      pushed.set(`${repository}:${tag}`, manifest);
+    }
+  });
+  after(async () => registry?.close());
+
+  it('with /-/ after the name, every path means one thing', async () => {
+    const rows = async (repository: string) => ((await registry.request.get(`/api/v1/repositories/${repository}/-/tags`).expect(200)).body as { tags: TagJson[] }).tags.map((tag) => tag.name).sort();
+    assert.deepEqual(await rows('x/tags'), ['history', 'v1']);
+    assert.deepEqual(await rows('x'), ['tags']);
+    assert.deepEqual(await rows('x/history'), ['v1']);
+    assert.deepEqual(await rows('x/restore'), ['v1']);
+    const at = await registry.request.get('/api/v1/repositories/x/-/tags/tags').expect(200);
+    assert.equal((at.body as { digest: string }).digest, pushed.get('x:tags')!.digest, 'x:tags at this moment');
+    const history = await registry.request.get('/api/v1/repositories/x/tags/-/tags/history/history').expect(200);
+    assert.equal((history.body as { periods: Array<{ digest: string }> }).periods[0]?.digest, pushed.get('x/tags:history')!.digest);
+    const restored = await registry.request.post('/api/v1/repositories/x/restore/-/tags/v1/restore').send({ digest: pushed.get('x/restore:v1')!.digest }).expect(200);
+    assert.equal((restored.body as { name: string }).name, 'x/restore');
+  });
+
+  it('the first form without /-/ still serves a path only one route reads, and refuses one two routes read, naming the /-/ form', async () => {
+    const rows = await registry.request.get('/api/v1/repositories/x/history/tags').expect(200);
+    assert.deepEqual((rows.body as { tags: TagJson[] }).tags.map((tag) => tag.name), ['v1']);
+    await registry.request.get('/api/v1/repositories/x/restore/tags/v1/history').expect(200);
+    for (const path of ['/api/v1/repositories/x/tags/tags', '/api/v1/repositories/x/tags/tags/history']) {
+      const refused = await registry.request.get(path).expect(400);
+      assert.equal(envelopeCode(refused), 'NAME_INVALID', path);
+      assert.match(String((refused.body as { errors: Array<{ message: string }> }).errors[0]?.message), /can be read as .* or as .*: put \/-\/ after the repository name/);
+    }
+  });
+});

@@ -11,6 +11,7 @@ import {
   ociIndexType,
   ociManifestType,
   pushManifest,
+  sha256Of,
   type TestManifest,
 } from '../helpers/images.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
@@ -154,6 +155,8 @@ describe('manifests', () => {
     ['an unknown media type', JSON.stringify({ schemaVersion: 2, mediaType: 'application/x-foo', config: validConfig, layers: [] }), 'application/x-foo'],
     ['index with layers', JSON.stringify({ schemaVersion: 2, mediaType: ociIndexType, manifests: [], layers: [] }), ociIndexType],
     ['string schemaVersion', JSON.stringify({ schemaVersion: '2', config: validConfig, layers: [] }), ociManifestType],
+    ['an artifactType that is no media type', JSON.stringify({ schemaVersion: 2, artifactType: 'sbom for "you"', config: validConfig, layers: [] }), ociManifestType],
+    ['a descriptor artifactType with markup', JSON.stringify({ schemaVersion: 2, config: validConfig, layers: [], subject: { ...validConfig, artifactType: '<img src=x onerror=alert(1)>' } }), ociManifestType],
   ];
   for (const [label, body, contentType] of invalidBodies) {
     it(`a manifest with ${label} is 400 MANIFEST_INVALID and nothing is stored`, async () => {
@@ -166,6 +169,36 @@ describe('manifests', () => {
       assert.equal((await registry.rowCounts()).repositories, 0);
     });
   }
+
+  it('descriptor sizes that are not the size of the content they name are 400 MANIFEST_INVALID, and nothing is stored', async () => {
+    const manifest = imageManifest();
+    for (const blob of manifest.blobs) await pushBlob(registry.request, 'team/app', blob);
+    const body = JSON.parse(manifest.bytes.toString()) as { layers: Array<{ size: number }> };
+    body.layers[0]!.size = 10 ** 15;
+    const lying = manifestOf(body, ociManifestType);
+    const response = await registry.request.put('/v2/team/app/manifests/v1').set('Content-Type', ociManifestType).send(lying.bytes.toString()).expect(400);
+    assert.equal(envelopeCode(response), 'MANIFEST_INVALID');
+    assert.match(String((response.body as { errors: Array<{ message: string }> }).errors[0]?.message), new RegExp(`${manifest.blobs[1]!.digest} gives 1000000000000000 bytes; it holds 3000`));
+    await assertNoManifestStored(lying);
+    const child = imageManifest();
+    await pushManifest(registry.request, 'team/app', child.digest, child);
+    const index = JSON.parse(indexOf([{ manifest: child, architecture: 'amd64' }]).bytes.toString()) as { manifests: Array<{ size: number }> };
+    index.manifests[0]!.size += 1;
+    const wrongChild = manifestOf(index, ociIndexType);
+    assert.equal(envelopeCode(await registry.request.put('/v2/team/app/manifests/v2').set('Content-Type', ociIndexType).send(wrongChild.bytes.toString()).expect(400)), 'MANIFEST_INVALID');
+    assert.equal(await manifestRows(), 1, 'only the child pushed before');
+  });
+
+  it('a manifest of exactly 4 MiB is taken and served byte for byte', async () => {
+    const manifest = imageManifest();
+    for (const blob of manifest.blobs) await pushBlob(registry.request, 'team/app', blob);
+    // JSON may end in whitespace: the same manifest, padded to the limit.
+    const padded = Buffer.concat([manifest.bytes, Buffer.alloc(4 * 1024 * 1024 - manifest.bytes.length, 0x20)]);
+    const put = await registry.request.put('/v2/team/app/manifests/v1').set('Content-Type', ociManifestType).send(padded.toString('utf8')).expect(201);
+    assert.equal(put.headers['docker-content-digest'], sha256Of(padded));
+    const got = await getManifest('team/app', 'v1').expect(200);
+    assert.deepEqual(got.body, padded);
+  });
 
   it('a manifest over 4 MiB is 413 and nothing is stored', async () => {
     const huge = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);

@@ -16,7 +16,7 @@ import { listTarEntries, readTarEntryBytes } from '../../src/transfer/tar.js';
 import { fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
 import { rawTarHeader, rewriteArchive } from '../helpers/archives.js';
 import { testBlob } from '../helpers/blobs.js';
-import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
+import { allManifestTypes, imageManifest, indexOf, manifestOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode } from '../helpers/push.js';
 import { freePort } from '../helpers/ports.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
@@ -334,6 +334,10 @@ describe('offline sites: bundles carry where images came from, and import fills 
       const orphan = imageManifest();
       const noBlobs = await offline.request.put('/api/v1/mirror/cache/team-a/new/manifests/v1?ns=central').set('Authorization', bearer).set('Content-Type', ociManifestType).send(orphan.bytes.toString()).expect(400);
       assert.equal(envelopeCode(noBlobs), 'MANIFEST_BLOB_UNKNOWN');
+      const sizeBody = JSON.parse(image.bytes.toString()) as { layers: Array<{ size: number }> };
+      sizeBody.layers[0]!.size = 10 ** 15;
+      const wrongSize = await offline.request.put('/api/v1/mirror/cache/team-a/app/manifests/lying?ns=central').set('Authorization', bearer).set('Content-Type', ociManifestType).send(manifestOf(sizeBody, ociManifestType).bytes.toString()).expect(400);
+      assert.equal(envelopeCode(wrongSize), 'MANIFEST_INVALID');
       const badSeen = await offline.request.put('/api/v1/mirror/cache/team-a/new/manifests/v1?ns=central&seen=yesterday').set('Authorization', bearer).set('Content-Type', ociManifestType).send(image.bytes.toString()).expect(400);
       assert.match(String((badSeen.body as { errors: Array<{ message: string }> }).errors[0]?.message), /ISO 8601/);
       const notServed = await offline.request.put('/api/v1/mirror/cache/public/x/manifests/v1?ns=central').set('Authorization', bearer).set('Content-Type', ociManifestType).send(image.bytes.toString()).expect(404);
@@ -404,13 +408,24 @@ describe('offline sites: bundles carry where images came from, and import fills 
     const damaged = {
       manifest: path.join(directory, 'damaged-manifest.tar'),
       blob: path.join(directory, 'damaged-blob.tar'),
+      size: path.join(directory, 'lying-size.tar'),
     };
+    // A manifest, its digest right, giving its layer a size the archive's layer does not have.
+    const lyingBody = JSON.parse(image.bytes.toString()) as { layers: Array<{ size: number }> };
+    lyingBody.layers[0]!.size = 10 ** 15;
+    const lying = manifestOf(lyingBody, image.mediaType);
+    await rewriteArchive(bundle, damaged.size, {
+      drop: (name) => name === `blobs/sha256/${image.digest.slice(7)}`,
+      replace: (name, bytes) => (name === 'index.json' ? Buffer.from(bytes.toString().split(image.digest).join(lying.digest)) : undefined),
+      add: [{ name: `blobs/sha256/${lying.digest.slice(7)}`, bytes: lying.bytes }],
+    });
     // The manifest's bytes changed (still valid JSON); a layer of the second image changed, its size kept.
     await rewriteArchive(bundle, damaged.manifest, { replace: (name, bytes) => (name === `blobs/sha256/${image.digest.slice(7)}` ? Buffer.concat([bytes, Buffer.from(' ')]) : undefined) });
     await rewriteArchive(bundle, damaged.blob, { replace: (name) => (name === `blobs/sha256/${layer.digest.slice(7)}` ? Buffer.alloc(layer.bytes.length, 0x41) : undefined) });
     const cases: Array<[string, RegExp]> = [
       [damaged.manifest, new RegExp(`the manifest stored as ${image.digest} hashes to sha256:`)],
       [damaged.blob, new RegExp(`blob ${layer.digest} holds other bytes`)],
+      [damaged.size, new RegExp(`manifest ${lying.digest} gives blob ${image.blobs[1]!.digest} 1000000000000000 bytes; the archive holds 3000`)],
     ];
     for (const asLocal of [false, true]) {
       for (const [file, message] of cases) {

@@ -142,8 +142,72 @@ describe('notification endpoints in the configuration', () => {
       [{ name: 'x', url: 'http://a', threshold: 0 }, /threshold: expected a whole number of at least 1/],
       [{ name: 'x', url: 'http://a', ignore: { actions: ['fly'] } }, /ignore\.actions: unknown action "fly"/],
       [{ name: 'x', url: 'http://a', retries: 3 }, /endpoints\[0\]\.retries: unknown field/],
+      [{ name: 'x', url: 'https://hook:s3cret@ci.example.com/events' }, /endpoints\[0\]\.url: credentials in the URL are never sent .*headers: \{Authorization: \["Basic/],
+      [{ name: 'x', url: 'https://token@ci.example.com/events' }, /endpoints\[0\]\.url: credentials in the URL/],
     ] as const) {
       assert.throws(() => resolveConfig({ notifications: { endpoints: [endpoint] } }, {}, '/srv'), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+    }
+  });
+});
+
+describe('receivers that answer badly', () => {
+  it('an endless answer is read for a few KiB, then the registry hangs up; a redirect is not followed', async () => {
+    const { createServer } = await import('node:http');
+    let written = 0;
+    let closedAt: number | null = null;
+    const endless = createServer((request, response) => {
+      request.resume();
+      response.writeHead(500, { 'Content-Type': 'text/plain' });
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      chunk.write('receiver overloaded: try later ');
+      const pump = () => {
+        // 256 MiB at most, at the pace the registry reads it.
+        while (written < 256 * 1024 * 1024 && !response.destroyed) {
+          written += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', pump);
+        }
+        response.end();
+      };
+      response.once('close', () => (closedAt ??= written));
+      pump();
+    });
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    const target = await startWebhookReceiver();
+    const redirecting = createServer((request, response) => {
+      request.resume();
+      response.writeHead(307, { Location: target.url }).end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    const port = (server: typeof endless) => (server.address() as { port: number }).port;
+    const registry = await createTestRegistry({
+      notifications: {
+        endpoints: [
+          { name: 'endless', url: `http://127.0.0.1:${port(endless)}/events`, backoff: '10s', threshold: 1 },
+          { name: 'moved', url: `http://127.0.0.1:${port(redirecting)}/events`, backoff: '10s', threshold: 1 },
+        ],
+      },
+    });
+    try {
+      await pushManifest(registry.request, 'team/api', 'v1', imageManifest());
+      let endpoints: Array<{ name: string; failing: boolean; lastFailure: { reason: string } | null }> = [];
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        endpoints = (await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints;
+        if (endpoints.every((endpoint) => endpoint.failing)) break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      const byName = new Map(endpoints.map((endpoint) => [endpoint.name, endpoint]));
+      assert.match(byName.get('endless')!.lastFailure!.reason, /^HTTP 500: receiver overloaded: try later x+$/);
+      assert.ok(byName.get('endless')!.lastFailure!.reason.length <= 220, 'the reason keeps a few words of the answer');
+      assert.ok(closedAt !== null && closedAt < 32 * 1024 * 1024, `the registry hung up after ${closedAt} bytes of 256 MiB`);
+      assert.equal(byName.get('moved')!.lastFailure!.reason, 'HTTP 307', 'a redirect is a failure, not followed');
+      assert.equal(target.all.length, 0, 'nothing reached where the redirect pointed');
+    } finally {
+      await registry.close();
+      endless.closeAllConnections();
+      await new Promise((resolve) => endless.close(resolve));
+      await new Promise((resolve) => redirecting.close(resolve));
+      await target.close();
     }
   });
 });

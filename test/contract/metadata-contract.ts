@@ -49,7 +49,7 @@ import {
 } from '../../src/metadata/gc.js';
 import { deleteTag, findTag, listTags, moveTag } from '../../src/metadata/tags.js';
 import { systemOrigin } from '../../src/metadata/audit.js';
-import { advanceUpload, deleteUpload, findUpload, insertUpload } from '../../src/metadata/uploads.js';
+import { advanceUpload, deleteUpload, findUpload, insertUploadWithinLimits } from '../../src/metadata/uploads.js';
 import { testBlob } from '../helpers/blobs.js';
 
 export interface DatabaseUnderTest {
@@ -82,7 +82,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -108,9 +108,8 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
     });
 
     it('keeps upload sessions and advances them only from the size they were at', async () => {
-      const repository = await ensureRepository(database.db, 'uploads/repo');
       const id = '6d1c2f0e-8a47-4b5e-9d1a-3f1e2c4b5a69';
-      await insertUpload(database.db, { id, repositoryId: repository.id });
+      assert.deepEqual(await insertUploadWithinLimits(database.db, { id, repository: 'uploads/repo', owner: 'alice' }, { perRepository: 0, perOwner: 0 }), { refused: null });
       assert.equal((await findUpload(database.db, 'uploads/repo', id))?.size, 0);
       assert.equal(await findUpload(database.db, 'other/repo', id), undefined);
       assert.equal(await advanceUpload(database.db, id, 0, 6_000_000_000, '{"part":1}'), true);
@@ -120,6 +119,23 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(upload?.storageState, '{"part":1}');
       assert.equal(await deleteUpload(database.db, id), true);
       assert.equal(await findUpload(database.db, 'uploads/repo', id), undefined);
+    });
+
+    it('opens upload sessions up to the limits, exactly, however many clients start them at once', async () => {
+      const limits = { perRepository: 5, perOwner: 7 };
+      const start = (repository: string, owner: string, index: number) =>
+        insertUploadWithinLimits(database.db, { id: `limits-${repository.replace('/', '-')}-${owner}-${index}`, repository, owner }, limits);
+      const first = await Promise.all(Array.from({ length: 20 }, (_, index) => start('limits/one', `robot-${index % 2}`, index)));
+      assert.equal(first.filter((result) => result.refused === null).length, 5, 'five sessions in the repository, not one more');
+      assert.equal(first.filter((result) => result.refused === 'repository').length, 15);
+      const second = await Promise.all(Array.from({ length: 12 }, (_, index) => start(`limits/many-${index}`, 'carol', index)));
+      assert.equal(second.filter((result) => result.refused === null).length, 7, 'seven for one owner across repositories');
+      assert.ok(second.every((result) => result.refused === null || result.refused === 'owner'));
+      const refusedRepositories = await database.db.selectFrom('repositories').select('name').where('name', 'like', 'limits/many-%').execute();
+      assert.equal(refusedRepositories.length, 7, 'a refused start leaves no repository row behind');
+      // Sessions untouched for over an hour do not count.
+      await database.db.updateTable('uploads').set({ updated_at: Date.now() - 2 * 3_600_000 }).where('owner', '=', 'carol').execute();
+      assert.equal((await start('limits/many-11', 'carol', 99)).refused, null);
     });
 
     it('stores manifests with their references, tags, referrers, and deletes them', async () => {

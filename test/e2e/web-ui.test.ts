@@ -310,6 +310,58 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
     await page.close();
   });
 
+  it('markup pushed in an image (labels, environment, annotations) shows as text and never runs', async () => {
+    const authorization = `Bearer ${await token('alice', ['repository:team/app:pull,push'])}`;
+    const upload = async (bytes: Buffer) => {
+      const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      const response = await fetch(`http://${host}/v2/team/app/blobs/uploads/?digest=${digest}`, { method: 'POST', headers: { Authorization: authorization }, body: bytes });
+      assert.equal(response.status, 201);
+      return { digest, size: bytes.length };
+    };
+    const payload = '<img src=x onerror="window.__pwned=1">';
+    const config = await upload(
+      Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: [`GREETING=<script>window.__pwned=2</script>`], Labels: { [`<b>label</b>`]: payload } }, rootfs: { type: 'layers', diff_ids: [] } })),
+    );
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [],
+      annotations: { 'org.opencontainers.image.title': payload },
+    });
+    const put = await fetch(`http://${host}/v2/team/app/manifests/hostile`, { method: 'PUT', headers: { Authorization: authorization, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+    assert.equal(put.status, 201);
+    const page = await newPage();
+    const scriptErrors: string[] = [];
+    page.on('pageerror', (error) => scriptErrors.push(error.message));
+    await signIn(page, 'alice');
+    await page.goto(`http://${host}/ui/#/r/team/app/-/image/hostile`);
+    await page.getByText(payload, { exact: true }).first().waitFor();
+    await page.getByText('GREETING=<script>window.__pwned=2</script>', { exact: true }).waitFor();
+    await page.getByText('<b>label</b>', { exact: true }).waitFor();
+    assert.equal(await page.evaluate('window.__pwned === undefined && document.querySelectorAll("img[src=x], main b, main script").length === 0'), true);
+    assert.deepEqual(scriptErrors, []);
+    await page.close();
+    const tokenForDelete = `Bearer ${await token('alice', ['repository:team/app:*'])}`;
+    await fetch(`http://${host}/v2/team/app/manifests/hostile`, { method: 'DELETE', headers: { Authorization: tokenForDelete } });
+  });
+
+  it('a malformed or crafted link opens "No such page", with no script error and no request it should not make', async () => {
+    const page = await newPage();
+    const scriptErrors: string[] = [];
+    const apiPaths: string[] = [];
+    page.on('pageerror', (error) => scriptErrors.push(error.message));
+    page.on('request', (request) => apiPaths.push(new URL(request.url()).pathname));
+    await signIn(page, 'alice');
+    for (const hash of ['#/r/%E0%A4%A/-/tags', '#/r/../../api/v1/gc%3Fdryrun=false%23/-/history/v1', '#/r/Team/App/-/tags', '#/r/team/app/-/image/%3Cscript%3E']) {
+      await page.goto(`http://${host}/ui/${hash}`);
+      await page.getByText('No such page.').waitFor();
+    }
+    assert.deepEqual(scriptErrors, []);
+    assert.deepEqual(apiPaths.filter((pathname) => pathname.startsWith('/api/v1/gc') || pathname.includes('..')), []);
+    await page.close();
+  });
+
   it('signing out forgets the session; nothing was kept in the browser’s storage; every request stayed on the registry', async () => {
     const page = await newPage();
     await signIn(page, 'alice');

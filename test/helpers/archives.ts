@@ -28,6 +28,8 @@ export interface ArchiveChanges {
   replace?: (name: string, bytes: Buffer) => Buffer | undefined;
   /** Entries left out. */
   drop?: (name: string) => boolean;
+  /** Files added after the entries. */
+  add?: Array<{ name: string; bytes: Buffer }>;
   /** Raw blocks (headers, data) written after the entries, before the end of the archive. */
   append?: Buffer[];
 }
@@ -43,6 +45,7 @@ export async function rewriteArchive(source: string, target: string, changes: Ar
       const bytes = await readTarEntryBytes(input, entry);
       await tar.file(entry.name, changes.replace?.(entry.name, bytes) ?? bytes);
     }
+    for (const file of changes.add ?? []) await tar.file(file.name, file.bytes);
     for (const block of changes.append ?? []) if (!output.write(block)) await once(output, 'drain');
     await tar.finish();
   } finally {

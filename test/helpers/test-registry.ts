@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import supertest from 'supertest';
-import { createApp, type RegistryApp } from '../../src/app.js';
+import { configuredLimits, createApp, type RegistryApp } from '../../src/app.js';
 import { openAuth } from '../../src/auth/setup.js';
 import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
 import { ImmutableTags } from '../../src/registry/immutable-tags.js';
 import { configuredPolicies } from '../../src/retention/plan.js';
 import type { RegistryMetrics } from '../../src/metrics/registry-metrics.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import { openMetadataDatabase, type DatabaseTimeouts, type MetadataDatabase } from '../../src/metadata/database.js';
 import type { TagChanges } from '../../src/metadata/tag-changes.js';
 import { mirrorSettings } from '../../src/mirror/settings.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
@@ -49,11 +49,15 @@ export interface TestRegistry {
 }
 
 export interface TestRegistryOptions {
+  /** Where the registry's directory (storage, SQLite file) is made: the system's temporary directory by default. */
+  parentDirectory?: string;
   deleteEnabled?: boolean;
   /** Serve the web UI (ui.enabled; the assets npm run build made in dist/ui). */
   ui?: boolean;
   /** A metadata database URL (e.g. a PostgreSQL test database); a SQLite file in the temp dir otherwise. */
   databaseUrl?: string;
+  /** PostgreSQL's connect and statement timeouts (database.connecttimeout, database.statementtimeout). */
+  databaseTimeouts?: DatabaseTimeouts;
   storage?: TestStorageKind;
   /** Options for the S3 driver (redirects, part size…), when the storage is S3. */
   s3?: Partial<S3DriverOptions>;
@@ -77,6 +81,10 @@ export interface TestRegistryOptions {
   metrics?: RegistryMetrics;
   /** The `notifications` section of a configuration file (webhook endpoints): their delivery runs while the registry is open. */
   notifications?: Record<string, unknown>;
+  /** The `uploads` section of a configuration file (open upload sessions allowed). */
+  uploads?: Record<string, unknown>;
+  /** Keys of the `http` section (bodytimeout, bodyminrate…). */
+  http?: Record<string, unknown>;
 }
 
 const s3Bucket = 'registry-test';
@@ -85,7 +93,7 @@ const s3Prefix = 'registry';
 const silentLogger = pino({ level: 'silent' });
 
 export async function createTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
-  const root = await mkdtemp(path.join(tmpdir(), 'registry-test-'));
+  const root = await mkdtemp(path.join(options.parentDirectory ?? tmpdir(), 'registry-test-'));
   const servers: Server[] = [];
   const storageKind = options.storage ?? testStorageKind;
   const s3 = storageKind === 's3' ? await startS3Server() : null;
@@ -97,7 +105,10 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     const metrics = options.metrics;
     const metadata = await openMetadataDatabase(
       options.databaseUrl ?? `sqlite:${path.join(root, 'registry.db')}`,
-      metrics ? { onQuery: (seconds, engine) => metrics.queryDuration.observe({ engine }, seconds) } : {},
+      {
+        ...(metrics ? { onQuery: (seconds: number, engine: 'sqlite' | 'postgres') => metrics.queryDuration.observe({ engine }, seconds) } : {}),
+        ...(options.databaseTimeouts ? { timeouts: options.databaseTimeouts } : {}),
+      },
     );
     const config = resolveConfig(
       {
@@ -107,6 +118,8 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
         ...(options.tags ? { tags: options.tags } : {}),
         ...(options.retention ? { retention: options.retention } : {}),
         ...(options.notifications ? { notifications: options.notifications } : {}),
+        ...(options.uploads ? { uploads: options.uploads } : {}),
+        ...(options.http ? { http: options.http } : {}),
       },
       {},
       root,
@@ -124,6 +137,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       ...(options.metrics ? { metrics: options.metrics } : {}),
       immutableTags: new ImmutableTags(config.tags.immutable),
       notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
+      limits: configuredLimits(config),
       retentionPolicies: configuredPolicies({ ...config, audit: { ...config.audit, pulls: options.audit?.recordPulls ?? config.audit.pulls } }),
     });
     await registry.services.notifications?.start();

@@ -34,6 +34,12 @@ export function mountSourceAccess(ctx: RegistryContext): AccessEntry[] {
   return [{ type: 'repository', name: from, actions: ['pull'] }];
 }
 
+/** Whose uploads a new session counts among: the account, or for an anonymous client its address. */
+function uploadOwner(ctx: RegistryContext): string {
+  const account = ctx.state.grant?.account ?? '';
+  return account !== '' ? account : `address:${ctx.ip}`;
+}
+
 export function uploadHandlers({ blobs, uploads }: RegistryServices) {
   return {
     /** POST: mount, monolithic upload (?digest=), or a new session. */
@@ -50,11 +56,11 @@ export function uploadHandlers({ blobs, uploads }: RegistryServices) {
       const digest = mount === undefined ? queryParameter(ctx, 'digest') : undefined;
       if (digest !== undefined) {
         const body = requestBody(ctx);
-        const blob = await uploads.uploadWhole(repository, digest, body, chunkDescription(ctx));
+        const blob = await uploads.uploadWhole(repository, uploadOwner(ctx), digest, body, chunkDescription(ctx));
         ctx.state.bytesReceived = blob.size;
         return respondBlobCreated(ctx, repository, blob);
       }
-      respondUploadInProgress(ctx, await uploads.start(repository), 202);
+      respondUploadInProgress(ctx, await uploads.start(repository, uploadOwner(ctx)), 202);
     },
 
     async status(ctx: RegistryContext, { repository, reference }: RouteParams): Promise<void> {
