@@ -121,7 +121,7 @@ function isConnectionFailure(error: unknown): boolean {
 }
 
 function unavailable(error: unknown): unknown {
-  return isConnectionFailure(error) ? new DatabaseUnavailableError(`the metadata database cannot be reached: ${(error as Error).message}`, { cause: error }) : error;
+  return isConnectionFailure(error) ? new DatabaseUnavailableError((error as Error).message, { cause: error }) : error;
 }
 
 export interface MetadataDatabase {
@@ -230,11 +230,16 @@ function withStatementCache(connection: SQLite.Database): SQLite.Database {
     statements.set(source, statement);
     return statement;
   };
-  return new Proxy(connection, {
-    get(target, property, receiver) {
-      if (property === 'prepare') return prepare;
-      const value = Reflect.get(target, property, receiver) as unknown;
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+  return withMethod(connection, 'prepare', prepare);
+}
+
+/** The object with one method replaced; its other methods still run on the object itself. */
+function withMethod<T extends object>(target: T, name: PropertyKey, method: unknown): T {
+  return new Proxy(target, {
+    get(object, property, receiver) {
+      if (property === name) return method;
+      const value = Reflect.get(object, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(object) : value;
     },
   });
 }
@@ -276,25 +281,12 @@ function reportingUnavailable(pool: pg.Pool): pg.Pool {
     }
     const known = standIns.get(client);
     if (known) return known;
-    const standIn = new Proxy(client, {
-      get(target, property, receiver) {
-        if (property === 'query') {
-          return (...args: unknown[]) => (target.query as (...args: unknown[]) => Promise<unknown>)(...args).catch((error: unknown) => Promise.reject(unavailable(error)));
-        }
-        const value = Reflect.get(target, property, receiver) as unknown;
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    const query = (...args: unknown[]) => (client.query as (...args: unknown[]) => Promise<unknown>)(...args).catch((error: unknown) => Promise.reject(unavailable(error)));
+    const standIn = withMethod(client, 'query', query);
     standIns.set(client, standIn);
     return standIn;
   };
-  return new Proxy(pool, {
-    get(target, property, receiver) {
-      if (property === 'connect') return connect;
-      const value = Reflect.get(target, property, receiver) as unknown;
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return withMethod(pool, 'connect', connect);
 }
 
 /**

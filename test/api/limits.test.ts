@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -117,5 +118,33 @@ describe('request bodies that trickle, and too many connections', () => {
     const again = await open('127.0.0.1');
     assert.equal(again.refused, false, 'a place freed is taken again');
     for (const entry of [...first, ...others, again]) entry.socket.destroy();
+  });
+});
+
+describe('many clients at once', () => {
+  it('10,000 HEADs in flight at once, over 200 connections, are all answered 200', async () => {
+    const registry = await createTestRegistry();
+    const agent = new Agent({ keepAlive: true, maxSockets: 200 });
+    try {
+      const blob = testBlob(1000);
+      await pushBlob(registry.request, 'team/app', blob);
+      const { port } = await registry.listen();
+      const head = () =>
+        new Promise<number>((resolve, reject) => {
+          const call = request({ host: '127.0.0.1', port, method: 'HEAD', path: `/v2/team/app/blobs/${blob.digest}`, agent }, (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.statusCode ?? 0));
+          });
+          call.on('error', reject);
+          call.end();
+        });
+      const statuses = await Promise.all(Array.from({ length: 10_000 }, head));
+      const counted = new Map<number, number>();
+      for (const status of statuses) counted.set(status, (counted.get(status) ?? 0) + 1);
+      assert.deepEqual([...counted], [[200, 10_000]]);
+    } finally {
+      agent.destroy();
+      await registry.close();
+    }
   });
 });

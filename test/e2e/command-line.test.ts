@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { commands } from '../../src/cli/command-line.js';
+import { rawTarHeader } from '../helpers/archives.js';
 import { freePort } from '../helpers/ports.js';
 import { projectRoot, runRegistryCommand, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 
@@ -96,6 +97,22 @@ describe('the command line', () => {
       } finally {
         await first.stop();
       }
+    });
+  });
+
+  it('registry import of an archive that is not one, or is cut short, is one line naming what is wrong, exit 1', async () => {
+    await withTemporaryDirectory('registry-cli-import-', async (directory) => {
+      const junk = path.join(directory, 'junk.tar');
+      await writeFile(junk, Buffer.alloc(4096, 1));
+      const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(directory, 'storage') };
+      const result = await runRegistryCommand(['import', junk, '--repository', 'team/app'], env);
+      assert.equal(result.code, 1);
+      assert.equal(result.stderr, `registry: ${junk}: not a tar archive (bad header checksum at byte 0)\n`);
+      const negative = path.join(directory, 'negative.tar');
+      await writeFile(negative, Buffer.concat([rawTarHeader('a', '0', '', Buffer.from('-1000\0')), Buffer.alloc(2048)]));
+      const looping = await runRegistryCommand(['import', negative, '--repository', 'team/app'], env);
+      assert.equal(looping.code, 1, 'a negative size ends the import at once, it does not loop');
+      assert.match(looping.stderr, /^registry: .*negative\.tar: tar header at byte 0: size "-1000" is not an octal number\n$/);
     });
   });
 });

@@ -336,9 +336,9 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
     page.on('pageerror', (error) => scriptErrors.push(error.message));
     await signIn(page, 'alice');
     await page.goto(`http://${host}/ui/#/r/team/app/-/image/hostile`);
-    await page.getByText(payload, { exact: true }).first().waitFor();
+    await page.getByText(`<b>label</b>=${payload}`, { exact: true }).waitFor();
     await page.getByText('GREETING=<script>window.__pwned=2</script>', { exact: true }).waitFor();
-    await page.getByText('<b>label</b>', { exact: true }).waitFor();
+    assert.ok((await page.getByLabel('Manifest JSON').innerText()).includes(JSON.stringify(payload)), 'the annotation, as JSON text');
     assert.equal(await page.evaluate('window.__pwned === undefined && document.querySelectorAll("img[src=x], main b, main script").length === 0'), true);
     assert.deepEqual(scriptErrors, []);
     await page.close();

@@ -5,13 +5,15 @@ import { listTarEntries, readTarEntryBytes, TarWriter } from '../../src/transfer
 
 /**
  * One raw ustar header (no data follows it), as another tool could write it: a symbolic link ('2'),
- * a hard link ('1') or a file ('0') of the given size, with any name, its checksum right.
+ * a hard link ('1'), a file ('0') or a PAX header ('x'), with any name and size (a number, or the
+ * size field's own bytes, however wrong), its checksum right.
  */
-export function rawTarHeader(name: string, type: '0' | '1' | '2', linkName = '', size = 0): Buffer {
+export function rawTarHeader(name: string, type: '0' | '1' | '2' | 'x', linkName = '', size: number | Buffer = 0): Buffer {
   const header = Buffer.alloc(512);
   header.write(name, 0, 100, 'utf8');
   header.write('0000644\0', 100);
-  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  if (typeof size === 'number') header.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  else size.copy(header, 124, 0, 12);
   header.write(type, 156);
   header.write(linkName, 157, 100, 'utf8');
   header.write('ustar\0', 257);

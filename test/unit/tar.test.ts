@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { listTarEntries, readTarEntryBytes, TarFormatError, TarWriter } from '../../src/transfer/tar.js';
+import { rawTarHeader } from '../helpers/archives.js';
 import { run } from '../helpers/tools.js';
 
 async function withDirectory(body: (directory: string) => Promise<void>): Promise<void> {
@@ -91,21 +92,7 @@ describe('tar', () => {
       }
     }));
 
-  /** One ustar header block with the given size field (raw bytes) and type, its checksum right. */
-  function craftedHeader(name: string, sizeField: Buffer, type = '0'): Buffer {
-    const header = Buffer.alloc(512);
-    header.write(name, 0, 100, 'utf8');
-    header.write('0000644\0', 100);
-    sizeField.copy(header, 124, 0, 12);
-    header.write(type, 156);
-    header.write('ustar\0', 257);
-    header.write('00', 263);
-    header.fill(0x20, 148, 156);
-    let checksum = 0;
-    for (const byte of header) checksum += byte;
-    header.write(`${checksum.toString(8).padStart(6, '0')}\0 `, 148);
-    return header;
-  }
+  const craftedHeader = (name: string, sizeField: Buffer, type: '0' | 'x' = '0') => rawTarHeader(name, type, '', sizeField);
 
   /** Lists the archive, giving up after a few seconds: a reader that loops is a failure, not a hang. */
   async function listWithin(file: string): Promise<unknown> {
