@@ -147,7 +147,7 @@ async function readJsonEntry(handle: FileHandle, entry: TarEntry, file: string):
   }
 }
 
-/** Largest oci-layout or index.json read (an index of many thousand images is a few MiB). */
+/** Largest oci-layout, index.json or bundle description read (an index of many thousand images is a few MiB). */
 const maxDocumentBytes = 64 * 1024 * 1024;
 
 function indexEntries(index: unknown, file: string): IndexEntry[] {
@@ -215,6 +215,7 @@ async function importFrom(file: string, handle: FileHandle, target: ImportTarget
   const descriptionEntry = entries.get(bundleDescriptionName);
   let bundle: BundleDescription | null = null;
   if (descriptionEntry) {
+    if (descriptionEntry.size > maxDocumentBytes) throw new ImportError(`${file}: ${descriptionEntry.name} is ${descriptionEntry.size} bytes, more than a bundle description holds`);
     try {
       bundle = parseBundleDescription(await readTarEntryBytes(handle, descriptionEntry), file);
     } catch (error) {
