@@ -21,10 +21,11 @@ import { startWebhookReceiver } from '../helpers/webhook-receiver.js';
 import { NotificationDeliverer } from '../../src/notifications/deliverer.js';
 import { NotificationPayloads } from '../../src/notifications/payload.js';
 import pino from 'pino';
+import { benchSize } from './limits.js';
 
-const eventCount = Number(process.env.BENCH_AUDIT_EVENTS ?? 100_000);
-const moveCount = Number(process.env.BENCH_AUDIT_MOVES ?? 2000);
-const webhookCount = Number(process.env.BENCH_WEBHOOKS ?? 2000);
+const eventCount = benchSize('BENCH_AUDIT_EVENTS', 100_000, 2_000);
+const moveCount = benchSize('BENCH_AUDIT_MOVES', 2000, 200);
+const webhookCount = benchSize('BENCH_WEBHOOKS', 2000, 200);
 const origin: AuditOrigin = { actor: 'alice', authMethod: 'token', address: '10.1.2.3', userAgent: 'docker/27.5.1 go/go1.22.12', requestId: 'bench', instance: 'bench' };
 const digestOf = (index: number) => `sha256:${createHash('sha256').update(String(index)).digest('hex')}`;
 

@@ -10,10 +10,10 @@ import { rawRequest } from '../helpers/raw-http.js';
 import { residentBytes, sampleResidentMemory, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { streamPull, streamPush } from '../helpers/streaming-client.js';
 import { curlSeconds, distributionBinary, startDistribution } from './distribution.js';
-import { diskWriteSpeed, megabytesPerSecond, sha256Speed, timed } from './limits.js';
+import { benchSize, diskWriteSpeed, megabytesPerSecond, sha256Speed, timed } from './limits.js';
 
 const MiB = 1024 * 1024;
-const size = Number(process.env.BENCH_BLOB_MIB ?? 1024) * MiB;
+const size = benchSize('BENCH_BLOB_MIB', 1024, 64) * MiB;
 
 /** A bare Node HTTP server in its own process that reads and drops request bodies. */
 async function loopbackSpeed(): Promise<number> {

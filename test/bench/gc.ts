@@ -16,11 +16,12 @@ import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
+import { benchSize } from './limits.js';
 
-const manifestCount = Number(process.env.BENCH_GC_MANIFESTS ?? 10_000);
+const manifestCount = benchSize('BENCH_GC_MANIFESTS', 10_000, 300);
 const blobsPerManifest = 9;
 const garbageCount = manifestCount;
-const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
+const loadSeconds = benchSize('BENCH_LOAD_SECONDS', 5, 1);
 const hour = 3_600_000;
 
 const hex = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');

@@ -2,7 +2,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-/** What benchmarks share: timing, and this machine's own limits measured in the same run. */
+/** What benchmarks share: sizes, timing, and this machine's own limits measured in the same run. */
+
+/**
+ * REGISTRY_BENCH_SMOKE=1 (npm run bench:smoke, as CI runs them): every benchmark end to end at small
+ * sizes, printing the same rows, so that one that breaks is caught in minutes; the figures then say
+ * little. Without it, the full sizes.
+ */
+export const smokeMode = process.env.REGISTRY_BENCH_SMOKE === '1';
+
+/** A size a benchmark runs at: its variable when set, else the full size, or in smoke mode the small one. */
+export function benchSize(variable: string, full: number, smoke: number): number {
+  const given = process.env[variable];
+  return given !== undefined && given !== '' ? Number(given) : smokeMode ? smoke : full;
+}
 
 const MiB = 1024 * 1024;
 

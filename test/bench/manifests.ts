@@ -14,11 +14,12 @@ import { projectRoot, startServerProcess, withTemporaryDirectory } from '../help
 import { distributionBinary, startDistribution } from './distribution.js';
 import { measureLoad, type LoadResult } from './load.js';
 import { byClients, medianMs, send } from './requests.js';
+import { benchSize } from './limits.js';
 
 const connections = 50;
-const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
-const tagCount = Number(process.env.BENCH_TAGS ?? 5_000);
-const catalogRepositories = Number(process.env.BENCH_REPOSITORIES ?? 1_000);
+const loadSeconds = benchSize('BENCH_LOAD_SECONDS', 5, 1);
+const tagCount = benchSize('BENCH_TAGS', 5_000, 500);
+const catalogRepositories = benchSize('BENCH_REPOSITORIES', 1_000, 200);
 const repository = 'bench/app';
 const manifestType = 'application/vnd.oci.image.manifest.v1+json';
 const accept = { Accept: manifestType };

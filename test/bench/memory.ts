@@ -8,12 +8,12 @@ import path from 'node:path';
 import { residentBytes, sampleResidentMemory, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { streamPull, streamPush } from '../helpers/streaming-client.js';
 import { distributionBinary, startDistribution } from './distribution.js';
-import { megabytesPerSecond, timed } from './limits.js';
+import { benchSize, megabytesPerSecond, timed } from './limits.js';
 
 const MiB = 1024 * 1024;
-const pushSize = Number(process.env.BENCH_MEMORY_PUSH_MIB ?? 4096) * MiB;
-const pullers = Number(process.env.BENCH_MEMORY_PULLERS ?? 50);
-const pullSize = Number(process.env.BENCH_MEMORY_PULL_MIB ?? 64) * MiB;
+const pushSize = benchSize('BENCH_MEMORY_PUSH_MIB', 4096, 256) * MiB;
+const pullers = benchSize('BENCH_MEMORY_PULLERS', 50, 10);
+const pullSize = benchSize('BENCH_MEMORY_PULL_MIB', 64, 16) * MiB;
 
 interface MemoryFigures {
   baseline: number;

@@ -10,10 +10,10 @@ import { imageManifest } from '../helpers/images.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { streamPull, streamPush } from '../helpers/streaming-client.js';
-import { diskWriteSpeed, megabytesPerSecond, timed } from './limits.js';
+import { benchSize, diskWriteSpeed, megabytesPerSecond, timed } from './limits.js';
 
 const MiB = 1024 * 1024;
-const size = Number(process.env.BENCH_MIRROR_MIB ?? 256) * MiB;
+const size = benchSize('BENCH_MIRROR_MIB', 256, 32) * MiB;
 const manifestRequests = 500;
 
 async function pullBlob(port: number, repository: string, digest: string): Promise<number> {

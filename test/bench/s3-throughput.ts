@@ -21,10 +21,10 @@ import { digestOfStream, patternStream } from '../helpers/blobs.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { streamPull, streamPush } from '../helpers/streaming-client.js';
-import { timed } from './limits.js';
+import { benchSize, timed } from './limits.js';
 
 const MiB = 1024 * 1024;
-const size = Number(process.env.BENCH_S3_BLOB_MIB ?? 256) * MiB;
+const size = benchSize('BENCH_S3_BLOB_MIB', 256, 32) * MiB;
 const partSize = 10 * MiB;
 const partConcurrency = 3;
 const bucket = 'bench';

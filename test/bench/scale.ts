@@ -9,8 +9,9 @@ import { testBlob } from '../helpers/blobs.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { byClients, medianMs, send } from './requests.js';
+import { benchSize } from './limits.js';
 
-const count = Number(process.env.BENCH_SCALE ?? 100_000);
+const count = benchSize('BENCH_SCALE', 100_000, 2_000);
 const clients = 16;
 const manifestType = 'application/vnd.oci.image.manifest.v1+json';
 

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -10,6 +9,7 @@ import { OciLayout, type BlobDescriptor } from '../helpers/oci-layout.js';
 import { projectRoot, runRegistryCommand, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { listFiles } from '../helpers/test-registry.js';
 import { missingClients, run } from '../helpers/tools.js';
+import { onDisk } from '../helpers/temporary.js';
 
 const skip = missingClients('skopeo');
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -41,7 +41,7 @@ describe('garbage collection killed in the middle of a sweep', { skip }, () => {
   const garbage: string[] = [];
 
   before(async () => {
-    directory = await mkdtemp(path.join(tmpdir(), 'registry-gc-crash-'));
+    directory = await mkdtemp(path.join(onDisk('crash consistency'), 'registry-gc-crash-'));
     root = path.join(directory, 'storage');
     server = await startServerProcess({ root, env: { REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED: 'false' }, keepLogs: false });
     host = `127.0.0.1:${server.port}`;

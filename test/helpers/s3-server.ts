@@ -64,14 +64,7 @@ export async function startS3Server(options: { direct?: boolean } = {}): Promise
   const proxy: S3Proxy | null = options.direct ? null : await startS3Proxy(port, { serializeWrites: true });
   const endpoint = `http://127.0.0.1:${proxy ? proxy.port : port}`;
   let child: ChildProcess | null = null;
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint,
-    forcePathStyle: true,
-    credentials: s3rverCredentials,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const client = newClient(endpoint);
 
   const start = async () => {
     // Without the legacy provider, paginated listings fail on Node 20 (s3rver hashes with md5 in a way OpenSSL 3 refuses).
@@ -94,6 +87,34 @@ export async function startS3Server(options: { direct?: boolean } = {}): Promise
   };
   await start();
 
+  return {
+    ...clientSide(endpoint, client),
+    serverPort: port,
+    directory,
+    stop,
+    start,
+    dispose: async () => {
+      await stop();
+      await proxy?.close();
+      client.destroy();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+function newClient(endpoint: string): S3Client {
+  return new S3Client({
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    credentials: s3rverCredentials,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** What a test does with an S3 server through its endpoint: buckets, keys, drivers and a registry's settings. */
+function clientSide(endpoint: string, client: S3Client): Pick<S3TestServer, 'endpoint' | 'client' | 'createBucket' | 'keys' | 'driverOptions' | 'driver' | 'registryEnv'> {
   const driverOptions = (bucket: string, overrides: Partial<S3DriverOptions> = {}): S3DriverOptions => ({
     bucket,
     rootDirectory: '',
@@ -107,11 +128,8 @@ export async function startS3Server(options: { direct?: boolean } = {}): Promise
     redirectLifetime: null,
     ...overrides,
   });
-
   return {
     endpoint,
-    serverPort: port,
-    directory,
     client,
     createBucket: async (name) => {
       await client.send(new CreateBucketCommand({ Bucket: name }));
@@ -137,13 +155,17 @@ export async function startS3Server(options: { direct?: boolean } = {}): Promise
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       ...extra,
     }),
-    stop,
-    start,
-    dispose: async () => {
-      await stop();
-      await proxy?.close();
-      client.destroy();
-      await rm(directory, { recursive: true, force: true });
-    },
   };
+}
+
+/**
+ * An S3 server some other process runs (the one `npm run test:api-s3` starts for a whole run): what
+ * a test can do with it through its endpoint; it cannot be stopped or restarted from here.
+ */
+export function connectS3Server(endpoint: string): S3TestServer {
+  const client = newClient(endpoint);
+  const elsewhere = async () => {
+    throw new Error(`the S3 server at ${endpoint} belongs to another process`);
+  };
+  return { ...clientSide(endpoint, client), serverPort: Number(new URL(endpoint).port), directory: '', stop: elsewhere, start: elsewhere, dispose: async () => client.destroy() };
 }

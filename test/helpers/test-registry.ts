@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +19,7 @@ import { mirrorSettings } from '../../src/mirror/settings.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
-import { startS3Server, type S3TestServer } from './s3-server.js';
+import { connectS3Server, startS3Server, type S3TestServer } from './s3-server.js';
 
 export type TestStorageKind = 'filesystem' | 's3';
 
@@ -87,8 +88,9 @@ export interface TestRegistryOptions {
   http?: Record<string, unknown>;
 }
 
-const s3Bucket = 'registry-test';
 const s3Prefix = 'registry';
+/** The endpoint of the S3 server a whole run shares (npm run test:api-s3), if any. */
+const sharedS3Endpoint = process.env.REGISTRY_TEST_S3_ENDPOINT;
 
 const silentLogger = pino({ level: 'silent' });
 
@@ -96,7 +98,11 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
   const root = await mkdtemp(path.join(options.parentDirectory ?? tmpdir(), 'registry-test-'));
   const servers: Server[] = [];
   const storageKind = options.storage ?? testStorageKind;
-  const s3 = storageKind === 's3' ? await startS3Server() : null;
+  // The S3 rerun's one server (see with-s3-server.ts), with a bucket per registry; a test that asks
+  // for S3 itself gets a server of its own, which it may stop and start.
+  const sharedS3 = storageKind === 's3' && options.storage !== 's3' && sharedS3Endpoint ? connectS3Server(sharedS3Endpoint) : null;
+  const s3 = storageKind === 's3' ? (sharedS3 ?? (await startS3Server())) : null;
+  const s3Bucket = sharedS3 ? `registry-test-${randomBytes(6).toString('hex')}` : 'registry-test';
   await s3?.createBucket(s3Bucket);
   const openStorage = async (): Promise<StorageDriver> =>
     s3 ? s3.driver(s3Bucket, { rootDirectory: s3Prefix, ...options.s3 }) : FilesystemDriver.open(path.join(root, 'storage'));
