@@ -39,6 +39,7 @@ import { NotificationPayloads } from './notifications/payload.js';
 import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
 import type { RetentionPolicySettings } from './config/retention-policies.js';
 import { defaultAuditSettings, type AuditSettings } from './audit/settings.js';
+import { systemClock, type Clock } from './clock.js';
 
 /** How a response stream fails when the client has closed its connection. */
 const clientGoneCodes = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
@@ -76,6 +77,8 @@ export interface AppDependencies {
   lifecycle?: Lifecycle;
   /** Webhook receivers (notifications.*); none by default. */
   notifications?: { endpoints: readonly NotificationEndpointSettings[]; retentionMs: number };
+  /** The registry's time: the system's by default; tests pass one they move. */
+  clock?: Clock;
   /** How slowly a request body may come (http.bodytimeout, http.bodyminrate), and open uploads allowed (uploads.*); none by default. */
   limits?: { body: BodyRateLimit; uploads: UploadLimits };
 }
@@ -98,12 +101,13 @@ export interface RegistryApp {
 /** The Koa application with its middleware in order. It never listens: main.ts and tests do that. */
 export function createApp(deps: AppDependencies): RegistryApp {
   const storage = deps.metrics ? meteredStorage(deps.storage, deps.metrics) : deps.storage;
-  const stores = { storage, metadata: deps.metadata };
+  const clock = deps.clock ?? systemClock;
+  const stores = { storage, metadata: deps.metadata, clock };
   const notifying = (deps.notifications?.endpoints.length ?? 0) > 0;
   // Every notification is an audit event: with receivers, pushes by digest and re-pushes are recorded too.
   const audit = { ...(deps.audit ?? defaultAuditSettings), ...(notifying ? { recordManifests: true, recordUnchanged: true } : {}) };
   const outbox = notifying ? new NotificationPayloads() : undefined;
-  const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger, outbox) : null;
+  const pulls = audit.recordPulls ? new PullRecorder(deps.metadata, audit.instance, deps.logger, clock, outbox) : null;
   const tagCaches = deps.tagChanges ? createTagCaches(deps.tagChanges) : undefined;
   const blobs = new BlobService(stores, { deleteEnabled: deps.options.deleteEnabled, audit, ...(outbox ? { outbox } : {}) });
   const manifests = new ManifestService(stores, {
@@ -128,10 +132,10 @@ export function createApp(deps: AppDependencies): RegistryApp {
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },
-    audit: new AuditService(deps.metadata, manifests),
-    health: new Readiness({ storage, metadata: deps.metadata }, deps.lifecycle ?? { draining: false }, audit.instance),
-    notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger) : null,
-    retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger),
+    audit: new AuditService(deps.metadata, manifests, clock),
+    health: new Readiness({ storage, metadata: deps.metadata }, deps.lifecycle ?? { draining: false }, audit.instance, clock),
+    notifications: notifying && deps.notifications ? new NotificationDeliverer(deps.metadata, deps.notifications.endpoints, deps.notifications.retentionMs, deps.logger, clock) : null,
+    retention: new RetentionService(deps.metadata, manifests, deps.retentionPolicies ?? [], deps.immutableTags ?? noImmutableTags, collector, gcDefaults.graceMs, deps.logger, clock),
   };
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });
   // Errors in the middleware chain are logged by the error middleware; what reaches Koa's own handler

@@ -20,6 +20,7 @@ import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
 import { createProcessLogger, startRegistry, type RunningRegistry } from './server.js';
 import { StartupError } from './listen.js';
 import { openStores } from './stores.js';
+import { systemClock } from './clock.js';
 
 function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
   if (isLeaf(node)) {
@@ -195,7 +196,7 @@ async function rebuildCommand(config: RegistryConfig): Promise<number> {
   const stores = await openStores(config);
   try {
     const progress = new ProgressBar('manifests');
-    const summary = await rebuildMetadata({ storage: stores.storage, metadata: stores.metadata.db }, ({ done, total }) =>
+    const summary = await rebuildMetadata({ storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, ({ done, total }) =>
       progress.update(done, total),
     );
     process.stdout.write(

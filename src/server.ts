@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { configuredLimits, createApp } from './app.js';
 import { limitConnections } from './http/connection-limits.js';
+import { systemClock, type Clock } from './clock.js';
 import { openAuth } from './auth/setup.js';
 import { mirrorSettings } from './mirror/settings.js';
 import type { RegistryConfig } from './config/schema.js';
@@ -104,7 +105,9 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     metrics ? { onQuery: (seconds, engine) => metrics.queryDuration.observe({ engine }, seconds) } : {},
   );
   const lifecycle = { draining: false };
+  const clock = systemClock;
   const { app, services, pulls } = createApp({
+    clock,
     storage,
     metadata: metadata.db,
     tagChanges: metadata.tagChanges,
@@ -156,14 +159,14 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   auth.accountFiles?.watch(logger);
 
   await services.notifications?.start();
-  const stopPurging = scheduleUploadPurging(config, services.uploads, logger);
-  const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger);
-  const stopPruning = audit.retentionMs > 0 ? repeat(firstPruneDelayMs, pruneIntervalMs, logged(logger, 'pruning audit events failed', () => services.audit.prune(audit.retentionMs, logger))) : () => {};
+  const stopPurging = scheduleUploadPurging(config, services.uploads, logger, clock);
+  const stopCollecting = scheduleGarbageCollection(config, services.gc.collector, logger, clock);
+  const stopPruning = audit.retentionMs > 0 ? repeat(clock, firstPruneDelayMs, pruneIntervalMs, logged(logger, 'pruning audit events failed', () => services.audit.prune(audit.retentionMs, logger))) : () => {};
   const stopRetention =
     config.retention.interval > 0 && services.retention.configured
-      ? repeat(firstCollectionDelayMs, config.retention.interval, logged(logger, 'retention run failed', () => services.retention.run({ dryRun: false })))
+      ? repeat(clock, firstCollectionDelayMs, config.retention.interval, logged(logger, 'retention run failed', () => services.retention.run({ dryRun: false })))
       : () => {};
-  const stopPullWrites = pulls ? repeat(audit.pullFlushMs, audit.pullFlushMs, () => pulls.flush()) : () => {};
+  const stopPullWrites = pulls ? repeat(clock, audit.pullFlushMs, audit.pullFlushMs, () => pulls.flush()) : () => {};
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -220,16 +223,17 @@ function logged(logger: Logger, failure: string, task: () => Promise<unknown>): 
   );
 }
 
-/** Runs `task` after `firstDelayMs`, then `intervalMs` after each run ends; returns a stop function. */
-function repeat(firstDelayMs: number, intervalMs: number, task: () => Promise<void>): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  const tick = () => {
-    void task().finally(() => {
-      timer = setTimeout(tick, intervalMs).unref();
-    });
-  };
-  timer = setTimeout(tick, Math.min(firstDelayMs, intervalMs)).unref();
-  return () => clearTimeout(timer);
+/** Runs `task` after `firstDelayMs`, then `intervalMs` after each run ends, by the clock; returns a stop function. */
+function repeat(clock: Clock, firstDelayMs: number, intervalMs: number, task: () => Promise<void>): () => void {
+  const stopped = new AbortController();
+  void (async () => {
+    await clock.sleep(Math.min(firstDelayMs, intervalMs), stopped.signal);
+    while (!stopped.signal.aborted) {
+      await task();
+      await clock.sleep(intervalMs, stopped.signal);
+    }
+  })();
+  return () => stopped.abort();
 }
 
 /** Audit retention is applied a minute after start, then hourly. */
@@ -240,12 +244,12 @@ const pruneIntervalMs = 3_600_000;
 const firstPurgeDelayMs = 60_000;
 
 /** Purges abandoned uploads now and then (storage.maintenance.uploadpurging); returns a stop function. */
-function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, logger: Logger): () => void {
+function scheduleUploadPurging(config: RegistryConfig, uploads: UploadService, logger: Logger, clock: Clock): () => void {
   const purging = config.storage.maintenance.uploadpurging;
   if (!purging.enabled) return () => {};
-  return repeat(firstPurgeDelayMs, purging.interval, async () => {
+  return repeat(clock, firstPurgeDelayMs, purging.interval, async () => {
     try {
-      const { sessions, orphans } = await uploads.purge(Date.now() - purging.age, purging.dryrun);
+      const { sessions, orphans } = await uploads.purge(clock.now() - purging.age, purging.dryrun);
       if (sessions.length > 0 || orphans.length > 0) {
         logger.info({ sessions: sessions.length, orphans: orphans.length, dryRun: purging.dryrun }, 'abandoned uploads purged');
       }
@@ -262,10 +266,10 @@ const firstCollectionDelayMs = 10 * 60_000;
  * Collects garbage now and then (storage.maintenance.gc); every replica schedules it, the lease lets
  * one run at a time (the others skip that turn). Returns a stop function.
  */
-function scheduleGarbageCollection(config: RegistryConfig, collector: GarbageCollector, logger: Logger): () => void {
+function scheduleGarbageCollection(config: RegistryConfig, collector: GarbageCollector, logger: Logger, clock: Clock): () => void {
   const settings = config.storage.maintenance.gc;
   if (!settings.enabled) return () => {};
-  return repeat(firstCollectionDelayMs, settings.interval, async () => {
+  return repeat(clock, firstCollectionDelayMs, settings.interval, async () => {
     try {
       await collector.run({ dryRun: settings.dryrun, untagged: settings.untagged, graceMs: settings.grace });
     } catch (error) {

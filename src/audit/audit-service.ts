@@ -16,6 +16,7 @@ import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import type { ManifestService, RestoredTag } from '../registry/manifests.js';
 import type { RequestOrigin } from './settings.js';
+import type { Clock } from '../clock.js';
 
 /** One period of a tag's life: the digest it pointed at, from when until when, and who set it. */
 export interface TagPeriod {
@@ -54,6 +55,7 @@ export class AuditService {
   constructor(
     private readonly metadata: MetadataDb,
     private readonly manifests: ManifestService | null,
+    private readonly clock: Clock,
   ) {}
 
   events(filter: AuditEventFilter, limit: number): Promise<AuditEventRow[]> {
@@ -96,8 +98,12 @@ export class AuditService {
     return periods.reverse();
   }
 
-  /** What the tag pointed at, at the time: the event that set it; MANIFEST_UNKNOWN when the tag did not exist then. */
-  async tagAt(repository: string, tag: string, at: number, upstream: string | null = null): Promise<AuditEventRow> {
+  /**
+   * What the tag pointed at, at the time (now, without one): the time, and the event that set it;
+   * MANIFEST_UNKNOWN when the tag did not exist then.
+   */
+  async tagAt(repository: string, tag: string, when: number | undefined, upstream: string | null = null): Promise<{ at: number; event: AuditEventRow }> {
+    const at = when ?? this.clock.now();
     const event = await findTagMoveAt(this.metadata, repository, tag, upstream, at);
     if (!event || event.to === null) {
       throw new RegistryError('MANIFEST_UNKNOWN', {
@@ -105,7 +111,7 @@ export class AuditService {
         detail: { name: repository, tag, at: new Date(at).toISOString() },
       });
     }
-    return event;
+    return { at, event };
   }
 
   /**
@@ -195,7 +201,8 @@ export class AuditService {
   }
 
   /** Prunes events older than the retention, in batches; answers how many went. */
-  async prune(retentionMs: number, logger: Logger, now = Date.now()): Promise<number> {
+  async prune(retentionMs: number, logger: Logger): Promise<number> {
+    const now = this.clock.now();
     let total = 0;
     for (;;) {
       const pruned = await pruneAuditEvents(this.metadata, now - retentionMs, 1000, now);

@@ -5,6 +5,7 @@ import { findRepository } from '../metadata/repositories.js';
 import { markTagsPulled } from '../metadata/tags.js';
 import type { PullCounter } from '../registry/manifests.js';
 import type { RequestOrigin } from './settings.js';
+import type { Clock } from '../clock.js';
 
 interface CountedPulls {
   repository: string;
@@ -33,10 +34,12 @@ export class PullRecorder implements PullCounter {
     private readonly metadata: MetadataDb,
     private readonly instance: string,
     private readonly logger: Logger,
+    private readonly clock: Clock,
     private readonly outbox?: OutboxPayloads,
   ) {}
 
-  count(repository: string, reference: { tag: string } | { digest: string }, origin: RequestOrigin, now = Date.now()): void {
+  count(repository: string, reference: { tag: string } | { digest: string }, origin: RequestOrigin): void {
+    const now = this.clock.now();
     const name = 'tag' in reference ? `:${reference.tag}` : `@${reference.digest}`;
     const key = `${repository}${name}\0${origin.actor}\0${origin.address ?? ''}`;
     const counted = this.pending.get(key);

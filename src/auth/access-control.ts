@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { systemClock, type Clock } from '../clock.js';
 import { RegistryError } from '../oci/errors.js';
 import type { AccountDirectory } from './accounts.js';
 import type { Accounts } from './account-files.js';
@@ -147,6 +148,7 @@ export class BasicAccessControl implements AccessControl {
     private readonly accounts: { readonly current: Accounts },
     private readonly throttle: LoginThrottle,
     private readonly realm: string,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async authorize(request: { authorization: string | undefined; address: string }, needed: NeededAccess): Promise<RequestGrant> {
@@ -170,7 +172,7 @@ export class BasicAccessControl implements AccessControl {
 
   private async login(accounts: Accounts, address: string, credentials: { username: string; password: string }): Promise<Principal | null> {
     const key = createHash('sha256').update(`${credentials.username}\0${credentials.password}`).digest('base64');
-    const now = Date.now();
+    const now = this.clock.now();
     const remembered = this.proven.get(key);
     // Credentials proven with files since reloaded are checked again: the account may be gone.
     if (remembered && remembered.until > now && remembered.generation === accounts.generation) return remembered.principal;

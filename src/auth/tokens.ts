@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import jwt from 'jsonwebtoken';
 import { libtrustKeyId, type SigningKey } from './keys.js';
 import type { AccessEntry } from './scopes.js';
+import { systemClock, type Clock } from '../clock.js';
 
 /** Signature algorithms accepted on tokens: asymmetric only (no `none`, no HS* that a public key could forge). */
 export const acceptedAlgorithms: jwt.Algorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'];
@@ -40,10 +41,11 @@ export class TokenIssuer {
     private readonly key: SigningKey,
     private readonly issuer: string,
     private readonly lifetimeSeconds: number,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   private sign(claims: Record<string, unknown>, expiresIn: number): IssuedToken {
-    const issuedAt = new Date();
+    const issuedAt = new Date(this.clock.now());
     const now = Math.floor(issuedAt.getTime() / 1000);
     const token = jwt.sign({ iss: this.issuer, iat: now, nbf: now, exp: now + expiresIn, jti: randomUUID(), ...claims }, this.key.privateKey, {
       algorithm: this.key.algorithm,
@@ -81,20 +83,21 @@ export class TokenVerifier {
     private readonly sources: TrustedKeySources,
     private readonly issuer: string,
     private readonly audience: string,
+    private readonly clock: Clock,
   ) {
     if (sources.builtIn) this.keysById.set(sources.builtIn.kid, sources.builtIn.publicKey);
     for (const certificate of sources.certificates ?? []) this.keysById.set(libtrustKeyId(certificate.publicKey), certificate.publicKey);
   }
 
-  static async create(sources: TrustedKeySources, issuer: string, audience: string): Promise<TokenVerifier> {
-    const verifier = new TokenVerifier(sources, issuer, audience);
+  static async create(sources: TrustedKeySources, issuer: string, audience: string, clock: Clock = systemClock): Promise<TokenVerifier> {
+    const verifier = new TokenVerifier(sources, issuer, audience, clock);
     if (sources.jwks) await verifier.loadJwks();
     return verifier;
   }
 
   private async loadJwks(): Promise<void> {
     const location = this.sources.jwks!;
-    this.lastJwksFetch = Date.now();
+    this.lastJwksFetch = this.clock.now();
     const text = /^https?:\/\//.test(location) ? await (await fetch(location, { signal: AbortSignal.timeout(10_000) })).text() : await readFile(location, 'utf8');
     const jwks = JSON.parse(text) as Jwks;
     for (const key of jwks.keys ?? []) {
@@ -107,7 +110,7 @@ export class TokenVerifier {
   private async keyFor(header: jwt.JwtHeader): Promise<KeyObject> {
     if (header.x5c && header.x5c.length > 0) {
       const leaf = new X509Certificate(Buffer.from(header.x5c[0]!, 'base64'));
-      const now = Date.now();
+      const now = this.clock.now();
       if (now < Date.parse(leaf.validFrom) || now > Date.parse(leaf.validTo)) throw new TokenError('the x5c certificate is not valid now');
       const trusted = (this.sources.certificates ?? []).some((certificate) => certificate.raw.equals(leaf.raw) || leaf.verify(certificate.publicKey));
       if (!trusted) throw new TokenError('the x5c certificate is not signed by a trusted certificate');
@@ -115,7 +118,7 @@ export class TokenVerifier {
     }
     if (!header.kid) throw new TokenError('the token names no key (kid or x5c)');
     let key = this.keysById.get(header.kid);
-    if (!key && /^https?:\/\//.test(this.sources.jwks ?? '') && Date.now() - this.lastJwksFetch > 60_000) {
+    if (!key && /^https?:\/\//.test(this.sources.jwks ?? '') && this.clock.now() - this.lastJwksFetch > 60_000) {
       await this.loadJwks().catch(() => {});
       key = this.keysById.get(header.kid);
     }
@@ -135,6 +138,7 @@ export class TokenVerifier {
         issuer: this.issuer,
         audience: this.audience,
         clockTolerance: clockLeewaySeconds,
+        clockTimestamp: Math.floor(this.clock.now() / 1000),
       }) as jwt.JwtPayload;
     } catch (error) {
       throw new TokenError((error as Error).message);

@@ -10,6 +10,7 @@ import { openMetadataDatabase } from '../metadata/database.js';
 import { MirrorAddressing } from '../mirror/addressing.js';
 import { mirrorSettings } from '../mirror/settings.js';
 import { validateRepositoryName, validateTag } from '../oci/names.js';
+import { systemClock } from '../clock.js';
 
 export type AuditSubcommand = 'events' | 'history' | 'verify' | 'export';
 
@@ -92,7 +93,7 @@ export async function auditCommand(config: RegistryConfig, subcommand: AuditSubc
   }
   const database = await openMetadataDatabase(config.database.url);
   try {
-    const audit = new AuditService(database.db, null);
+    const audit = new AuditService(database.db, null, systemClock);
     const filter = parseEventFilter((key) => options.filters[key]);
     if (subcommand === 'events') {
       const events = await audit.events(filter, options.limit ?? 50);

@@ -7,6 +7,7 @@ import { mirrorSettings } from '../mirror/settings.js';
 import { openStores } from '../stores.js';
 import { ProgressBar } from './progress.js';
 import { formatBytes, plural } from './report.js';
+import { systemClock } from '../clock.js';
 
 /** The niceness the command runs at. */
 const backgroundPriority = 10;
@@ -37,7 +38,7 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
     bar.update(done, total);
   };
   try {
-    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db }, logger, mirrorSettings(config), auditSettings(config).timeMachineMs);
+    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, logger, mirrorSettings(config), auditSettings(config).timeMachineMs);
     const report = await collector.run(
       { dryRun: options.dryRun ?? settings.dryrun, untagged: options.untagged ?? settings.untagged, graceMs: options.graceMs ?? settings.grace },
       progress,

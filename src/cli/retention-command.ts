@@ -9,6 +9,7 @@ import { RetentionService } from '../retention/retention-service.js';
 import { configuredPolicies } from '../retention/plan.js';
 import { openStores } from '../stores.js';
 import { plural } from './report.js';
+import { systemClock } from '../clock.js';
 
 /**
  * `registry retention run [--dry-run] [--json]`: applies the retention policies once, beside running
@@ -18,12 +19,12 @@ export async function retentionCommand(config: RegistryConfig, options: { dryRun
   const logger = pino({ level: 'warn', base: { service: 'registry' } }, pino.destination(2));
   const stores = await openStores(config, logger);
   try {
-    const registryStores = { storage: stores.storage, metadata: stores.metadata.db };
+    const registryStores = { storage: stores.storage, metadata: stores.metadata.db, clock: systemClock };
     const audit = auditSettings(config);
     const immutable = new ImmutableTags(config.tags.immutable);
     const manifests = new ManifestService(registryStores, { deleteEnabled: true, audit, immutable });
     const collector = new GarbageCollector(registryStores, logger, mirrorSettings(config), audit.timeMachineMs);
-    const retention = new RetentionService(registryStores.metadata, manifests, configuredPolicies(config), immutable, collector, config.storage.maintenance.gc.grace, logger);
+    const retention = new RetentionService(registryStores.metadata, manifests, configuredPolicies(config), immutable, collector, config.storage.maintenance.gc.grace, logger, systemClock);
     if (!retention.configured) {
       process.stderr.write('registry: no retention policies are configured (retention.policies)\n');
       return 1;

@@ -24,6 +24,7 @@ import { LocalImportTarget } from '../transfer/local-target.js';
 import { listTarEntries, readTarEntryBytes } from '../transfer/tar.js';
 import { ProgressBar } from './progress.js';
 import { describeContent, formatBytes, plural } from './report.js';
+import { systemClock } from '../clock.js';
 
 interface OfflineServices {
   stores: RegistryStores;
@@ -37,7 +38,7 @@ async function withServices<T>(config: RegistryConfig, body: (services: OfflineS
   const logger = pino({ level: 'warn', base: { service: 'registry' } }, pino.destination(2));
   const opened = await openStores(config, logger);
   try {
-    const stores = { storage: opened.storage, metadata: opened.metadata.db };
+    const stores = { storage: opened.storage, metadata: opened.metadata.db, clock: systemClock };
     const audit = auditSettings(config);
     const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled, audit, immutable: new ImmutableTags(config.tags.immutable) });
     const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled, audit });

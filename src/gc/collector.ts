@@ -152,8 +152,8 @@ export class GarbageCollector {
     await this.acquire(holder);
     let id: number;
     try {
-      await failInterruptedRuns(this.stores.metadata, holder);
-      id = await insertGcRun(this.stores.metadata, { dryRun: options.dryRun, holder });
+      await failInterruptedRuns(this.stores.metadata, holder, this.stores.clock.now());
+      id = await insertGcRun(this.stores.metadata, { dryRun: options.dryRun, holder }, this.stores.clock.now());
     } catch (error) {
       await releaseGcLock(this.stores.metadata, holder);
       throw error;
@@ -176,20 +176,22 @@ export class GarbageCollector {
 
   private async acquire(holder: string): Promise<void> {
     const db = this.stores.metadata;
-    let current = await acquireGcLock(db, holder, leaseMs);
+    let current = await acquireGcLock(db, holder, leaseMs, this.stores.clock.now());
     if (current === holder) return;
     // A holder on this host whose process is gone (killed) is not waited for until its lease ends.
     const [host, pid] = current.split(':');
-    if (host === this.hostName && Number(pid) !== process.pid && !processAlive(Number(pid))) current = await acquireGcLock(db, holder, leaseMs, Date.now(), current);
+    if (host === this.hostName && Number(pid) !== process.pid && !processAlive(Number(pid))) current = await acquireGcLock(db, holder, leaseMs, this.stores.clock.now(), current);
     if (current !== holder) throw new GcBusyError(current);
   }
 
   private async runHolding(id: number, holder: string, options: GcOptions, onProgress: (phase: GcPhase, done: number, total: number) => void): Promise<GcReport> {
     const db = this.stores.metadata;
-    const started = Date.now();
+    const clock = this.stores.clock;
+    const started = clock.now();
+    const timer = performance.now();
     let lost = false;
     const heartbeat = setInterval(() => {
-      renewGcLock(db, holder, leaseMs).then(
+      renewGcLock(db, holder, leaseMs, clock.now()).then(
         (held) => {
           if (!held) lost = true;
         },
@@ -226,10 +228,10 @@ export class GarbageCollector {
     } finally {
       clearInterval(heartbeat);
     }
-    report.finishedAt = new Date().toISOString();
-    report.durationMs = Date.now() - started;
+    report.finishedAt = new Date(clock.now()).toISOString();
+    report.durationMs = Math.round(performance.now() - timer);
     try {
-      await finishGcRun(db, id, report.state, report);
+      await finishGcRun(db, id, report.state, report, clock.now());
     } finally {
       await releaseGcLock(db, holder);
     }
@@ -243,7 +245,7 @@ export class GarbageCollector {
     run: GcOptions & { holder: string; lost: () => boolean },
     onProgress: (phase: GcPhase, done: number, total: number) => void,
   ): Promise<void> {
-    const { storage, metadata: db } = this.stores;
+    const { storage, metadata: db, clock } = this.stores;
     const lease = { holder: run.holder, leaseMs };
     const trigger = run.triggeredBy;
     const recordedAs = {
@@ -262,9 +264,10 @@ export class GarbageCollector {
      */
     const paced = engineOf(db) === 'sqlite';
     const deleting = async <T>(transaction: () => Promise<T>): Promise<T> => {
-      const started = Date.now();
+      const started = performance.now();
       const result = await transaction();
-      if (paced) await new Promise((resolve) => setTimeout(resolve, Date.now() - started));
+      // Real time, not the clock's: what is shared is the lock's time.
+      if (paced) await new Promise((resolve) => setTimeout(resolve, performance.now() - started));
       return result;
     };
     const finishPending = async (keys: string[]) => {
@@ -281,7 +284,7 @@ export class GarbageCollector {
         onProgress('leftovers', report.leftovers, report.leftovers);
       }
       // Claims of writers that died a day ago keep their digests no longer.
-      await expireBlobWrites(db);
+      await expireBlobWrites(db, clock.now());
     }
 
     // Mirror cache eviction first: it only removes cache rows; the sweep below frees the bytes.
@@ -291,10 +294,10 @@ export class GarbageCollector {
       maxBytes: this.mirror?.cacheMaxBytes ?? 0,
       graceMs: run.graceMs,
     };
-    const evictionPlan = await planEviction(db, evictionSettings);
+    const evictionPlan = await planEviction(db, evictionSettings, clock.now());
     let evicted: EvictedImage[] = evictionPlan.map((image) => ({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason }));
     if (!run.dryRun) {
-      evicted = await evict(db, evictionPlan, run.graceMs);
+      evicted = await evict(db, evictionPlan, run.graceMs, clock.now());
       for (const image of evicted) this.logger.debug({ ...image }, 'garbage collection evicted a cached image');
     }
     report.evicted = evicted.length;
@@ -302,7 +305,8 @@ export class GarbageCollector {
     onProgress('evict', 1, 1);
 
     stillHeld();
-    const markStarted = Date.now();
+    const markStarted = clock.now();
+    const markTimer = performance.now();
     const cutoff = markStarted - run.graceMs;
     const taggedSince = markStarted - this.timeMachineMs;
     onProgress('mark', 0, 1);
@@ -311,7 +315,7 @@ export class GarbageCollector {
     // Limited to some repositories, the blobs their manifests free are only known once they are gone.
     const blobs = await findGarbageBlobs(db, cutoff, run.untagged && !run.untaggedIn, taggedSince);
     const orphans = await this.findOrphans(cutoff);
-    report.markMs = Date.now() - markStarted;
+    report.markMs = Math.round(performance.now() - markTimer);
     onProgress('mark', 1, 1);
 
     if (run.dryRun) {
@@ -339,7 +343,7 @@ export class GarbageCollector {
       for (const batch of chunks(remaining, batchSize)) {
         stillHeld();
         const deleted = await deleting(() =>
-          deleteGarbageManifests(db, batch, cutoff, taggedSince, lease, recordedAs, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))),
+          deleteGarbageManifests(db, batch, cutoff, taggedSince, lease, recordedAs, (manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest)), clock.now()),
         );
         await finishPending(deleted.map((manifest) => storagePaths.repositoryManifest(manifest.repository, parseDigest(manifest.digest))));
         for (const manifest of deleted) this.logger.debug({ repository: manifest.repository, digest: manifest.digest }, 'garbage collection deleted a manifest');
@@ -356,7 +360,7 @@ export class GarbageCollector {
     let blobsDone = 0;
     for (const batch of chunks(blobCandidates.map((blob) => blob.digest), batchSize)) {
       stillHeld();
-      const deleted = await deleting(() => deleteGarbageBlobs(db, batch, cutoff, lease, bytesKeyOf));
+      const deleted = await deleting(() => deleteGarbageBlobs(db, batch, cutoff, lease, bytesKeyOf, clock.now()));
       await finishPending(deleted.map((blob) => bytesKeyOf(blob.digest)));
       report.blobs += deleted.length;
       report.bytes += deleted.reduce((sum, blob) => sum + blob.size, 0);
@@ -369,7 +373,7 @@ export class GarbageCollector {
     const sizes = new Map(orphans.map((orphan) => [orphan.digest, orphan.size]));
     for (const batch of chunks(orphans.map((orphan) => orphan.digest), batchSize)) {
       stillHeld();
-      const claimed = await deleting(() => claimUnrecordedBytes(db, batch, lease, bytesKeyOf));
+      const claimed = await deleting(() => claimUnrecordedBytes(db, batch, lease, bytesKeyOf, clock.now()));
       await finishPending(claimed.map(bytesKeyOf));
       report.orphans += claimed.length;
       report.orphanBytes += claimed.reduce((sum, digest) => sum + (sizes.get(digest) ?? 0), 0);

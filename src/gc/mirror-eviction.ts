@@ -95,7 +95,7 @@ function cachedImages(manifests: CachedManifestRow[], referrers: Awaited<ReturnT
  * within the grace window. Sizes are counted as the cache holds them: a blob goes from the count
  * once no cached manifest left names it.
  */
-export async function planEviction(db: MetadataDb, settings: EvictionSettings, now = Date.now()): Promise<CachedImage[]> {
+export async function planEviction(db: MetadataDb, settings: EvictionSettings, now: number): Promise<CachedImage[]> {
   const anyRetention = [...settings.retentionMs.values()].some((value) => value > 0);
   if (!anyRetention && settings.maxBytes === 0) return [];
   const manifests = await listCachedManifestsWithPayloads(db);
@@ -149,7 +149,7 @@ export async function planEviction(db: MetadataDb, settings: EvictionSettings, n
 }
 
 /** Carries out a plan, each image re-checked in its own transaction (a pull since the plan keeps it). */
-export async function evict(db: MetadataDb, plan: CachedImage[], graceMs: number, now = Date.now()): Promise<EvictedImage[]> {
+export async function evict(db: MetadataDb, plan: CachedImage[], graceMs: number, now: number): Promise<EvictedImage[]> {
   const done: EvictedImage[] = [];
   for (const image of plan) {
     // Race closed: a pull of the image after the plan was made (its manifests' use is recorded first).

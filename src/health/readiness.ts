@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Clock } from '../clock.js';
 import { schemaProblem, writeReadinessProbe, type MetadataDb } from '../metadata/database.js';
 import type { StorageDriver } from '../storage/driver.js';
 
@@ -47,11 +48,12 @@ export class Readiness {
     readonly lifecycle: Lifecycle,
     /** This replica's name, for its probe row. */
     private readonly instance: string,
+    private readonly clock: Clock,
   ) {}
 
   /** A write to the store failed for want of space (ENOSPC, SQLITE_FULL…). */
   reportFull(store: Store, code: string): void {
-    if (!this.full.has(store)) this.full.set(store, { code, since: Date.now() });
+    if (!this.full.has(store)) this.full.set(store, { code, since: this.clock.now() });
   }
 
   async checks(): Promise<{ database: string; storage: string; draining: string }> {
@@ -63,7 +65,7 @@ export class Readiness {
     const full = this.full.get('database');
     if (full) {
       try {
-        await writeReadinessProbe(this.stores.metadata, this.instance);
+        await writeReadinessProbe(this.stores.metadata, this.instance, this.clock.now());
         this.full.delete('database');
       } catch {
         return this.fullProblem(full);

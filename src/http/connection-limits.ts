@@ -20,7 +20,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, logge
   const byAddress = new Map<string, number>();
   let open = 0;
   let refused = 0;
-  let lastLogged = 0;
+  let lastLogged = -Infinity;
   server.on('connection', (socket) => {
     const address = socket.remoteAddress ?? '';
     const fromAddress = byAddress.get(address) ?? 0;
@@ -28,8 +28,8 @@ export function limitConnections(server: Server, limits: ConnectionLimits, logge
     if (overTotal || (limits.perAddress > 0 && fromAddress >= limits.perAddress)) {
       refused += 1;
       socket.destroy();
-      if (Date.now() - lastLogged >= logEveryMs) {
-        lastLogged = Date.now();
+      if (performance.now() - lastLogged >= logEveryMs) {
+        lastLogged = performance.now();
         logger.warn(
           { address, open, fromAddress, refused, limit: overTotal ? limits.total : limits.perAddress },
           overTotal ? 'connection refused: http.maxconnections reached' : 'connection refused: http.maxconnectionsperaddress reached for this address',

@@ -91,7 +91,7 @@ function toEventRow(row: Selectable<AuditEventsTable>): AuditEventRow {
  * rather than from a sequence, so ids follow commit order and each event names the hash of the one
  * committed before it: the chain stays linear.
  */
-export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now = Date.now(), outbox?: OutboxPayloads): Promise<number[]> {
+export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now: number, outbox?: OutboxPayloads): Promise<number[]> {
   if (events.length === 0) return [];
   if (!db.isTransaction) return db.transaction().execute((transaction) => appendAuditEvents(transaction, events, origin, now, outbox));
   let head = db.selectFrom('audit_chain').select(['last_id', 'last_hash']).where('name', '=', chainName);
@@ -249,7 +249,7 @@ export async function readAuditChainHead(db: MetadataExecutor): Promise<AuditCha
  * transaction that records where the chain now starts (the last pruned event's id and hash), so
  * that verification can tell a cut from a removal. Returns how many went.
  */
-export async function pruneAuditEvents(db: MetadataExecutor, olderThan: number, limit: number, now = Date.now()): Promise<number> {
+export async function pruneAuditEvents(db: MetadataExecutor, olderThan: number, limit: number, now: number): Promise<number> {
   if (!db.isTransaction) return db.transaction().execute((transaction) => pruneAuditEvents(transaction, olderThan, limit, now));
   let head = db.selectFrom('audit_chain').select(['cut_id']).where('name', '=', chainName);
   if (engineOf(db) === 'postgres') head = head.forUpdate();

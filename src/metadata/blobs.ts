@@ -6,7 +6,7 @@ export interface BlobRow {
 }
 
 /** Records a blob whose bytes are already verified in storage; an existing row only counts as used now. */
-export async function insertBlob(db: MetadataExecutor, blob: BlobRow, now = Date.now()): Promise<void> {
+export async function insertBlob(db: MetadataExecutor, blob: BlobRow, now: number): Promise<void> {
   await db
     .insertInto('blobs')
     .values({ digest: blob.digest, size: blob.size, created_at: now, used_at: now })
@@ -18,7 +18,7 @@ export async function findBlob(db: MetadataExecutor, digest: string): Promise<Bl
   return db.selectFrom('blobs').select(['digest', 'size']).where('digest', '=', digest).executeTakeFirst();
 }
 
-export async function linkBlob(db: MetadataExecutor, repositoryId: number, digest: string, now = Date.now()): Promise<void> {
+export async function linkBlob(db: MetadataExecutor, repositoryId: number, digest: string, now: number): Promise<void> {
   await db
     .insertInto('repository_blobs')
     .values({ repository_id: repositoryId, digest, created_at: now })

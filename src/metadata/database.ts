@@ -185,7 +185,7 @@ export async function schemaProblem(db: MetadataDb): Promise<string | null> {
 }
 
 /** A write that needs room in the database (a readiness check after it ran out of space). */
-export async function writeReadinessProbe(db: MetadataDb, instance: string, now = Date.now()): Promise<void> {
+export async function writeReadinessProbe(db: MetadataDb, instance: string, now: number): Promise<void> {
   await db
     .insertInto('readiness_probes')
     .values({ instance, written_at: now })

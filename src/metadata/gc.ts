@@ -38,13 +38,13 @@ export function touchedLately(db: MetadataExecutor, key: string, now: number): b
  * row first (FOR UPDATE), so a touch either commits before (and the delete keeps the blob) or finds
  * the row gone (and the HEAD answers 404, so the client uploads).
  */
-export async function touchBlob(db: MetadataExecutor, digest: string, now = Date.now()): Promise<void> {
+export async function touchBlob(db: MetadataExecutor, digest: string, now: number): Promise<void> {
   if (touchedLately(db, `blob\0${digest}`, now)) return;
   await db.updateTable('blobs').set({ used_at: now }).where('digest', '=', digest).where('used_at', '<', now - touchResolutionMs).execute();
 }
 
 /** Records a GET or HEAD of a manifest by digest (an index about to name it, a client about to pull it). */
-export async function touchManifest(db: MetadataExecutor, repositoryName: string, digest: string, now = Date.now()): Promise<void> {
+export async function touchManifest(db: MetadataExecutor, repositoryName: string, digest: string, now: number): Promise<void> {
   if (touchedLately(db, `manifest\0${repositoryName}\0${digest}`, now)) return;
   await db
     .updateTable('manifests')
@@ -65,7 +65,7 @@ const lockName = 'gc';
  * two runs racing for it cannot both win, and a holder releasing it meanwhile cannot leave the
  * answer empty (as a second statement reading the holder could: seen, a `registry gc` failing so).
  */
-export async function acquireGcLock(db: MetadataExecutor, holder: string, leaseMs: number, now = Date.now(), staleHolder?: string): Promise<string> {
+export async function acquireGcLock(db: MetadataExecutor, holder: string, leaseMs: number, now: number, staleHolder?: string): Promise<string> {
   const free = staleHolder === undefined ? sql<boolean>`gc_lock.expires_at < ${now}` : sql<boolean>`(gc_lock.expires_at < ${now} or gc_lock.holder = ${staleHolder})`;
   const row = await db
     .insertInto('gc_lock')
@@ -82,7 +82,7 @@ export async function acquireGcLock(db: MetadataExecutor, holder: string, leaseM
 }
 
 /** Extends the lease; false when it was lost (expired and taken by another run). */
-export async function renewGcLock(db: MetadataExecutor, holder: string, leaseMs: number, now = Date.now()): Promise<boolean> {
+export async function renewGcLock(db: MetadataExecutor, holder: string, leaseMs: number, now: number): Promise<boolean> {
   const result = await db.updateTable('gc_lock').set({ expires_at: now + leaseMs }).where('name', '=', lockName).where('holder', '=', holder).executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
@@ -92,7 +92,7 @@ export async function releaseGcLock(db: MetadataExecutor, holder: string): Promi
 }
 
 /** Who holds an unexpired lease, if anyone. */
-export async function currentGcHolder(db: MetadataExecutor, now = Date.now()): Promise<{ holder: string; expiresAt: number } | undefined> {
+export async function currentGcHolder(db: MetadataExecutor, now: number): Promise<{ holder: string; expiresAt: number } | undefined> {
   const row = await db.selectFrom('gc_lock').select(['holder', 'expires_at']).where('name', '=', lockName).executeTakeFirst();
   return row && Number(row.expires_at) >= now ? { holder: row.holder, expiresAt: Number(row.expires_at) } : undefined;
 }
@@ -196,8 +196,8 @@ export async function findUnrecordedDigests(db: MetadataExecutor, digests: strin
  * concurrent insert naming them (a tag, a manifest's blob, a child link) waits on its foreign key
  * until the commit, and then fails instead of pointing at a deleted row.
  */
-async function beginDeleting(db: MetadataExecutor, holder: string, leaseMs: number): Promise<void> {
-  if (!(await renewGcLock(db, holder, leaseMs))) throw new GcLockLostError();
+async function beginDeleting(db: MetadataExecutor, holder: string, leaseMs: number, now: number): Promise<void> {
+  if (!(await renewGcLock(db, holder, leaseMs, now))) throw new GcLockLostError();
 }
 
 export class GcLockLostError extends Error {
@@ -225,11 +225,11 @@ export async function deleteGarbageManifests(
   lease: { holder: string; leaseMs: number },
   recordedAs: { origin: AuditOrigin; detail: string | null },
   linkKeyOf: (manifest: ManifestRef) => string,
-  now = Date.now(),
+  now: number,
 ): Promise<ManifestRef[]> {
   if (candidates.length === 0) return [];
   return db.transaction().execute(async (transaction) => {
-    await beginDeleting(transaction, lease.holder, lease.leaseMs);
+    await beginDeleting(transaction, lease.holder, lease.leaseMs, now);
     const ids = candidates.map((candidate) => candidate.id);
     await lockDigests(transaction, [...new Set(candidates.map((candidate) => candidate.digest))]);
     if (engineOf(transaction) === 'postgres') {
@@ -289,11 +289,11 @@ export async function deleteGarbageBlobs(
   cutoff: number,
   lease: { holder: string; leaseMs: number },
   bytesKeyOf: (digest: string) => string,
-  now = Date.now(),
+  now: number,
 ): Promise<BlobRef[]> {
   if (candidates.length === 0) return [];
   return db.transaction().execute(async (transaction) => {
-    await beginDeleting(transaction, lease.holder, lease.leaseMs);
+    await beginDeleting(transaction, lease.holder, lease.leaseMs, now);
     await lockDigests(transaction, candidates);
     if (engineOf(transaction) === 'postgres') {
       await transaction.selectFrom('blobs').select('digest').where('digest', 'in', candidates).forUpdate().execute();
@@ -321,11 +321,11 @@ export async function claimUnrecordedBytes(
   digests: string[],
   lease: { holder: string; leaseMs: number },
   bytesKeyOf: (digest: string) => string,
-  now = Date.now(),
+  now: number,
 ): Promise<string[]> {
   if (digests.length === 0) return [];
   return db.transaction().execute(async (transaction) => {
-    await beginDeleting(transaction, lease.holder, lease.leaseMs);
+    await beginDeleting(transaction, lease.holder, lease.leaseMs, now);
     await lockDigests(transaction, digests);
     const confirmed = await findUnrecordedDigests(transaction, digests);
     await addPending(transaction, confirmed.map((digest) => ({ key: bytesKeyOf(digest), digest })), now);
@@ -379,18 +379,18 @@ export interface GcRunRow {
   report: unknown;
 }
 
-export async function insertGcRun(db: MetadataExecutor, run: { dryRun: boolean; holder: string }, now = Date.now()): Promise<number> {
+export async function insertGcRun(db: MetadataExecutor, run: { dryRun: boolean; holder: string }, now: number): Promise<number> {
   await db.insertInto('gc_runs').values({ state: 'running', dry_run: run.dryRun ? 1 : 0, holder: run.holder, started_at: now, finished_at: null, report: null }).execute();
   const row = await db.selectFrom('gc_runs').select('id').where('holder', '=', run.holder).where('started_at', '=', now).orderBy('id', 'desc').executeTakeFirstOrThrow();
   return Number(row.id);
 }
 
-export async function finishGcRun(db: MetadataExecutor, id: number, state: 'succeeded' | 'failed', report: unknown, now = Date.now()): Promise<void> {
+export async function finishGcRun(db: MetadataExecutor, id: number, state: 'succeeded' | 'failed', report: unknown, now: number): Promise<void> {
   await db.updateTable('gc_runs').set({ state, finished_at: now, report: JSON.stringify(report) }).where('id', '=', id).execute();
 }
 
 /** Runs still marked running whose process is gone (the lease was free when a new run took it): failed. */
-export async function failInterruptedRuns(db: MetadataExecutor, exceptHolder: string, now = Date.now()): Promise<void> {
+export async function failInterruptedRuns(db: MetadataExecutor, exceptHolder: string, now: number): Promise<void> {
   await db
     .updateTable('gc_runs')
     .set({ state: 'failed', finished_at: now, report: JSON.stringify({ error: 'interrupted: the run ended without finishing (its process stopped)' }) })
@@ -445,7 +445,7 @@ export async function lockDigests(db: MetadataExecutor, digests: string[]): Prom
  * before the check) and, on PostgreSQL, under the digest's advisory lock that the run's deleting
  * transaction takes too; the run re-checks for claims after taking it.
  */
-export async function claimBlobWrite(db: MetadataDb, writeId: string, digest: string, now = Date.now()): Promise<'claimed' | 'wait'> {
+export async function claimBlobWrite(db: MetadataDb, writeId: string, digest: string, now: number): Promise<'claimed' | 'wait'> {
   const waiting = new Error('wait');
   try {
     await db.transaction().execute(async (transaction) => {
@@ -468,7 +468,7 @@ export async function releaseBlobWrite(db: MetadataExecutor, writeId: string): P
 }
 
 /** Claims left by writers whose process died long ago: they no longer keep their digest. */
-export async function expireBlobWrites(db: MetadataExecutor, now = Date.now()): Promise<number> {
+export async function expireBlobWrites(db: MetadataExecutor, now: number): Promise<number> {
   const result = await db.deleteFrom('blob_writes').where('started_at', '<', now - blobWriteExpiryMs).executeTakeFirst();
   return Number(result.numDeletedRows);
 }

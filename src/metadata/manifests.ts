@@ -72,7 +72,7 @@ export async function findManifestIds(db: MetadataExecutor, repositoryId: number
 }
 
 /** Inserts the manifest and its references; an existing identical manifest is kept. Returns its id. */
-export async function insertManifest(db: MetadataExecutor, manifest: NewManifest, now = Date.now()): Promise<number> {
+export async function insertManifest(db: MetadataExecutor, manifest: NewManifest, now: number): Promise<number> {
   await db
     .insertInto('manifests')
     .values({

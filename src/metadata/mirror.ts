@@ -41,7 +41,7 @@ export async function findMirrorManifest(db: MetadataExecutor, from: UpstreamRep
   return row ? { digest: row.digest, mediaType: row.media_type, size: Number(row.size), payload: row.payload } : undefined;
 }
 
-export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, manifest: MirrorManifestRow, now = Date.now()): Promise<void> {
+export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, manifest: MirrorManifestRow, now: number): Promise<void> {
   await db
     .insertInto('mirror_manifests')
     .values({ ...from, digest: manifest.digest, media_type: manifest.mediaType, size: manifest.size, payload: manifest.payload, fetched_at: now, used_at: now })
@@ -50,7 +50,7 @@ export async function insertMirrorManifest(db: MetadataExecutor, from: UpstreamR
 }
 
 /** Records that a cached manifest was served (at most once a second): cache eviction goes by it. */
-export async function touchMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, digest: string, now = Date.now()): Promise<void> {
+export async function touchMirrorManifest(db: MetadataExecutor, from: UpstreamRepository, digest: string, now: number): Promise<void> {
   if (touchedLately(db, `mirror\0${from.upstream}\0${from.repository}\0${digest}`, now)) return;
   await db
     .updateTable('mirror_manifests')
@@ -77,7 +77,7 @@ export async function findMirrorTag(db: MetadataExecutor, from: UpstreamReposito
  * Records the digest upstream answered for a tag, checked now; answers the digest it had before, if
  * any. A new or moved tag also gets a history event: call it inside a transaction.
  */
-export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now = Date.now()): Promise<string | undefined> {
+export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now: number): Promise<string | undefined> {
   const before = await findMirrorTag(db, from, tag);
   if (before?.digest === digest) {
     await db
@@ -123,7 +123,7 @@ export async function importMirrorTag(
   digest: string,
   seenAt: number,
   origin: AuditOrigin = systemOrigin('import'),
-  now = Date.now(),
+  now: number,
 ): Promise<ImportedTagOutcome> {
   const before = await findMirrorTag(db, from, tag);
   if (before && before.checkedAt > seenAt && before.digest !== digest) return 'kept-newer';
@@ -144,7 +144,7 @@ export async function listMirrorTags(db: MetadataExecutor, from: UpstreamReposit
 }
 
 /** Forgets a tag the upstream no longer has, with a history event when it was cached: call it inside a transaction. */
-export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, now = Date.now()): Promise<void> {
+export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, now: number): Promise<void> {
   const removed = await db
     .deleteFrom('mirror_tags')
     .where('upstream', '=', from.upstream)
@@ -214,7 +214,7 @@ export async function findMirrorBlob(db: MetadataExecutor, from: UpstreamReposit
   return row ? { size: Number(row.size) } : undefined;
 }
 
-export async function linkMirrorBlob(db: MetadataExecutor, from: UpstreamRepository, digest: string, now = Date.now()): Promise<void> {
+export async function linkMirrorBlob(db: MetadataExecutor, from: UpstreamRepository, digest: string, now: number): Promise<void> {
   await db
     .insertInto('mirror_blobs')
     .values({ ...from, digest, fetched_at: now })
@@ -239,7 +239,7 @@ export async function findMirrorReferrers(db: MetadataExecutor, from: UpstreamRe
   return row ? { descriptors: JSON.parse(row.descriptors) as Descriptor[], checkedAt: Number(row.checked_at) } : undefined;
 }
 
-export async function setMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string, descriptors: Descriptor[], now = Date.now()): Promise<void> {
+export async function setMirrorReferrers(db: MetadataExecutor, from: UpstreamRepository, subject: string, descriptors: Descriptor[], now: number): Promise<void> {
   const text = JSON.stringify(descriptors);
   await db
     .insertInto('mirror_referrers')
@@ -333,7 +333,7 @@ export async function evictCachedManifests(
   digests: string[],
   usedBefore: number,
   stillNamed: (remaining: Array<{ mediaType: string; payload: Uint8Array }>) => Set<string>,
-  now = Date.now(),
+  now: number,
 ): Promise<boolean> {
   if (digests.length === 0) return false;
   return db.transaction().execute(async (transaction) => {

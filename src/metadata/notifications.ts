@@ -37,7 +37,7 @@ export async function ensureEndpoints(db: MetadataExecutor, names: string[]): Pr
  * Takes or renews the endpoint's delivery lease; answers whether this holder has it. One statement,
  * so two replicas cannot both hold it: each event is sent by one replica at a time.
  */
-export async function leaseEndpoint(db: MetadataExecutor, name: string, holder: string, leaseMs: number, now = Date.now()): Promise<boolean> {
+export async function leaseEndpoint(db: MetadataExecutor, name: string, holder: string, leaseMs: number, now: number): Promise<boolean> {
   const result = await db
     .updateTable('notification_endpoints')
     .set({ holder, lease_until: now + leaseMs })
@@ -84,7 +84,7 @@ export async function countOutboxAfter(db: MetadataExecutor, after: number): Pro
  * Moves the endpoint past a row (delivered or ignored), only while this holder leases it and the
  * endpoint is where the holder read it: a replica that lost the lease cannot move it back or skip.
  */
-export async function advanceEndpoint(db: MetadataExecutor, name: string, holder: string, from: number, to: number, outcome: 'delivered' | 'ignored', now = Date.now()): Promise<boolean> {
+export async function advanceEndpoint(db: MetadataExecutor, name: string, holder: string, from: number, to: number, outcome: 'delivered' | 'ignored', now: number): Promise<boolean> {
   const result = await db
     .updateTable('notification_endpoints')
     .set((eb) => ({
@@ -100,7 +100,7 @@ export async function advanceEndpoint(db: MetadataExecutor, name: string, holder
 }
 
 /** A failed attempt: counted, the next one not before `nextAttemptAt`, failing once attempts reach the threshold. */
-export async function recordDeliveryFailure(db: MetadataExecutor, name: string, holder: string, failure: { reason: string; nextAttemptAt: number; threshold: number }, now = Date.now()): Promise<void> {
+export async function recordDeliveryFailure(db: MetadataExecutor, name: string, holder: string, failure: { reason: string; nextAttemptAt: number; threshold: number }, now: number): Promise<void> {
   await db
     .updateTable('notification_endpoints')
     .set((eb) => ({

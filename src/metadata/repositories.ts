@@ -10,7 +10,7 @@ export async function findRepository(db: MetadataExecutor, name: string): Promis
 }
 
 /** The repository's row, created on first use. Safe under concurrent callers. */
-export async function ensureRepository(db: MetadataExecutor, name: string, now = Date.now()): Promise<RepositoryRow> {
+export async function ensureRepository(db: MetadataExecutor, name: string, now: number): Promise<RepositoryRow> {
   await db
     .insertInto('repositories')
     .values({ name, created_at: now })

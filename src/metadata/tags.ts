@@ -31,7 +31,7 @@ export async function lockTag(db: MetadataExecutor, repositoryId: number, name: 
  * the winner's commit, finds the row, and re-reads it locked, so its event says moved from the
  * winner's digest rather than created.
  */
-export async function moveTag(db: MetadataExecutor, repositoryId: number, name: string, manifestId: number, now = Date.now()): Promise<{ previous: string | null }> {
+export async function moveTag(db: MetadataExecutor, repositoryId: number, name: string, manifestId: number, now: number): Promise<{ previous: string | null }> {
   let before = await lockTag(db, repositoryId, name);
   if (!before) {
     const inserted = await db

@@ -45,7 +45,7 @@ export async function insertUploadWithinLimits(
   db: MetadataDb,
   upload: { id: string; repository: string; owner: string },
   limits: UploadLimits,
-  now = Date.now(),
+  now: number,
 ): Promise<{ refused: 'repository' | 'owner' | null }> {
   // Thrown to roll back, with the repository's row when this start made it.
   class Refused extends Error {
@@ -125,7 +125,7 @@ export async function advanceUpload(
   fromSize: number,
   toSize: number,
   storageState: string | null,
-  now = Date.now(),
+  now: number,
 ): Promise<boolean> {
   const result = await db
     .updateTable('uploads')

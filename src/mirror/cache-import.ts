@@ -50,7 +50,7 @@ export class MirrorCacheImport {
   async putBlob(from: UpstreamRepository, digestText: string, size: number | undefined, bytes: Readable): Promise<number> {
     const digest = parseDigest(digestText);
     const stored = await storeVerifiedBlob(this.stores, digest, size, bytes);
-    await linkMirrorBlob(this.stores.metadata, from, digest.value);
+    await linkMirrorBlob(this.stores.metadata, from, digest.value, this.stores.clock.now());
     return stored;
   }
 
@@ -65,7 +65,7 @@ export class MirrorCacheImport {
     referenceText: string,
     payload: Buffer,
     contentType: string | undefined,
-    seenAt: number,
+    seenAt: number | undefined,
     origin: RequestOrigin | null = null,
   ): Promise<CachedManifestResult> {
     const reference = parseManifestReference(referenceText);
@@ -85,8 +85,8 @@ export class MirrorCacheImport {
       held.set(blob, row.size);
     }
     requireTrueSizes(named, held);
-    const now = Date.now();
-    seenAt = Math.min(seenAt, now);
+    const now = this.stores.clock.now();
+    seenAt = Math.min(seenAt ?? now, now);
     return this.stores.metadata.transaction().execute(async (transaction) => {
       for (const blob of blobs) await linkMirrorBlob(transaction, from, blob, now);
       await insertMirrorManifest(transaction, from, { digest, mediaType: manifest.mediaType, size: payload.length, payload }, now);

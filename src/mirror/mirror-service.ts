@@ -46,7 +46,7 @@ export class MirrorService {
     logger: Logger,
   ) {
     this.addressing = new MirrorAddressing(settings);
-    this.upstreams = new Upstreams(settings);
+    this.upstreams = new Upstreams(settings, stores.clock);
     this.manifests = new MirroredManifests(stores, this.upstreams, logger);
     this.referrerLists = new MirroredReferrers(stores, this.upstreams, this.manifests, logger);
     this.tagLists = new MirroredTagLists(stores, this.upstreams);

@@ -125,7 +125,7 @@ export class MirroredBlobs {
       if (reply.status === 404) throw blobUnknownUpstream(target, digest.value);
       if (reply.status !== 200) throw this.upstreams.unavailable(target, `it answered ${reply.status} for blob ${digest.value}`);
       try {
-        await linkMirrorBlob(metadata, from, digest.value);
+        await linkMirrorBlob(metadata, from, digest.value, this.stores.clock.now());
         return null;
       } catch (error) {
         // Race closed: garbage collection removed the blob since it was found; fetch it instead.
@@ -173,8 +173,8 @@ export class MirroredBlobs {
       idleTimeoutMs: target.upstream.timeoutMs,
       onCommitted: async (committedSize) => {
         await metadata.transaction().execute(async (transaction) => {
-          await insertBlob(transaction, { digest: digest.value, size: committedSize });
-          await linkMirrorBlob(transaction, from, digest.value);
+          await insertBlob(transaction, { digest: digest.value, size: committedSize }, this.stores.clock.now());
+          await linkMirrorBlob(transaction, from, digest.value, this.stores.clock.now());
         });
         health.counters.bytesFetched += committedSize;
       },

@@ -37,7 +37,7 @@ export class MirroredManifests {
     const cached = await findMirrorManifest(this.stores.metadata, from, digest.value);
     if (cached) {
       health.cacheHit();
-      await touchMirrorManifest(this.stores.metadata, from, digest.value);
+      await touchMirrorManifest(this.stores.metadata, from, digest.value, this.stores.clock.now());
       return cached;
     }
     health.cacheMiss();
@@ -46,7 +46,7 @@ export class MirroredManifests {
       if (fetched.digest !== digest.value) {
         throw this.upstreams.unavailable(target, `it answered ${digest.value} with a manifest whose digest is ${fetched.digest}`);
       }
-      await insertMirrorManifest(this.stores.metadata, from, fetched);
+      await insertMirrorManifest(this.stores.metadata, from, fetched, this.stores.clock.now());
       return fetched;
     });
   }
@@ -54,7 +54,7 @@ export class MirroredManifests {
   /** `revalidate` asks the upstream however fresh the cached tag is (mirror sync). The use is recorded (cache eviction). */
   async byTag(target: MirrorTarget, tag: string, via: string | undefined, revalidate = false): Promise<ManifestContent> {
     const manifest = await this.throughTag(target, tag, via, revalidate);
-    await touchMirrorManifest(this.stores.metadata, upstreamRepository(target), manifest.digest);
+    await touchMirrorManifest(this.stores.metadata, upstreamRepository(target), manifest.digest, this.stores.clock.now());
     return manifest;
   }
 
@@ -70,21 +70,21 @@ export class MirroredManifests {
         if (cachedManifest) {
           const current = await this.upstreamTagDigest(target, tag, via);
           if (current === cachedManifest.digest) {
-            await setMirrorTag(metadata, from, tag, cachedManifest.digest);
+            await setMirrorTag(metadata, from, tag, cachedManifest.digest, this.stores.clock.now());
             return cachedManifest;
           }
         }
         const fetched = await this.fetch(target, tag, via);
         await metadata.transaction().execute(async (transaction) => {
-          await insertMirrorManifest(transaction, from, fetched);
-          const before = await setMirrorTag(transaction, from, tag, fetched.digest);
+          await insertMirrorManifest(transaction, from, fetched, this.stores.clock.now());
+          const before = await setMirrorTag(transaction, from, tag, fetched.digest, this.stores.clock.now());
           if (before !== undefined && before !== fetched.digest) {
             this.logger.info({ upstream: from.upstream, repository: from.repository, tag, from: before, to: fetched.digest }, 'mirrored tag moved upstream');
           }
         });
         return fetched;
       } catch (error) {
-        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await metadata.transaction().execute((transaction) => deleteMirrorTag(transaction, from, tag));
+        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await metadata.transaction().execute((transaction) => deleteMirrorTag(transaction, from, tag, this.stores.clock.now()));
         throw error;
       }
     });

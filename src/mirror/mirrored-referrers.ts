@@ -54,7 +54,7 @@ export class MirroredReferrers {
         throw this.upstreams.unavailable(target, `its referrers of ${subject.value} are not an OCI index`);
       }
       this.upstreams.health(target).counters.bytesFetched += body.length;
-      await setMirrorReferrers(metadata, from, subject.value, descriptors);
+      await setMirrorReferrers(metadata, from, subject.value, descriptors, this.stores.clock.now());
       return descriptors;
     });
   }

@@ -33,7 +33,7 @@ export class TtlCache<T> {
     askUpstream: () => Promise<T>,
   ): Promise<T> {
     const health = this.upstreams.health(target);
-    if (cached && !options.revalidate && Date.now() - cached.checkedAt < target.upstream.ttlMs) {
+    if (cached && !options.revalidate && this.upstreams.clock.now() - cached.checkedAt < target.upstream.ttlMs) {
       health.cacheHit();
       return Promise.resolve(cached.value);
     }

@@ -2,6 +2,7 @@ import type { ReadableStream as WebReadableStream, ReadableStreamDefaultReader }
 import { parseChallenge } from '../auth/challenge.js';
 import type { UpstreamHealth } from './upstream-health.js';
 import type { UpstreamSettings } from './settings.js';
+import type { Clock } from '../clock.js';
 
 /** The upstream could not answer (unreachable, timed out, 5xx, 429, refused us, or its circuit is open). */
 export class UpstreamUnavailableError extends Error {
@@ -59,7 +60,7 @@ export interface UpstreamRequest {
 }
 
 /** Retry-After in milliseconds: seconds, or an HTTP date; null when absent or unreadable. */
-export function parseRetryAfter(header: string | null, now = Date.now()): number | null {
+export function parseRetryAfter(header: string | null, now: number): number | null {
   if (!header) return null;
   if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
   const at = Date.parse(header);
@@ -99,6 +100,7 @@ export class UpstreamClient {
     readonly settings: UpstreamSettings,
     readonly health: UpstreamHealth,
     private readonly instanceId: string,
+    private readonly clock: Clock,
   ) {}
 
   async request(method: 'GET' | 'HEAD', path: string, request: UpstreamRequest): Promise<UpstreamReply> {
@@ -121,7 +123,7 @@ export class UpstreamClient {
     const { response, controller } = sent;
     if (response.status === 429) {
       discard(response);
-      const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
+      const retryAfter = parseRetryAfter(response.headers.get('retry-after'), this.clock.now());
       this.health.throttled(retryAfter, 'HTTP 429 too many requests');
       throw new UpstreamUnavailableError(this.settings.name, 'it answered 429 too many requests', retryAfter);
     }
@@ -151,7 +153,7 @@ export class UpstreamClient {
 
   private authorization(scope: string): string | null {
     const cached = this.tokens.get(scope);
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    if (cached && cached.expiresAt > this.clock.now()) return `Bearer ${cached.token}`;
     const credentials = this.settings.credentials;
     if (credentials?.kind === 'bearer') return `Bearer ${credentials.token}`;
     if (credentials?.kind === 'basic' && this.basicChallenged) return basicHeader(credentials.username, credentials.password);
@@ -179,7 +181,7 @@ export class UpstreamClient {
     if (token === '') throw new UpstreamUnavailableError(this.settings.name, 'its token service answered without a token');
     // The spec's default lifetime is 60 s; renew a little early.
     const lifetimeMs = (typeof reply.expires_in === 'number' && reply.expires_in > 0 ? reply.expires_in : 60) * 1000;
-    this.tokens.set(scope, { token, expiresAt: Date.now() + Math.max(0, lifetimeMs - 10_000) });
+    this.tokens.set(scope, { token, expiresAt: this.clock.now() + Math.max(0, lifetimeMs - 10_000) });
   }
 
   /** fetch with the upstream's timeout on the answer's headers; network failures count against its health. */

@@ -1,4 +1,5 @@
 import { noteMirrorAnswer } from './answer-source.js';
+import type { Clock } from '../clock.js';
 
 /** What happened on an upstream, for /api/v1/mirror/status. */
 export interface UpstreamStatus {
@@ -37,7 +38,7 @@ export class UpstreamHealth {
   constructor(
     private readonly threshold: number,
     private readonly coolOffMs: number,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
   ) {}
 
   /** A request answered from the cache. */
@@ -60,26 +61,26 @@ export class UpstreamHealth {
 
   /** Milliseconds until the upstream may be asked again; 0 when it may be asked now. */
   waitMs(): number {
-    return Math.max(0, this.openUntil - this.now());
+    return Math.max(0, this.openUntil - this.clock.now());
   }
 
   succeeded(): void {
     this.failures = 0;
     this.openUntil = 0;
-    this.lastSuccessAt = this.now();
+    this.lastSuccessAt = this.clock.now();
   }
 
   failed(reason: string): void {
     this.failures++;
-    this.lastFailure = { at: this.now(), reason };
-    if (this.failures >= this.threshold) this.openUntil = this.now() + this.coolOffMs;
+    this.lastFailure = { at: this.clock.now(), reason };
+    if (this.failures >= this.threshold) this.openUntil = this.clock.now() + this.coolOffMs;
   }
 
   /** A 429: leave the upstream alone for as long as it asked (or the cool-off when it did not say). */
   throttled(retryAfterMs: number | null, reason: string): void {
     this.failures++;
-    this.lastFailure = { at: this.now(), reason };
-    this.openUntil = this.now() + (retryAfterMs ?? this.coolOffMs);
+    this.lastFailure = { at: this.clock.now(), reason };
+    this.openUntil = this.clock.now() + (retryAfterMs ?? this.coolOffMs);
   }
 
   status(name: string, url: string): UpstreamStatus {

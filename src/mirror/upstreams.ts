@@ -4,6 +4,7 @@ import type { MirrorTarget } from './addressing.js';
 import type { MirrorSettings, UpstreamSettings } from './settings.js';
 import { UpstreamClient, UpstreamUnavailableError, type UpstreamBody, type UpstreamReply } from './upstream-client.js';
 import { UpstreamHealth, type UpstreamStatus } from './upstream-health.js';
+import type { Clock } from '../clock.js';
 
 export function upstreamRepository(target: MirrorTarget): UpstreamRepository {
   return { upstream: target.upstream.name, repository: target.repository };
@@ -17,10 +18,13 @@ export function upstreamRepository(target: MirrorTarget): UpstreamRepository {
 export class Upstreams {
   private readonly clients = new Map<string, UpstreamClient>();
 
-  constructor(private readonly settings: MirrorSettings) {
+  constructor(
+    private readonly settings: MirrorSettings,
+    readonly clock: Clock,
+  ) {
     for (const upstream of settings.upstreams) {
-      const health = new UpstreamHealth(settings.failureThreshold, settings.coolOffMs);
-      this.clients.set(upstream.name, new UpstreamClient(upstream, health, settings.instanceId));
+      const health = new UpstreamHealth(settings.failureThreshold, settings.coolOffMs, clock);
+      this.clients.set(upstream.name, new UpstreamClient(upstream, health, settings.instanceId, clock));
     }
   }
 

@@ -1,7 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import { maxBackoffMs, type NotificationEndpointSettings } from '../config/notification-endpoints.js';
 import type { MetadataDb } from '../metadata/database.js';
 import {
@@ -61,6 +61,7 @@ export class NotificationDeliverer {
     private readonly endpoints: readonly NotificationEndpointSettings[],
     private readonly retentionMs: number,
     private readonly logger: Logger,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async start(): Promise<void> {
@@ -93,14 +94,14 @@ export class NotificationDeliverer {
         failing: state?.failing ?? false,
         lastSuccess: state?.lastSuccessAt ? new Date(state.lastSuccessAt).toISOString() : null,
         lastFailure: state?.lastFailureAt ? { at: new Date(state.lastFailureAt).toISOString(), reason: state.lastFailure } : null,
-        nextAttempt: state && state.nextAttemptAt > Date.now() ? new Date(state.nextAttemptAt).toISOString() : null,
+        nextAttempt: state && state.nextAttemptAt > this.clock.now() ? new Date(state.nextAttemptAt).toISOString() : null,
       });
     }
     return statuses;
   }
 
   private async pause(ms: number): Promise<void> {
-    await sleep(ms, undefined, { signal: this.abort.signal }).catch(() => undefined);
+    await this.clock.sleep(ms, this.abort.signal);
   }
 
   private async loop(endpoint: NotificationEndpointSettings): Promise<void> {
@@ -121,13 +122,13 @@ export class NotificationDeliverer {
     if (!seen || (await listOutbox(this.metadata, seen.deliveredThrough, 1)).length === 0) return false;
     // Long enough that a renewal a third of the way in, plus one send, ends within it.
     const lease = Math.max(leaseMs, endpoint.timeoutMs * 3);
-    if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease))) return false;
-    let leasedAt = Date.now();
+    if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease, this.clock.now()))) return false;
+    let leasedAt = this.clock.now();
     // Read again under the lease: another replica may have moved it meanwhile.
     const state = (await readEndpoints(this.metadata)).find((entry) => entry.name === endpoint.name);
     if (!state) return false;
-    if (state.nextAttemptAt > Date.now()) {
-      await this.pause(Math.min(state.nextAttemptAt - Date.now(), 1000));
+    if (state.nextAttemptAt > this.clock.now()) {
+      await this.pause(Math.min(state.nextAttemptAt - this.clock.now(), 1000));
       return true;
     }
     const rows = await listOutbox(this.metadata, state.deliveredThrough, batch);
@@ -138,24 +139,24 @@ export class NotificationDeliverer {
       if (this.abort.signal.aborted) return true;
       const event = JSON.parse(row.payload) as NotificationEvent;
       if (ignored(endpoint, event)) {
-        if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'ignored'))) return true;
+        if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'ignored', this.clock.now()))) return true;
         position = row.id;
         continue;
       }
       // Renewed once a third of it has passed, so that a send (at most its timeout) ends within it.
-      if (Date.now() - leasedAt > lease / 3) {
-        if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease))) return true;
-        leasedAt = Date.now();
+      if (this.clock.now() - leasedAt > lease / 3) {
+        if (!(await leaseEndpoint(this.metadata, endpoint.name, this.holder, lease, this.clock.now()))) return true;
+        leasedAt = this.clock.now();
       }
       const failure = await this.send(endpoint, row);
       if (failure !== null) {
         const delay = Math.min(endpoint.backoffMs * 2 ** attempts, maxBackoffMs);
-        await recordDeliveryFailure(this.metadata, endpoint.name, this.holder, { reason: failure, nextAttemptAt: Date.now() + delay, threshold: endpoint.threshold });
+        await recordDeliveryFailure(this.metadata, endpoint.name, this.holder, { reason: failure, nextAttemptAt: this.clock.now() + delay, threshold: endpoint.threshold }, this.clock.now());
         attempts += 1;
         if (attempts === endpoint.threshold) this.logger.warn({ endpoint: endpoint.name, failures: attempts, reason: failure }, 'notification endpoint failing: events wait in the outbox');
         return true;
       }
-      if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'delivered'))) return true;
+      if (!(await advanceEndpoint(this.metadata, endpoint.name, this.holder, position, row.id, 'delivered', this.clock.now()))) return true;
       position = row.id;
       attempts = 0;
     }
@@ -186,7 +187,7 @@ export class NotificationDeliverer {
       await this.pause(60_000);
       if (this.abort.signal.aborted) return;
       try {
-        const { dropped } = await pruneOutbox(this.metadata, Date.now() - this.retentionMs);
+        const { dropped } = await pruneOutbox(this.metadata, this.clock.now() - this.retentionMs);
         if (dropped > 0) this.logger.warn({ dropped, retentionMs: this.retentionMs }, 'undelivered notifications older than notifications.retention dropped');
       } catch (error) {
         this.logger.warn({ err: error }, 'pruning the notification outbox failed');

@@ -24,15 +24,15 @@ export async function withBlobWrite<T>(stores: RegistryStores, digest: string, w
 /** The claim alone, for a write that ends elsewhere (a mirror fetch streaming to clients): release it with `releaseWrite`. */
 export async function claimWrite(stores: RegistryStores, digest: string): Promise<string> {
   const id = randomUUID();
-  const deadline = Date.now() + claimWaitMs;
-  while ((await claimBlobWrite(stores.metadata, id, digest)) === 'wait') {
-    if (Date.now() > deadline) {
+  const deadline = stores.clock.now() + claimWaitMs;
+  while ((await claimBlobWrite(stores.metadata, id, digest, stores.clock.now())) === 'wait') {
+    if (stores.clock.now() > deadline) {
       throw new RegistryError('UNAVAILABLE', {
         message: `garbage collection is deleting an old copy of ${digest}; try again`,
         headers: { 'Retry-After': '1' },
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await stores.clock.sleep(50);
   }
   return id;
 }

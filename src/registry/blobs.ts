@@ -30,7 +30,7 @@ export class BlobService {
    */
   async stat(repository: string, digestText: string): Promise<BlobDescriptor> {
     const digest = parseDigest(digestText);
-    await touchBlob(this.stores.metadata, digest.value);
+    await touchBlob(this.stores.metadata, digest.value, this.stores.clock.now());
     const blob = await findLinkedBlob(this.stores.metadata, repository, digest.value);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
     return blob;
@@ -66,7 +66,7 @@ export class BlobService {
       if (!(await unlinkBlob(transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
       if (!this.options.audit.recordBlobs) return;
       const event = { target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null } as const;
-      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance }, Date.now(), this.options.outbox);
+      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance }, this.stores.clock.now(), this.options.outbox);
     });
   }
 
@@ -76,7 +76,7 @@ export class BlobService {
    */
   async mount(repository: string, digestText: string, fromRepository?: string): Promise<BlobDescriptor | null> {
     const digest = parseDigest(digestText);
-    await touchBlob(this.stores.metadata, digest.value);
+    await touchBlob(this.stores.metadata, digest.value, this.stores.clock.now());
     let source: BlobDescriptor | undefined;
     if (fromRepository === undefined) {
       source = await findBlob(this.stores.metadata, digest.value);
@@ -91,10 +91,10 @@ export class BlobService {
     if (!source) return null;
     const stored = await this.stores.storage.stat(storagePaths.blobData(digest));
     if (!stored || stored.size !== source.size) return null;
-    const target = await ensureRepository(this.stores.metadata, repository);
+    const target = await ensureRepository(this.stores.metadata, repository, this.stores.clock.now());
     try {
       // A fresh link keeps the blob through the grace window, as an upload's does.
-      await linkBlob(this.stores.metadata, target.id, digest.value);
+      await linkBlob(this.stores.metadata, target.id, digest.value, this.stores.clock.now());
     } catch (error) {
       // Race closed: the blob was collected since it was found; the client uploads it instead.
       if (isForeignKeyViolation(error)) return null;

@@ -30,6 +30,8 @@ export interface ManifestWriteRules {
   recordUnchanged: boolean;
   /** A push by digest (no tag) is a `pushed` manifest event. */
   recordPush: boolean;
+  /** When the rows are written, by the registry's clock. */
+  now: number;
 }
 
 /**
@@ -49,10 +51,11 @@ export async function recordManifest(
    */
   beforeCommit?: () => Promise<void>,
 ): Promise<number> {
+  const now = rules.now;
   return metadata.transaction().execute(async (transaction) => {
-    const repository = await ensureRepository(transaction, record.repository);
-    await insertBlob(transaction, { digest: record.digest, size: record.payload.length });
-    for (const digest of record.blobDigests) await linkBlob(transaction, repository.id, digest);
+    const repository = await ensureRepository(transaction, record.repository, now);
+    await insertBlob(transaction, { digest: record.digest, size: record.payload.length }, now);
+    for (const digest of record.blobDigests) await linkBlob(transaction, repository.id, digest, now);
     const manifestId = await insertManifest(transaction, {
       repositoryId: repository.id,
       digest: record.digest,
@@ -62,11 +65,11 @@ export async function recordManifest(
       payload: record.payload,
       blobDigests: record.blobDigests,
       childIds: record.childIds,
-    });
+    }, now);
     const events: NewAuditEvent[] = [];
     const change = { target: 'tag', repository: record.repository, upstream: null, to: record.digest, mediaType: record.manifest.mediaType, size: record.payload.length } as const;
     for (const tag of record.tags) {
-      const { previous } = await moveTag(transaction, repository.id, tag, manifestId);
+      const { previous } = await moveTag(transaction, repository.id, tag, manifestId, now);
       if (previous !== null && previous !== record.digest) rules.immutable?.refuse(record.repository, tag, 'move');
       if (previous === null) events.push({ ...change, tag, action: 'created', from: null });
       else if (previous !== record.digest) events.push({ ...change, tag, action: 'moved', from: previous });
@@ -74,7 +77,7 @@ export async function recordManifest(
     }
     if (record.tags.length === 0 && rules.recordPush) events.push({ ...change, target: 'manifest', tag: null, action: 'pushed', from: null });
     await beforeCommit?.();
-    await appendAuditEvents(transaction, events, rules.origin, Date.now(), rules.outbox);
+    await appendAuditEvents(transaction, events, rules.origin, now, rules.outbox);
     return manifestId;
   });
 }

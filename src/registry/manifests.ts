@@ -157,6 +157,7 @@ export class ManifestService {
       origin: this.auditOrigin(origin),
       recordUnchanged: this.options.audit.recordUnchanged,
       recordPush: this.options.audit.recordManifests,
+      now: this.stores.clock.now(),
       ...(this.options.immutable ? { immutable: this.options.immutable } : {}),
       ...(this.options.outbox ? { outbox: this.options.outbox } : {}),
     };
@@ -199,7 +200,7 @@ export class ManifestService {
   async get(repository: string, referenceText: string, accepted: Set<string>, origin?: RequestOrigin): Promise<ManifestContent> {
     const reference = parseLookupReference(referenceText);
     // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
-    if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value);
+    if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value, this.stores.clock.now());
     const manifest =
       reference.kind === 'tag'
         ? await this.manifestByTag(repository, reference.tag)
@@ -243,7 +244,7 @@ export class ManifestService {
             this.options.immutable?.refuse(repository, reference.tag, 'delete');
             await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
             const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
-            await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
+            await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
           }),
         ),
       );
@@ -268,7 +269,7 @@ export class ManifestService {
       const change = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType, size: manifest.size } as const;
       const events: NewAuditEvent[] = tags.map((tag) => ({ ...change, target: 'tag', tag }));
       if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
-      await appendAuditEvents(transaction, events, this.auditOrigin(origin), Date.now(), this.options.outbox);
+      await appendAuditEvents(transaction, events, this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
     }));
   }
 
@@ -288,7 +289,7 @@ export class ManifestService {
         if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
         await storage.delete(storagePaths.repositoryTag(repository, tag));
         const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null, detail };
-        await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
+        await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
         return true;
       }),
     ));
@@ -312,12 +313,12 @@ export class ManifestService {
         metadata.transaction().execute(async (transaction): Promise<RestoredTag> => {
           const manifest = await findManifest(transaction, repositoryRow.id, digest);
           if (!manifest) throw gone();
-          const { previous } = await moveTag(transaction, repositoryRow.id, tag, manifest.id);
+          const { previous } = await moveTag(transaction, repositoryRow.id, tag, manifest.id, this.stores.clock.now());
           if (previous === digest) return { from: previous, to: digest, eventId: null };
           if (previous !== null) this.options.immutable?.refuse(repository, tag, 'move');
           await putSmallObject(storage, storagePaths.repositoryTag(repository, tag), Buffer.from(digest));
           const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, size: manifest.size, restoredEvent };
-          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin), Date.now(), this.options.outbox);
+          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
           return { from: previous, to: digest, eventId: eventId ?? null };
         }),
       ));

@@ -6,11 +6,10 @@ import { StorageNotFoundError } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import { getSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
-import { recordManifest, type ManifestWriteRules } from './manifest-rows.js';
+import { recordManifest } from './manifest-rows.js';
 import { systemOrigin } from '../metadata/audit.js';
 
 /** Each tag a rebuild finds is a `created` event of the registry itself: the log restarts from what storage holds. */
-const rebuildAudit: ManifestWriteRules = { origin: systemOrigin('rebuild'), recordUnchanged: false, recordPush: false };
 
 export interface RebuildProgress {
   done: number;
@@ -77,7 +76,7 @@ async function scanRepositories(stores: RegistryStores): Promise<Map<string, Rep
  * blobs or children are missing from storage is left out and reported, never recorded half.
  */
 export async function rebuildMetadata(stores: RegistryStores, onProgress?: (progress: RebuildProgress) => void): Promise<RebuildSummary> {
-  const { storage, metadata } = stores;
+  const { storage, metadata, clock } = stores;
   const existing = await metadata
     .selectFrom('manifests')
     .select((eb) => eb.fn.countAll<number>().as('count'))
@@ -125,7 +124,7 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
           skip(entry.digest, `blob ${missing.digest} is missing from storage or has another size`);
           continue;
         }
-        for (const [index, blob] of blobs.entries()) await insertBlob(metadata, { digest: blob.digest, size: sizes[index]!.size });
+        for (const [index, blob] of blobs.entries()) await insertBlob(metadata, { digest: blob.digest, size: sizes[index]!.size }, clock.now());
         const tags = [...contents.tags].filter(([, digest]) => digest === entry.digest).map(([tag]) => tag);
         const id = await recordManifest(metadata, {
           repository,
@@ -135,7 +134,7 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
           blobDigests: [...new Set(blobs.map((blob) => blob.digest))],
           childIds: childDigests.map((digest) => ids.get(digest)!),
           tags,
-        }, rebuildAudit);
+        }, { origin: systemOrigin('rebuild'), recordUnchanged: false, recordPush: false, now: clock.now() });
         ids.set(entry.digest, id);
         recordedThisRepository++;
         summary.manifests++;

@@ -73,7 +73,7 @@ export class UploadService {
    */
   async start(repository: string, owner: string): Promise<UploadStatus> {
     const id = randomUUID();
-    const { refused } = await insertUploadWithinLimits(this.stores.metadata, { id, repository, owner }, this.limits);
+    const { refused } = await insertUploadWithinLimits(this.stores.metadata, { id, repository, owner }, this.limits, this.stores.clock.now());
     if (refused) {
       const [limit, key] = refused === 'repository' ? [this.limits.perRepository, 'uploads.maxperrepository'] : [this.limits.perOwner, 'uploads.maxperaccount'];
       throw new RegistryError('TOOMANYREQUESTS', {
@@ -236,7 +236,7 @@ export class UploadService {
       await writer.cancel();
       throw error;
     }
-    const stored = await advanceUpload(this.stores.metadata, upload.id, upload.size, advanced.size, storageStateOf(advanced));
+    const stored = await advanceUpload(this.stores.metadata, upload.id, upload.size, advanced.size, storageStateOf(advanced), this.stores.clock.now());
     if (!stored) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'the upload was changed by another request' });
     }
@@ -277,8 +277,8 @@ export class UploadService {
         if (!existing || existing.size !== size) await storage.move(storagePaths.uploadData(upload.id), blobKey);
       });
       await metadata.transaction().execute(async (transaction) => {
-        await insertBlob(transaction, { digest: digest.value, size });
-        await linkBlob(transaction, upload.repositoryId, digest.value);
+        await insertBlob(transaction, { digest: digest.value, size }, this.stores.clock.now());
+        await linkBlob(transaction, upload.repositoryId, digest.value, this.stores.clock.now());
         await deleteUpload(transaction, upload.id);
       });
     });

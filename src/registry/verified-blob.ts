@@ -34,7 +34,7 @@ async function writeVerified(stores: RegistryStores, digest: Digest, size: numbe
     await writer.cancel();
     throw error;
   }
-  await insertBlob(stores.metadata, { digest: digest.value, size: hashing.bytes });
+  await insertBlob(stores.metadata, { digest: digest.value, size: hashing.bytes }, stores.clock.now());
   return hashing.bytes;
 }
 

@@ -8,6 +8,7 @@ import type { ImmutableTags } from '../registry/immutable-tags.js';
 import type { ManifestService } from '../registry/manifests.js';
 import { compilePolicies, planRepository, type RetentionDecision, type RetentionPolicy } from './plan.js';
 import type { RequestOrigin } from '../audit/settings.js';
+import type { Clock } from '../clock.js';
 
 /** Who asked for a run over HTTP, and what of the registry they may see. */
 export interface RetentionTrigger {
@@ -51,6 +52,7 @@ export class RetentionService {
     private readonly collector: GarbageCollector,
     private readonly gcGraceMs: number,
     private readonly logger: Logger,
+    private readonly clock: Clock,
   ) {
     this.policies = compilePolicies(settings);
   }
@@ -60,7 +62,7 @@ export class RetentionService {
   }
 
   /** What the policies would delete now, repository by repository (those `visible` accepts). */
-  async plan(now = Date.now(), visible: (repository: string) => boolean = () => true): Promise<{ repositories: number; decisions: RetentionDecision[] }> {
+  async plan(now: number, visible: (repository: string) => boolean = () => true): Promise<{ repositories: number; decisions: RetentionDecision[] }> {
     const decisions: RetentionDecision[] = [];
     let repositories = 0;
     let last: string | undefined;
@@ -81,7 +83,8 @@ export class RetentionService {
 
   /** A real run needs the whole registry in view: only dry runs are cut to what the caller may see. */
   async run(options: { dryRun: boolean; trigger?: RetentionTrigger }): Promise<RetentionReport> {
-    const started = Date.now();
+    const started = this.clock.now();
+    const timer = performance.now();
     const trigger = options.trigger;
     if (!options.dryRun && trigger?.visible) throw new Error('a retention run that deletes must see every repository');
     const { repositories, decisions } = await this.plan(started, trigger?.visible);
@@ -105,7 +108,7 @@ export class RetentionService {
     const report: RetentionReport = {
       dryRun: options.dryRun,
       startedAt: new Date(started).toISOString(),
-      durationMs: Date.now() - started,
+      durationMs: Math.round(performance.now() - timer),
       policies: this.policies.length,
       repositories,
       deleted: (options.dryRun ? decisions : deleted).map((decision) => ({

@@ -14,6 +14,7 @@ import {
   type StorageWriter,
   type RecyclingReadable,
 } from './driver.js';
+import { systemClock } from '../clock.js';
 
 const streamChunkSize = 1024 * 1024;
 /**
@@ -67,7 +68,8 @@ export class FilesystemDriver implements StorageDriver {
    * beside the gc or import command) may be writing the young ones right now.
    */
   private async removeStaleTemporaryFiles(): Promise<void> {
-    const staleBefore = Date.now() - staleTemporaryFileMs;
+    // Against the files' own times: the system's clock.
+    const staleBefore = systemClock.now() - staleTemporaryFileMs;
     for (const name of await readdir(this.temporaryDirectory)) {
       const file = path.join(this.temporaryDirectory, name);
       try {

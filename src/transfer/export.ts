@@ -190,7 +190,7 @@ export async function exportImages(
   const bytesLeftOut = leftOut.reduce((sum, digest) => sum + (blobs.get(digest) ?? 0), 0);
   const bundle: BundleDescription = {
     id: randomUUID(),
-    created: new Date().toISOString(),
+    created: new Date(stores.clock.now()).toISOString(),
     since: request.since ? { id: request.since.description.id, created: request.since.description.created } : null,
     leftOut,
   };

@@ -91,10 +91,10 @@ export class HttpImportTarget implements ImportTarget {
     if (!this.pushedTo.has(digest)) this.pushedTo.set(digest, repository);
   }
 
-  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number): Promise<{ digest: string; tag?: ImportedTagOutcome }> {
+  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number | undefined): Promise<{ digest: string; tag?: ImportedTagOutcome }> {
     const repository = destination.repository;
     if (destination.kind === 'mirror') {
-      const path = cachePath(destination, `manifests/${reference}`, { seen: new Date(seenAt).toISOString() });
+      const path = cachePath(destination, `manifests/${reference}`, seenAt === undefined ? {} : { seen: new Date(seenAt).toISOString() });
       const response = await this.expect(
         await this.send('PUT', path, actingFor(destination), payload, { 'Content-Type': mediaType }),
         201,

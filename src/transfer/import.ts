@@ -36,8 +36,8 @@ export interface ImportTarget {
   /** Whether the destination has the blob now, given to it (linked, mounted) when the registry holds it elsewhere. */
   useExistingBlob(destination: ImportDestination, digest: string): Promise<boolean>;
   putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void>;
-  /** Stores a manifest by tag or digest; `seenAt` is when a mirrored tag was last seen upstream. */
-  putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number): Promise<{ digest: string; tag?: ImportedTagOutcome }>;
+  /** Stores a manifest by tag or digest; `seenAt` is when a mirrored tag was last seen upstream (the time of the import, when the bundle does not say). */
+  putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number | undefined): Promise<{ digest: string; tag?: ImportedTagOutcome }>;
 }
 
 /** What the bundle holds, counted as export and sync count (see cli/report.ts), and what became of it. */
@@ -78,7 +78,7 @@ interface ManifestToPut {
   payload: Buffer;
   /** Tag to put it by; by digest when absent. */
   tag?: string;
-  seenAt: number;
+  seenAt: number | undefined;
 }
 
 interface DestinationPlan {
@@ -223,7 +223,7 @@ async function importFrom(file: string, handle: FileHandle, target: ImportTarget
     }
   }
   const leftOut = new Set(bundle?.leftOut ?? []);
-  const bundleTime = bundle ? Date.parse(bundle.created) : Date.now();
+  const bundleTime = bundle ? Date.parse(bundle.created) : undefined;
 
   const blobEntry = (digest: string): TarEntry => {
     const entry = entries.get(blobEntryName(digest));
@@ -238,7 +238,7 @@ async function importFrom(file: string, handle: FileHandle, target: ImportTarget
     return plan;
   };
 
-  const addManifest = async (plan: DestinationPlan, digest: string, mediaType: string, tag: string | undefined, seenAt: number): Promise<void> => {
+  const addManifest = async (plan: DestinationPlan, digest: string, mediaType: string, tag: string | undefined, seenAt: number | undefined): Promise<void> => {
     const already = plan.manifests.find((manifest) => manifest.digest === digest);
     if (already && tag === undefined) return;
     const entry = blobEntry(digest);

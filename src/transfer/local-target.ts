@@ -70,11 +70,11 @@ export class LocalImportTarget implements ImportTarget {
   }
 
   private async link(repository: string, digest: string): Promise<void> {
-    const row = await ensureRepository(this.stores.metadata, repository);
-    await linkBlob(this.stores.metadata, row.id, digest);
+    const row = await ensureRepository(this.stores.metadata, repository, this.stores.clock.now());
+    await linkBlob(this.stores.metadata, row.id, digest, this.stores.clock.now());
   }
 
-  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number) {
+  async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number | undefined) {
     if (destination.kind === 'mirror') return this.cache.putManifest({ upstream: destination.upstream, repository: destination.repository }, reference, payload, mediaType, seenAt);
     return { digest: (await this.manifests.put(destination.repository, reference, payload, mediaType, importOrigin)).digest };
   }

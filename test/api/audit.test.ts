@@ -311,9 +311,9 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
     try {
       const from = { upstream: 'central', repository: 'library/alpine' };
       const [first, second] = [imageManifest(), imageManifest()];
-      for (const manifest of [first, second]) await insertMirrorManifest(registry.metadata.db, from, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, payload: manifest.bytes });
-      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', first.digest, Date.now() - 1000, systemOrigin('import')));
-      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', second.digest, Date.now(), systemOrigin('import')));
+      for (const manifest of [first, second]) await insertMirrorManifest(registry.metadata.db, from, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, payload: manifest.bytes }, Date.now());
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', first.digest, Date.now() - 1000, systemOrigin('import'), Date.now()));
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', second.digest, Date.now(), systemOrigin('import'), Date.now()));
       await push(registry.request, 'team/app', 'v1', imageManifest());
       const mirrored = await events(registry.request, '?source=mirror');
       assert.deepEqual(mirrored.map((event) => [event.upstream, event.repository, event.tag, event.action, event.from, event.to]), [
@@ -342,7 +342,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
       await db.updateTable('blobs').set((eb) => ({ created_at: eb('created_at', '-', 2 * hour), used_at: eb('used_at', '-', 2 * hour) })).execute();
       await db.updateTable('manifests').set((eb) => ({ created_at: eb('created_at', '-', 2 * hour), used_at: eb('used_at', '-', 2 * hour) })).execute();
       await db.updateTable('repository_blobs').set((eb) => ({ created_at: eb('created_at', '-', 2 * hour) })).execute();
-      const stores = { storage: registry.storage, metadata: db };
+      const stores = { storage: registry.storage, metadata: db, clock: registry.clock };
 
       const kept = await new GarbageCollector(stores, silent, null, 14 * 24 * hour).run({ dryRun: false, untagged: true, graceMs: hour });
       assert.equal(kept.manifests, 0, 'the manifest prod pointed at a moment ago stays (14 days by default)');

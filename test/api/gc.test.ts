@@ -15,11 +15,12 @@ import { allManifestTypes, imageManifest, indexOf, pushManifest, referrerOf, typ
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { ManualClock } from '../helpers/clock.js';
 
 const hour = 3_600_000;
 const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as ConstructorParameters<typeof GarbageCollector>[1];
 
-const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
+const storesOf = (registry: TestRegistry) => registry.stores;
 /** A collection with an hour's grace and no time machine (audit.timemachine 0: the audit tests cover it). */
 const collect = (registry: TestRegistry, options: Partial<{ dryRun: boolean; untagged: boolean; graceMs: number }> = {}): Promise<GcReport> =>
   new GarbageCollector(storesOf(registry), silent, null, 0).run({ dryRun: false, untagged: false, graceMs: hour, ...options });
@@ -199,7 +200,7 @@ describe('garbage collection of untagged manifests, dry runs, storage links and 
     const url = `sqlite:${registry.root}/rebuilt.db`;
     const rebuilt = await openMetadataDatabase(url);
     try {
-      const summary = await rebuildMetadata({ storage: registry.storage, metadata: rebuilt.db });
+      const summary = await rebuildMetadata({ storage: registry.storage, metadata: rebuilt.db, clock: registry.clock });
       assert.deepEqual(summary.skipped, [], 'nothing in storage names what is gone');
       const digests = (await rebuilt.db.selectFrom('manifests').select('digest').execute()).map((row) => row.digest).sort();
       const live = (await registry.metadata.db.selectFrom('manifests').select('digest').execute()).map((row) => row.digest).sort();
@@ -213,9 +214,10 @@ describe('garbage collection of untagged manifests, dry runs, storage links and 
 describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API and its lock', () => {
   let registry: TestRegistry;
   let files: Awaited<ReturnType<typeof writeTestPolicy>>;
+  const clock = new ManualClock();
   before(async () => {
     files = await writeTestPolicy();
-    registry = await createTestRegistry({ auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
+    registry = await createTestRegistry({ clock, auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
   });
   after(async () => {
     await registry?.close();
@@ -227,7 +229,8 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     const kept = await collect(registry, { graceMs: hour });
     assert.equal(kept.orphans, 0);
     assert.ok(await bytesStored(registry, orphan.digest), 'written just now: kept');
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    clock.catchUp();
+    clock.advance(1100);
     const removed = await collect(registry, { graceMs: 1 });
     assert.equal(removed.orphans, 1);
     assert.equal(removed.orphanBytes, orphan.bytes.length);
@@ -237,8 +240,9 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
   it('a claim of a writer that died a day ago no longer keeps its digest', async () => {
     const lost = testBlob(777);
     await putSmallObject(registry.storage, storagePaths.blobData(parseDigest(lost.digest)), lost.bytes);
-    await registry.metadata.db.insertInto('blob_writes').values({ id: 'crashed-writer', digest: lost.digest, started_at: Date.now() - 25 * hour }).execute();
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await registry.metadata.db.insertInto('blob_writes').values({ id: 'crashed-writer', digest: lost.digest, started_at: clock.now() - 25 * hour }).execute();
+    clock.catchUp();
+    clock.advance(1100);
     const report = await collect(registry, { graceMs: 1 });
     assert.equal(report.orphans, 1, 'its bytes, which no row names, are an orphan');
     assert.ok(!(await bytesStored(registry, lost.digest)));
@@ -264,7 +268,7 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     const key = storagePaths.blobData(parseDigest(blob.digest));
     // A run that holds the lease has removed the rows of the digest's old bytes and is about to delete them.
     await putSmallObject(registry.storage, key, blob.bytes);
-    await acquireGcLock(registry.metadata.db, 'elsewhere:1:run', 60_000);
+    await acquireGcLock(registry.metadata.db, 'elsewhere:1:run', 60_000, Date.now());
     await registry.metadata.db.insertInto('gc_pending').values({ key, digest: blob.digest, created_at: Date.now() }).execute();
     const started = await agent.post('/v2/team-a/race/blobs/uploads/').set('Authorization', auth).expect(202);
     const location = started.headers.location as string;
@@ -277,11 +281,13 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
         finished = true;
         return response;
       });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The PUT is asleep in its claim loop (on the registry's clock), waiting for the run.
+    await clock.waitForSleepers(1);
     assert.equal(finished, false, 'the final PUT waits while the run deletes the old bytes');
     await registry.storage.delete(key);
     await registry.metadata.db.deleteFrom('gc_pending').where('key', '=', key).execute();
     await releaseGcLock(registry.metadata.db, 'elsewhere:1:run');
+    clock.advance(50);
     assert.equal((await put).status, 201);
     assert.ok(await bytesStored(registry, blob.digest), 'the upload moved its own bytes in');
     assert.ok(await blobRow(registry, blob.digest));
@@ -307,7 +313,7 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.equal(envelopeCode(await registry.request.get('/api/v1/gc').set('Authorization', catalogOnly).expect(403)), 'DENIED');
     assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=maybe').set('Authorization', operatorToken).expect(400)), 'UNSUPPORTED');
 
-    await acquireGcLock(registry.metadata.db, 'other-host:1:busy', 60_000);
+    await acquireGcLock(registry.metadata.db, 'other-host:1:busy', 60_000, Date.now());
     const busy = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', operatorToken).expect(409);
     assert.match(String((busy.body as { errors: Array<{ message: string }> }).errors[0]?.message), /another garbage collection is running \(other-host:1:busy\)/);
     await releaseGcLock(registry.metadata.db, 'other-host:1:busy');

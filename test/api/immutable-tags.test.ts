@@ -7,6 +7,7 @@ import { ManifestService } from '../../src/registry/manifests.js';
 import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
 import { envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { systemClock } from '../../src/clock.js';
 
 const rules = [
   { repositories: ['prod/**'], tags: ['v*', 'release-*'] },
@@ -94,8 +95,8 @@ describe('immutable tags (tags.immutable): created once, then never moved or del
       const [a, b] = [imageManifest(), imageManifest()];
       await pushManifest(open.request, 'prod/api', 'v2', a);
       await pushManifest(open.request, 'prod/api', 'v2', b);
-      const governed = new ManifestService({ storage: open.storage, metadata: open.metadata.db }, { deleteEnabled: true, audit: defaultAuditSettings, immutable: new ImmutableTags(rules) });
-      const audit = new AuditService(open.metadata.db, governed);
+      const governed = new ManifestService({ storage: open.storage, metadata: open.metadata.db, clock: systemClock }, { deleteEnabled: true, audit: defaultAuditSettings, immutable: new ImmutableTags(rules) });
+      const audit = new AuditService(open.metadata.db, governed, systemClock);
       const origin = { actor: 'alice', authMethod: 'basic', address: '192.0.2.1', userAgent: null, requestId: 'restore' };
       await assert.rejects(audit.restore('prod/api', 'v2', { digest: a.digest }, origin), (error: Error) => /prod\/api:v2 is immutable .*cannot be moved/.test(error.message));
       assert.equal(await currentDigest(open, 'prod/api', 'v2'), b.digest);

@@ -21,8 +21,9 @@ import { binary, envelopeCode } from '../helpers/push.js';
 import { freePort } from '../helpers/ports.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { ManualClock } from '../helpers/clock.js';
 
-const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
+const storesOf = (registry: TestRegistry) => registry.stores;
 const upstreamsOf = (registry: TestRegistry) => registry.registry.services.mirror?.settings.upstreams ?? [];
 const localTarget = (registry: TestRegistry) =>
   new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreamsOf(registry));
@@ -364,7 +365,8 @@ describe('offline sites: bundles carry where images came from, and import fills 
   });
 
   it('a tag seen "in the future" counts as seen now, through the cache API and in a bundle: later imports still move it', async () => {
-    const site = await createTestRegistry({ mirror: offlineMirror() });
+    const siteClock = new ManualClock();
+    const site = await createTestRegistry({ clock: siteClock, mirror: offlineMirror() });
     try {
       const other = imageManifest();
       for (const blob of [...image.blobs, ...other.blobs]) {
@@ -372,12 +374,11 @@ describe('offline sites: bundles carry where images came from, and import fills 
       }
       const put = (manifest: TestManifest, seen: string) =>
         site.request.put(`/api/v1/mirror/cache/team-a/app/manifests/v1?ns=central&seen=${encodeURIComponent(seen)}`).set('Content-Type', manifest.mediaType).send(manifest.bytes.toString()).expect(201);
-      const before = Date.now();
       assert.equal((await put(image, '9999-12-31T00:00:00Z')).body.tag, 'created');
       const row = await site.metadata.db.selectFrom('mirror_tags').select('checked_at').where('tag', '=', 'v1').executeTakeFirstOrThrow();
-      assert.ok(Number(row.checked_at) >= before && Number(row.checked_at) <= Date.now(), 'checked now, not in 9999');
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      assert.equal((await put(other, new Date().toISOString())).body.tag, 'moved', 'a later import is not kept out by a time that has not come');
+      assert.equal(Number(row.checked_at), siteClock.now(), 'checked now, not in 9999');
+      siteClock.advance(60_000);
+      assert.equal((await put(other, new Date(siteClock.now()).toISOString())).body.tag, 'moved', 'a later import is not kept out by a time that has not come');
 
       const future = path.join(directory, 'future.tar');
       await rewriteArchive(bundle, future, {
@@ -388,13 +389,13 @@ describe('offline sites: bundles carry where images came from, and import fills 
           return Buffer.from(JSON.stringify(index));
         },
       });
-      const fresh = await createTestRegistry({ mirror: offlineMirror() });
+      const freshClock = new ManualClock();
+      const fresh = await createTestRegistry({ clock: freshClock, mirror: offlineMirror() });
       try {
-        const importedAt = Date.now();
         await importArchive(future, localTarget(fresh));
         const tags = await fresh.metadata.db.selectFrom('mirror_tags').select(['tag', 'checked_at']).execute();
         assert.equal(tags.length, 2);
-        for (const tag of tags) assert.ok(Number(tag.checked_at) >= importedAt && Number(tag.checked_at) <= Date.now(), `${tag.tag} counts as seen at the import`);
+        for (const tag of tags) assert.equal(Number(tag.checked_at), freshClock.now(), `${tag.tag} counts as seen at the import`);
       } finally {
         await fresh.close();
       }

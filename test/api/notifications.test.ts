@@ -83,7 +83,9 @@ describe('notifications: Distribution\'s envelope, from an outbox written with t
     await pushManifest(registry.request, 'team/web', 'v1', imageManifest({ docker: true }));
     await pushManifest(registry.request, 'team/web', 'v2', imageManifest());
     await quiet.waitFor(3);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Until the endpoint has gone through the whole outbox (each event sent or ignored): then nothing more can come.
+    const pendingFor = async (name: string) => ((await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; pending: number }>).find((endpoint) => endpoint.name === name)!.pending;
+    while ((await pendingFor('pushes-only')) > 0) await new Promise((resolve) => setImmediate(resolve));
     const got = quiet.accepted.flatMap((entry) => entry.events).map((event) => [event.action, event.target.repository, event.target.tag]);
     assert.deepEqual(got, [['push', 'team/api', 'prod'], ['push', 'team/api', 'prod'], ['push', 'team/web', 'v2']]);
     const status = (await registry.request.get('/api/v1/notifications/status').expect(200)).body.endpoints as Array<{ name: string; delivered: number; ignored: number; pending: number }>;

@@ -29,7 +29,7 @@ describe('rebuild from storage with pieces missing', () => {
     await registry.storage.delete(`blobs/sha256/${layer.slice(0, 2)}/${layer}/data`);
 
     const progress: number[] = [];
-    const summary = await rebuildMetadata({ storage: registry.storage, metadata: fresh.db }, ({ done }) => progress.push(done));
+    const summary = await rebuildMetadata({ storage: registry.storage, metadata: fresh.db, clock: registry.clock }, ({ done }) => progress.push(done));
     assert.equal(summary.repositories, 1);
     assert.equal(summary.manifests, 1);
     assert.equal(summary.tags, 1);
@@ -40,6 +40,6 @@ describe('rebuild from storage with pieces missing', () => {
     assert.equal(progress.at(-1), 3, 'progress reaches every manifest');
     const manifests = await fresh.db.selectFrom('manifests').select('digest').execute();
     assert.deepEqual(manifests.map((row) => row.digest), [intact.digest]);
-    await assert.rejects(rebuildMetadata({ storage: registry.storage, metadata: fresh.db }), /already holds manifests/);
+    await assert.rejects(rebuildMetadata({ storage: registry.storage, metadata: fresh.db, clock: registry.clock }), /already holds manifests/);
   });
 });

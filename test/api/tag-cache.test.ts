@@ -130,7 +130,7 @@ for (const engine of ['sqlite', 'postgres', 'late'] as const) {
         const moveTo = async (manifest: TestManifest, tag: string) => {
           const repository = (await findRepository(other.db, 'cache/beside'))!;
           const row = (await findManifest(other.db, repository.id, manifest.digest))!;
-          await other.db.transaction().execute((transaction) => moveTag(transaction, repository.id, tag, row.id));
+          await other.db.transaction().execute((transaction) => moveTag(transaction, repository.id, tag, row.id, Date.now()));
         };
         await moveTo(two, 'latest');
         const tookMs = await eventually(2000, async () => (await digestOf('cache/beside', 'latest')) === two.digest);

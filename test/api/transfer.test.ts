@@ -16,7 +16,7 @@ import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest
 import { binary } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
-const storesOf = (registry: TestRegistry) => ({ storage: registry.storage, metadata: registry.metadata.db });
+const storesOf = (registry: TestRegistry) => registry.stores;
 const localTarget = (registry: TestRegistry, upstreams: UpstreamSettings[] = []) =>
   new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreams);
 

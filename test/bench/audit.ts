@@ -22,6 +22,7 @@ import { NotificationDeliverer } from '../../src/notifications/deliverer.js';
 import { NotificationPayloads } from '../../src/notifications/payload.js';
 import pino from 'pino';
 import { benchSize } from './limits.js';
+import { systemClock } from '../../src/clock.js';
 
 const eventCount = benchSize('BENCH_AUDIT_EVENTS', 100_000, 2_000);
 const moveCount = benchSize('BENCH_AUDIT_MOVES', 2000, 200);
@@ -48,7 +49,7 @@ async function manifests(db: MetadataDb, repositoryId: number, count: number): P
   const rows: Array<{ id: number; digest: string }> = [];
   for (let index = 0; index < count; index++) {
     const digest = digestOf(repositoryId * 1_000_000 + index);
-    rows.push({ id: await insertManifest(db, { repositoryId, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: null, subjectDigest: null, payload: Buffer.from('{}'), blobDigests: [], childIds: [] }), digest });
+    rows.push({ id: await insertManifest(db, { repositoryId, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: null, subjectDigest: null, payload: Buffer.from('{}'), blobDigests: [], childIds: [] }, Date.now()), digest });
   }
   return rows;
 }
@@ -66,10 +67,10 @@ async function moveRate(writers: MetadataDb[], repository: string, repositoryId:
         const tag = `t${index % 50}`;
         const target = targets[index % targets.length]!;
         await db.transaction().execute(async (transaction) => {
-          const { previous } = await moveTag(transaction, repositoryId, tag, target.id);
+          const { previous } = await moveTag(transaction, repositoryId, tag, target.id, Date.now());
           if (!audited || previous === target.digest) return;
           const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: previous === null ? 'created' : 'moved', from: previous, to: target.digest, mediaType: null };
-          await appendAuditEvents(transaction, [event], origin);
+          await appendAuditEvents(transaction, [event], origin, Date.now());
         });
       }
     }),
@@ -83,8 +84,8 @@ async function bench(label: string, url: string): Promise<void> {
   try {
     const db = database.db;
     const writers = [db, replica?.db ?? db];
-    const plain = await ensureRepository(db, 'bench/plain');
-    const audited = await ensureRepository(db, 'bench/audited');
+    const plain = await ensureRepository(db, 'bench/plain', Date.now());
+    const audited = await ensureRepository(db, 'bench/audited', Date.now());
     const plainTargets = await manifests(db, plain.id, 64);
     const auditedTargets = await manifests(db, audited.id, 64);
     for (const parallel of [1, 8]) {
@@ -106,7 +107,7 @@ async function bench(label: string, url: string): Promise<void> {
       await appendAuditEvents(db, events, { ...origin, actor: `user-${start % 5}` }, Date.now() - (eventCount - start) * 1000);
     }
     const bulkSeconds = Number(process.hrtime.bigint() - bulkStarted) / 1e9;
-    const audit = new AuditService(db, null);
+    const audit = new AuditService(db, null, systemClock);
     const total = await audit.count();
     process.stdout.write(`audit ${label}: ${total} events appended in batches of ${batch}: ${(eventCount / bulkSeconds).toFixed(0)} events/s\n`);
 

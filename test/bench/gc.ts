@@ -17,6 +17,7 @@ import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 import { benchSize } from './limits.js';
+import { systemClock } from '../../src/clock.js';
 
 const manifestCount = benchSize('BENCH_GC_MANIFESTS', 10_000, 300);
 const blobsPerManifest = 9;
@@ -90,7 +91,7 @@ async function collectOnce(root: string, databaseUrl: string, data: Dataset): Pr
   try {
     await insertRows(database.db, data);
     const storage = await FilesystemDriver.open(root);
-    return await new GarbageCollector({ storage, metadata: database.db }, pino({ level: 'silent' })).run({ dryRun: false, untagged: false, graceMs: hour });
+    return await new GarbageCollector({ storage, metadata: database.db, clock: systemClock }, pino({ level: 'silent' })).run({ dryRun: false, untagged: false, graceMs: hour });
   } finally {
     await database.close();
   }

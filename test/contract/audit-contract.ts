@@ -11,22 +11,23 @@ import { parseManifest } from '../../src/oci/manifest.js';
 import { imageManifest } from '../helpers/images.js';
 import { testBlob } from '../helpers/blobs.js';
 import type { DatabaseUnderTest } from './metadata-contract.js';
+import { systemClock } from '../../src/clock.js';
 
 const origin = (actor: string) => ({ actor, authMethod: 'basic', address: '192.0.2.1', userAgent: 'contract', requestId: `req-${actor}`, instance: 'contract' });
 
 async function newManifest(db: MetadataDb, repositoryId: number): Promise<{ id: number; digest: string }> {
   const digest = testBlob(8).digest;
-  const id = await insertManifest(db, { repositoryId, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: null, subjectDigest: null, payload: Buffer.from('{}'), blobDigests: [], childIds: [] });
+  const id = await insertManifest(db, { repositoryId, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: null, subjectDigest: null, payload: Buffer.from('{}'), blobDigests: [], childIds: [] }, Date.now());
   return { id, digest };
 }
 
 /** A tag move as the registry writes it: the tag row, then its event, in one transaction. */
 async function moveWithEvent(db: MetadataDb, repository: string, repositoryId: number, tag: string, manifest: { id: number; digest: string }, actor: string): Promise<void> {
   await db.transaction().execute(async (transaction) => {
-    const { previous } = await moveTag(transaction, repositoryId, tag, manifest.id);
+    const { previous } = await moveTag(transaction, repositoryId, tag, manifest.id, Date.now());
     if (previous === manifest.digest) return;
     const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: previous === null ? 'created' : 'moved', from: previous, to: manifest.digest, mediaType: null };
-    await appendAuditEvents(transaction, [event], origin(actor));
+    await appendAuditEvents(transaction, [event], origin(actor), Date.now());
   });
 }
 
@@ -39,7 +40,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     before(async () => {
       subject = await make();
       database = await openMetadataDatabase(subject.url);
-      audit = new AuditService(database.db, null);
+      audit = new AuditService(database.db, null, systemClock);
     });
     after(async () => {
       await database?.close();
@@ -49,7 +50,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     it('writes a tag change and its event in one transaction: a change that fails leaves neither', async () => {
       const image = imageManifest();
       const manifest = parseManifest(image.bytes, image.mediaType);
-      const audited: ManifestWriteRules = { origin: origin('alice'), recordUnchanged: false, recordPush: false };
+      const audited: ManifestWriteRules = { origin: origin('alice'), recordUnchanged: false, recordPush: false, now: Date.now() };
       const headBefore = await readAuditChainHead(database.db);
       // Its blobs were never recorded: the manifest's blob rows fail their foreign keys.
       await assert.rejects(
@@ -59,12 +60,12 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       assert.deepEqual(await listAuditEvents(database.db, { repository: 'audit/fail' }, 10), []);
 
       // A change whose transaction fails after its event was written: both are rolled back.
-      const repository = await ensureRepository(database.db, 'audit/rollback');
+      const repository = await ensureRepository(database.db, 'audit/rollback', Date.now());
       const first = await newManifest(database.db, repository.id);
       await assert.rejects(
         database.db.transaction().execute(async (transaction) => {
-          await moveTag(transaction, repository.id, 'prod', first.id);
-          await appendAuditEvents(transaction, [{ target: 'tag', repository: 'audit/rollback', tag: 'prod', upstream: null, action: 'created', from: null, to: first.digest, mediaType: null }], origin('alice'));
+          await moveTag(transaction, repository.id, 'prod', first.id, Date.now());
+          await appendAuditEvents(transaction, [{ target: 'tag', repository: 'audit/rollback', tag: 'prod', upstream: null, action: 'created', from: null, to: first.digest, mediaType: null }], origin('alice'), Date.now());
           throw new Error('the storage link could not be written');
         }),
         /storage link/,
@@ -87,7 +88,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       // writers share one connection, whose transactions the driver queues.
       const replica = engineOf(database.db) === 'postgres' ? await openMetadataDatabase(subject.url) : null;
       try {
-        const repository = await ensureRepository(database.db, 'audit/race');
+        const repository = await ensureRepository(database.db, 'audit/race', Date.now());
         const manifests = await Promise.all(Array.from({ length: 6 }, () => newManifest(database.db, repository.id)));
         const writers = [database.db, replica?.db ?? database.db];
         await Promise.all(
@@ -111,7 +112,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     });
 
     it('verification names the first event altered, removed or inserted by hand', async () => {
-      const repository = await ensureRepository(database.db, 'audit/tamper');
+      const repository = await ensureRepository(database.db, 'audit/tamper', Date.now());
       for (let index = 0; index < 5; index++) await moveWithEvent(database.db, 'audit/tamper', repository.id, 'prod', await newManifest(database.db, repository.id), 'alice');
       const events = await listAuditEvents(database.db, { repository: 'audit/tamper' }, 10, 'asc');
       const [, second, third] = events;
@@ -151,10 +152,10 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     });
 
     it('pruning cuts the chain where it says, and what is left verifies', async () => {
-      const repository = await ensureRepository(database.db, 'audit/prune');
+      const repository = await ensureRepository(database.db, 'audit/prune', Date.now());
       await moveWithEvent(database.db, 'audit/prune', repository.id, 'old', await newManifest(database.db, repository.id), 'alice');
       const head = await readAuditChainHead(database.db);
-      const pruned = await pruneAuditEvents(database.db, Date.now() + 1, 1000);
+      const pruned = await pruneAuditEvents(database.db, Date.now() + 1, 1000, Date.now());
       assert.equal(pruned, head.lastId, 'every event was older than the cut');
       const afterCut = await readAuditChainHead(database.db);
       assert.equal(afterCut.cutId, head.lastId);
@@ -164,7 +165,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       assert.ok(verified.ok, JSON.stringify(verified.problem));
       assert.equal(verified.events, 1);
       assert.deepEqual(verified.cut?.id, head.lastId);
-      await appendAuditEvents(database.db, [{ target: 'tag', repository: 'audit/prune', tag: 'x', upstream: null, action: 'created', from: null, to: 'sha256:00', mediaType: null }], systemOrigin('test'));
+      await appendAuditEvents(database.db, [{ target: 'tag', repository: 'audit/prune', tag: 'x', upstream: null, action: 'created', from: null, to: 'sha256:00', mediaType: null }], systemOrigin('test'), Date.now());
       assert.ok((await audit.verify()).ok);
     });
   });

@@ -86,21 +86,21 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
     });
 
     it('creates a repository once under concurrent callers', async () => {
-      const rows = await Promise.all(Array.from({ length: 10 }, () => ensureRepository(database.db, 'team/app')));
+      const rows = await Promise.all(Array.from({ length: 10 }, () => ensureRepository(database.db, 'team/app', Date.now())));
       assert.equal(new Set(rows.map((row) => row.id)).size, 1);
       assert.equal((await findRepository(database.db, 'team/app'))?.id, rows[0]!.id);
       assert.equal(await findRepository(database.db, 'team/none'), undefined);
     });
 
     it('records blobs with sizes past 4 GiB and links them per repository', async () => {
-      const repository = await ensureRepository(database.db, 'blobs/repo');
+      const repository = await ensureRepository(database.db, 'blobs/repo', Date.now());
       const big = { digest: randomDigest(), size: 5 * 1024 ** 3 + 7 };
-      await insertBlob(database.db, big);
-      await insertBlob(database.db, { digest: big.digest, size: 1 });
+      await insertBlob(database.db, big, Date.now());
+      await insertBlob(database.db, { digest: big.digest, size: 1 }, Date.now());
       assert.deepEqual(await findBlob(database.db, big.digest), big, 'the first row stays, sizes come back as numbers');
       assert.equal(await findLinkedBlob(database.db, 'blobs/repo', big.digest), undefined);
-      await linkBlob(database.db, repository.id, big.digest);
-      await linkBlob(database.db, repository.id, big.digest);
+      await linkBlob(database.db, repository.id, big.digest, Date.now());
+      await linkBlob(database.db, repository.id, big.digest, Date.now());
       assert.deepEqual(await findLinkedBlob(database.db, 'blobs/repo', big.digest), big);
       assert.deepEqual([...(await findLinkedBlobSizes(database.db, repository.id, [big.digest, randomDigest()]))], [[big.digest, big.size]], "with the size, past 4 GiB");
       assert.equal(await unlinkBlob(database.db, repository.id, big.digest), true);
@@ -109,11 +109,11 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
 
     it('keeps upload sessions and advances them only from the size they were at', async () => {
       const id = '6d1c2f0e-8a47-4b5e-9d1a-3f1e2c4b5a69';
-      assert.deepEqual(await insertUploadWithinLimits(database.db, { id, repository: 'uploads/repo', owner: 'alice' }, { perRepository: 0, perOwner: 0 }), { refused: null });
+      assert.deepEqual(await insertUploadWithinLimits(database.db, { id, repository: 'uploads/repo', owner: 'alice' }, { perRepository: 0, perOwner: 0 }, Date.now()), { refused: null });
       assert.equal((await findUpload(database.db, 'uploads/repo', id))?.size, 0);
       assert.equal(await findUpload(database.db, 'other/repo', id), undefined);
-      assert.equal(await advanceUpload(database.db, id, 0, 6_000_000_000, '{"part":1}'), true);
-      assert.equal(await advanceUpload(database.db, id, 0, 10, null), false, 'a writer that started from 0 lost the race');
+      assert.equal(await advanceUpload(database.db, id, 0, 6_000_000_000, '{"part":1}', Date.now()), true);
+      assert.equal(await advanceUpload(database.db, id, 0, 10, null, Date.now()), false, 'a writer that started from 0 lost the race');
       const upload = await findUpload(database.db, 'uploads/repo', id);
       assert.equal(upload?.size, 6_000_000_000);
       assert.equal(upload?.storageState, '{"part":1}');
@@ -124,7 +124,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
     it('opens upload sessions up to the limits, exactly, however many clients start them at once', async () => {
       const limits = { perRepository: 5, perOwner: 7 };
       const start = (repository: string, owner: string, index: number) =>
-        insertUploadWithinLimits(database.db, { id: `limits-${repository.replace('/', '-')}-${owner}-${index}`, repository, owner }, limits);
+        insertUploadWithinLimits(database.db, { id: `limits-${repository.replace('/', '-')}-${owner}-${index}`, repository, owner }, limits, Date.now());
       const first = await Promise.all(Array.from({ length: 20 }, (_, index) => start('limits/one', `robot-${index % 2}`, index)));
       assert.equal(first.filter((result) => result.refused === null).length, 5, 'five sessions in the repository, not one more');
       assert.equal(first.filter((result) => result.refused === 'repository').length, 15);
@@ -139,9 +139,9 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
     });
 
     it('stores manifests with their references, tags, referrers, and deletes them', async () => {
-      const repository = await ensureRepository(database.db, 'manifests/repo');
+      const repository = await ensureRepository(database.db, 'manifests/repo', Date.now());
       const layer = randomDigest();
-      await insertBlob(database.db, { digest: layer, size: 10 });
+      await insertBlob(database.db, { digest: layer, size: 10 }, Date.now());
       const payload = Buffer.from('{"schemaVersion":2}\u0000\u00ff binary-safe');
       const child = await database.db.transaction().execute(async (transaction) =>
         insertManifest(transaction, {
@@ -153,7 +153,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
           payload,
           blobDigests: [layer, layer],
           childIds: [],
-        }),
+        }, Date.now()),
       );
       const childRow = await database.db.selectFrom('manifests').select('digest').where('id', '=', child).executeTakeFirstOrThrow();
       const parentDigest = randomDigest();
@@ -166,15 +166,15 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         payload: Buffer.from('{}'),
         blobDigests: [],
         childIds: [child],
-      });
+      }, Date.now());
       assert.deepEqual(await findParentDigests(database.db, child), [parentDigest]);
       const stored = await findManifest(database.db, repository.id, childRow.digest);
       assert.ok(stored && Buffer.from(stored.payload).equals(payload), 'payload bytes round-trip');
       assert.equal(stored?.size, payload.length);
       assert.deepEqual([...(await findManifestIds(database.db, repository.id, [childRow.digest, randomDigest()])).keys()], [childRow.digest]);
 
-      await moveTag(database.db, repository.id, 'latest', child);
-      await moveTag(database.db, repository.id, 'latest', parent);
+      await moveTag(database.db, repository.id, 'latest', child, Date.now());
+      await moveTag(database.db, repository.id, 'latest', parent, Date.now());
       assert.deepEqual(await findTag(database.db, repository.id, 'latest'), { manifestId: parent });
       assert.equal((await findManifestByReference(database.db, 'manifests/repo', { tag: 'latest' }))?.digest, parentDigest);
       assert.equal((await findManifestByReference(database.db, 'manifests/repo', { digest: childRow.digest }))?.id, child);
@@ -191,20 +191,20 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
           payload: Buffer.from('{"annotations":{}}'),
           blobDigests: [],
           childIds: [],
-        });
+        }, Date.now());
       }
       assert.equal((await findReferrers(database.db, repository.id, subject)).length, 2);
       assert.deepEqual((await findReferrers(database.db, repository.id, subject, 'application/spdx+json')).map((row) => row.artifactType), ['application/spdx+json']);
       assert.equal(await countManifests(database.db, repository.id), 4);
 
-      await moveTag(database.db, repository.id, 'stable', parent);
+      await moveTag(database.db, repository.id, 'stable', parent, Date.now());
       assert.deepEqual((await deleteManifest(database.db, parent)).sort(), ['latest', 'stable']);
       assert.deepEqual(await findParentDigests(database.db, child), []);
       assert.equal(await findTag(database.db, repository.id, 'latest'), undefined);
     });
 
     it('lists tags and repositories in byte order, page by page', async () => {
-      const repository = await ensureRepository(database.db, 'order/repo');
+      const repository = await ensureRepository(database.db, 'order/repo', Date.now());
       const manifest = await insertManifest(database.db, {
         repositoryId: repository.id,
         digest: randomDigest(),
@@ -214,9 +214,9 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         payload: Buffer.from('{}'),
         blobDigests: [],
         childIds: [],
-      });
+      }, Date.now());
       const tags = ['b', 'B', '_x', 'a', 'A', '0', 'a.b', 'a-b', 'Z'];
-      await Promise.all(tags.map((tag) => moveTag(database.db, repository.id, tag, manifest)));
+      await Promise.all(tags.map((tag) => moveTag(database.db, repository.id, tag, manifest, Date.now())));
       const byteOrder = [...tags].sort((x, y) => (Buffer.compare(Buffer.from(x), Buffer.from(y))));
       assert.deepEqual(await listTags(database.db, repository.id, 100), byteOrder);
       assert.deepEqual(await listTags(database.db, repository.id, 3, byteOrder[2]), byteOrder.slice(3, 6));
@@ -224,7 +224,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await deleteTag(database.db, repository.id, 'a'), manifestDigest, 'a delete answers the digest the tag had');
       assert.equal(await deleteTag(database.db, repository.id, 'a'), undefined);
 
-      await ensureRepository(database.db, 'order/empty');
+      await ensureRepository(database.db, 'order/empty', Date.now());
       const listed = await listRepositoriesWithManifests(database.db, 100);
       assert.ok(listed.includes('order/repo') && listed.includes('manifests/repo'));
       assert.ok(!listed.includes('order/empty') && !listed.includes('team/app'), 'repositories without manifests are not listed');
@@ -236,8 +236,8 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const from = { upstream: 'docker.io', repository: 'library/alpine' };
       const other = { upstream: 'ghcr.io', repository: 'library/alpine' };
       const manifest = { digest: randomDigest(), mediaType: 'application/vnd.oci.image.index.v1+json', size: 2, payload: Buffer.from('{}') };
-      await insertMirrorManifest(database.db, from, manifest);
-      await insertMirrorManifest(database.db, from, manifest);
+      await insertMirrorManifest(database.db, from, manifest, Date.now());
+      await insertMirrorManifest(database.db, from, manifest, Date.now());
       const found = await findMirrorManifest(database.db, from, manifest.digest);
       assert.deepEqual({ ...found, payload: Buffer.from(found!.payload) }, manifest);
       assert.equal(await findMirrorManifest(database.db, other, manifest.digest), undefined);
@@ -279,19 +279,19 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await findMirrorReferrers(database.db, from, subject), undefined);
 
       const blob = randomDigest();
-      await insertBlob(database.db, { digest: blob, size: 4096 });
-      await linkMirrorBlob(database.db, from, blob);
-      await linkMirrorBlob(database.db, from, blob);
+      await insertBlob(database.db, { digest: blob, size: 4096 }, Date.now());
+      await linkMirrorBlob(database.db, from, blob, Date.now());
+      await linkMirrorBlob(database.db, from, blob, Date.now());
       assert.deepEqual(await findMirrorBlob(database.db, from, blob), { size: 4096 });
       assert.equal(await findMirrorBlob(database.db, other, blob), undefined);
-      await assert.rejects(linkMirrorBlob(database.db, from, randomDigest()), 'a mirror blob needs its blob row');
+      await assert.rejects(linkMirrorBlob(database.db, from, randomDigest(), Date.now()), 'a mirror blob needs its blob row');
     });
 
     it('imports mirrored tags as seen elsewhere: never back to an older sighting, with imported events; lists what an upstream\'s cache holds', async () => {
       const from = { upstream: 'offline.example', repository: 'library/busybox' };
       const [first, second, third] = [randomDigest(), randomDigest(), randomDigest()];
       const manifest = (digest: string) => ({ digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, payload: Buffer.from('{}') });
-      for (const digest of [first, second, third]) await insertMirrorManifest(database.db, from, manifest(digest));
+      for (const digest of [first, second, third]) await insertMirrorManifest(database.db, from, manifest(digest), Date.now());
       assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, systemOrigin('import'), 50_000), 'created');
       assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, systemOrigin('import'), 51_000), 'unchanged');
       assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: first, checkedAt: 1500 }, 'a later sighting of the same digest refreshes the check');
@@ -326,7 +326,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       let churned = 0;
       const churn = (async () => {
         while (churning) {
-          if ((await acquireGcLock(other.db, 'churn:1:x', 60_000)) === 'churn:1:x') {
+          if ((await acquireGcLock(other.db, 'churn:1:x', 60_000, Date.now())) === 'churn:1:x') {
             churned++;
             await releaseGcLock(other.db, 'churn:1:x');
           }
@@ -334,7 +334,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       })();
       try {
         for (let attempt = 0; attempt < 300; attempt++) {
-          const holder = await acquireGcLock(database.db, 'contract:3:c', 60_000);
+          const holder = await acquireGcLock(database.db, 'contract:3:c', 60_000, Date.now());
           assert.ok(holder === 'churn:1:x' || holder === 'contract:3:c', `answered ${holder}`);
           if (holder === 'contract:3:c') await releaseGcLock(database.db, 'contract:3:c');
         }
@@ -351,12 +351,12 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const old = now - 2 * 3_600_000;
       const cutoff = now - 3_600_000;
       const lease = { holder: 'contract:1:a', leaseMs: 60_000 };
-      assert.equal(await acquireGcLock(database.db, lease.holder, lease.leaseMs), lease.holder);
-      assert.equal(await acquireGcLock(database.db, 'contract:2:b', 60_000), lease.holder, 'a second run does not get the lease');
-      assert.equal(await renewGcLock(database.db, 'contract:2:b', 60_000), false);
-      assert.equal(await renewGcLock(database.db, lease.holder, 60_000), true);
+      assert.equal(await acquireGcLock(database.db, lease.holder, lease.leaseMs, Date.now()), lease.holder);
+      assert.equal(await acquireGcLock(database.db, 'contract:2:b', 60_000, Date.now()), lease.holder, 'a second run does not get the lease');
+      assert.equal(await renewGcLock(database.db, 'contract:2:b', 60_000, Date.now()), false);
+      assert.equal(await renewGcLock(database.db, lease.holder, 60_000, Date.now()), true);
 
-      const repository = await ensureRepository(database.db, 'gc/repo');
+      const repository = await ensureRepository(database.db, 'gc/repo', Date.now());
       const blob = async (at = old) => {
         const digest = randomDigest();
         await insertBlob(database.db, { digest, size: 100 }, at);
@@ -384,7 +384,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const image = await manifest({ blobs: [liveLayer] });
       const innerIndex = await manifest({ children: [image.id] });
       const outerIndex = await manifest({ children: [innerIndex.id] });
-      await moveTag(database.db, repository.id, 'latest', outerIndex.id);
+      await moveTag(database.db, repository.id, 'latest', outerIndex.id, Date.now());
       const referrer = await manifest({ subject: image.digest });
       await manifest({ subject: referrer.digest }); // a referrer of the referrer: kept too
       const garbageLayer = await blob();
@@ -399,10 +399,10 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.ok(!(await findGarbageBlobs(database.db, cutoff, false)).some((row) => row.digest === garbageLayer), 'without untagged, its manifest keeps the layer');
 
       // A tag put on a candidate after the mark: the deleting transaction keeps it.
-      await moveTag(database.db, repository.id, 'late', retagged.id);
+      await moveTag(database.db, repository.id, 'late', retagged.id, Date.now());
       const candidates = (await findGarbageManifests(database.db, cutoff - 1, cutoff)).filter((row) => garbage.includes(row.digest));
       const refs = [...candidates, { id: retagged.id, repository: 'gc/repo', digest: retagged.digest }];
-      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, { origin: systemOrigin('gc', lease.holder), detail: null }, (row) => `links/${row.digest}`);
+      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, { origin: systemOrigin('gc', lease.holder), detail: null }, (row) => `links/${row.digest}`, Date.now());
       assert.deepEqual(deleted.map((row) => row.digest).sort(), [untagged.digest, untaggedReferrer.digest].sort());
       assert.ok((await findManifest(database.db, repository.id, retagged.digest)) !== undefined);
       assert.deepEqual((await listPending(database.db, 100)).map((entry) => entry.key).sort(), [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`].sort());
@@ -414,30 +414,30 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const linkedLate = await blob();
       const mirrored = await blob();
       const plain = await blob();
-      await touchBlob(database.db, touched);
-      assert.equal(await claimBlobWrite(database.db, 'write-1', writing), 'claimed');
-      await linkBlob(database.db, repository.id, linkedLate);
-      await linkMirrorBlob(database.db, { upstream: 'docker.io', repository: 'library/gc' }, mirrored);
+      await touchBlob(database.db, touched, Date.now());
+      assert.equal(await claimBlobWrite(database.db, 'write-1', writing, Date.now()), 'claimed');
+      await linkBlob(database.db, repository.id, linkedLate, Date.now());
+      await linkMirrorBlob(database.db, { upstream: 'docker.io', repository: 'library/gc' }, mirrored, Date.now());
       const bytesKey = (digest: string) => `bytes/${digest}`;
-      const removed = await deleteGarbageBlobs(database.db, [touched, writing, linkedLate, mirrored, plain, garbageLayer, liveLayer], cutoff, lease, bytesKey);
+      const removed = await deleteGarbageBlobs(database.db, [touched, writing, linkedLate, mirrored, plain, garbageLayer, liveLayer], cutoff, lease, bytesKey, Date.now());
       assert.deepEqual(removed.map((row) => row.digest).sort(), [plain, garbageLayer].sort());
       assert.equal(await findBlob(database.db, plain), undefined);
       assert.ok(await isPendingDeletion(database.db, plain), 'its bytes are pending deletion');
-      assert.equal(await claimBlobWrite(database.db, 'write-2', plain), 'wait', 'a writer of it waits while the run holds the lease');
+      assert.equal(await claimBlobWrite(database.db, 'write-2', plain, Date.now()), 'wait', 'a writer of it waits while the run holds the lease');
       await releaseBlobWrite(database.db, 'write-1');
-      assert.deepEqual((await deleteGarbageBlobs(database.db, [writing], cutoff, lease, bytesKey)).map((row) => row.digest), [writing], 'once the write ended');
+      assert.deepEqual((await deleteGarbageBlobs(database.db, [writing], cutoff, lease, bytesKey, Date.now())).map((row) => row.digest), [writing], 'once the write ended');
       await releaseGcLock(database.db, lease.holder);
-      assert.equal(await claimBlobWrite(database.db, 'write-3', plain), 'claimed', 'with no run alive, a stale pending deletion is forgotten');
+      assert.equal(await claimBlobWrite(database.db, 'write-3', plain, Date.now()), 'claimed', 'with no run alive, a stale pending deletion is forgotten');
       assert.equal(await isPendingDeletion(database.db, plain), false);
       await releaseBlobWrite(database.db, 'write-3');
       assert.deepEqual(await findUnrecordedDigests(database.db, [plain, touched]), [plain], 'bytes of a removed row are unrecorded');
 
       // The lease: free after release, and a dead holder can be displaced at once.
-      assert.equal(await acquireGcLock(database.db, 'contract:3:c', 60_000), 'contract:3:c');
+      assert.equal(await acquireGcLock(database.db, 'contract:3:c', 60_000, Date.now()), 'contract:3:c');
       assert.equal(await acquireGcLock(database.db, 'contract:4:d', 60_000, Date.now(), 'contract:3:c'), 'contract:4:d');
       assert.equal(await acquireGcLock(database.db, 'contract:5:e', 60_000, Date.now() + 120_000), 'contract:5:e', 'an expired lease is free');
       await releaseGcLock(database.db, 'contract:5:e');
-      assert.equal(await currentGcHolder(database.db), undefined);
+      assert.equal(await currentGcHolder(database.db, Date.now()), undefined);
       const pendingLeft = await listPending(database.db, 100);
       await deletePending(database.db, pendingLeft.map((entry) => entry.key));
     });

@@ -33,7 +33,7 @@ describe('the PostgreSQL engine when the server ends its connections', skip ? { 
     const created = await createTestDatabase();
     const database = await openMetadataDatabase(created.url);
     try {
-      await Promise.all(Array.from({ length: 4 }, () => ensureRepository(database.db, 'survives/restart')));
+      await Promise.all(Array.from({ length: 4 }, () => ensureRepository(database.db, 'survives/restart', Date.now())));
       const admin = new pg.Client({ connectionString: postgresAdminUrl });
       await admin.connect();
       const { rowCount } = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1', [new URL(created.url).pathname.slice(1)]);

@@ -11,6 +11,7 @@ import { OciLayout, type BlobDescriptor } from '../helpers/oci-layout.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { missingClients, run } from '../helpers/tools.js';
+import { ageMirrorCache } from '../helpers/mirror-time.js';
 
 const MiB = 1024 * 1024;
 const skip = missingClients('skopeo');
@@ -199,7 +200,8 @@ describe('pull-through mirror with real clients', { skip }, () => {
   it('keeps serving cached images by prefix when the upstream is down, long after the TTL; uncached ones fail with a clear message', async () => {
     await upstream.stop();
     try {
-      await new Promise((resolve) => setTimeout(resolve, 5100));
+      // An hour later, for the cache: every tag is long past its 5 s TTL.
+      ageMirrorCache(path.join(directory, 'mirror', 'registry.db'), 3_600_000);
       const started = Date.now();
       const out = path.join(directory, 'out-offline');
       await skopeo('copy', '--src-tls-verify=false', `docker://${mirrorHost}/dockerhub/team-a/app:v1`, `oci:${out}:v1`);
@@ -234,7 +236,7 @@ describe('pull-through mirror with real clients', { skip }, () => {
     const movedDigest = moved.manifests.find((entry) => entry.annotations?.['org.opencontainers.image.ref.name'] === 'moved')?.digest;
     assert.equal(await remoteDigest(`docker://${mirrorHost}/dockerhub/team-a/app:v1`), tool.digest, 'fresh within the TTL');
     assert.ok(Date.now() - cachedAt < 5000, 'the freshness check above ran within the TTL (else it proved nothing)');
-    await new Promise((resolve) => setTimeout(resolve, 5100));
+    ageMirrorCache(path.join(directory, 'mirror', 'registry.db'), 5100);
     assert.equal(await remoteDigest(`docker://${mirrorHost}/dockerhub/team-a/app:v1`), movedDigest);
     assert.ok(mirror.logs.some((entry) => entry.msg === 'mirrored tag moved upstream' && entry.to === movedDigest));
   });

@@ -12,6 +12,7 @@ import { rawRequest } from '../helpers/raw-http.js';
 import { runRegistryCommand, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { pushSignature } from '../helpers/signatures.js';
 import { missingClients, run } from '../helpers/tools.js';
+import { ageMirrorCache } from '../helpers/mirror-time.js';
 
 const skip = missingClients('skopeo', 'dockerd', 'docker', 'containerd', 'ctr');
 const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -191,7 +192,7 @@ describe('offline site: images carried in on a disk pull under the names clients
 
   it('a week later: the tag moved upstream; an incremental bundle, imported over HTTP, moves it offline too', async () => {
     await skopeo('copy', '--dest-tls-verify=false', `oci:${file('layout')}:alpine-next`, `docker://127.0.0.1:${upstream.port}/library/alpine:3.20`);
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // the connected site's TTL
+    ageMirrorCache(path.join(file('connected'), 'registry.db'), 1100); // past the connected site's TTL
     await registry(['mirror', 'sync', '--file', file('images.yaml'), '--config', file('connected.yaml')]);
     const names = ['dockerhub/library/alpine:3.20', 'dockerhub/library/busybox:1.36'];
     const second = JSON.parse(await registry(['export', '--config', file('connected.yaml'), '--since', file('bundle.tar'), '--out', file('bundle-2.tar'), ...names, '--json'])) as {

@@ -20,6 +20,8 @@ import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
 import { connectS3Server, startS3Server, type S3TestServer } from './s3-server.js';
+import { systemClock, type Clock } from '../../src/clock.js';
+import type { RegistryStores } from '../../src/registry/context.js';
 
 export type TestStorageKind = 'filesystem' | 's3';
 
@@ -31,6 +33,10 @@ export const testStorageKind: TestStorageKind = process.env.REGISTRY_TEST_STORAG
 
 export interface TestRegistry {
   root: string;
+  /** The clock the registry runs on. */
+  clock: Clock;
+  /** Its stores and clock, as the registry's services hold them. */
+  readonly stores: RegistryStores;
   storageKind: TestStorageKind;
   storage: StorageDriver;
   metadata: MetadataDatabase;
@@ -50,6 +56,8 @@ export interface TestRegistry {
 }
 
 export interface TestRegistryOptions {
+  /** The registry's time: the system's unless a test moves it (helpers/clock.ts). */
+  clock?: Clock;
   /** Where the registry's directory (storage, SQLite file) is made: the system's temporary directory by default. */
   parentDirectory?: string;
   deleteEnabled?: boolean;
@@ -96,6 +104,7 @@ const silentLogger = pino({ level: 'silent' });
 
 export async function createTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
   const root = await mkdtemp(path.join(options.parentDirectory ?? tmpdir(), 'registry-test-'));
+  const clock = options.clock ?? systemClock;
   const servers: Server[] = [];
   const storageKind = options.storage ?? testStorageKind;
   // The S3 rerun's one server (see with-s3-server.ts), with a bucket per registry; a test that asks
@@ -131,6 +140,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
       root,
     );
     const registry = createApp({
+      clock,
       storage,
       metadata: metadata.db,
       tagChanges: options.tagChanges ?? metadata.tagChanges,
@@ -161,6 +171,10 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
   };
   const test: TestRegistry = {
     root,
+    clock,
+    get stores() {
+      return { storage: current.storage, metadata: current.metadata.db, clock };
+    },
     storageKind,
     s3,
     get storage() {

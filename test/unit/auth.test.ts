@@ -10,6 +10,7 @@ import { globToRegExp } from '../../src/oci/name-patterns.js';
 import { parseScope, parseScopes } from '../../src/auth/scopes.js';
 import { LoginThrottle } from '../../src/auth/throttle.js';
 import { ConfigError, resolveConfig } from '../../src/config/load.js';
+import { ManualClock } from '../helpers/clock.js';
 
 describe('token scopes', () => {
   it('parses every shape clients send', () => {
@@ -133,16 +134,16 @@ describe('access policy', () => {
 
 describe('login throttle', () => {
   it('refuses an address after `limit` failures within the window, until the oldest leaves it', () => {
-    let clock = 1_000_000;
-    const throttle = new LoginThrottle(3, 60_000, () => clock);
+    const clock = new ManualClock(1_000_000);
+    const throttle = new LoginThrottle(3, 60_000, clock);
     for (let attempt = 0; attempt < 3; attempt++) {
       assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 0);
       throttle.failed('10.0.0.1');
-      clock += 1000;
+      clock.advance(1000);
     }
     assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 57);
     assert.equal(throttle.retryAfterSeconds('10.0.0.2'), 0, 'other addresses are not affected');
-    clock += 57_000;
+    clock.advance(57_000);
     assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 0);
     throttle.failed('10.0.0.1');
     throttle.succeeded('10.0.0.1');

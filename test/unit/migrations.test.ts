@@ -11,6 +11,7 @@ import * as mirrorEviction from '../../src/metadata/migrations/0006-mirror-evict
 import * as audit from '../../src/metadata/migrations/0007-audit.js';
 import { AuditService } from '../../src/audit/audit-service.js';
 import type { MetadataDb } from '../../src/metadata/database.js';
+import { systemClock } from '../../src/clock.js';
 
 describe('migration 0004: the action of mirrored tag changes', () => {
   it('gives rows written before it the action their digests imply', async () => {
@@ -54,7 +55,7 @@ describe('migration 0007: the audit log starts from what exists', () => {
         [2, null, 'team/api', 'created', null, 'sha256:c', 'system$upgrade'],
         [3, 'docker.io', 'library/alpine', 'moved', 'sha256:a', 'sha256:b', 'system$mirror'],
       ]);
-      const verified = await new AuditService(db as unknown as MetadataDb, null).verify();
+      const verified = await new AuditService(db as unknown as MetadataDb, null, systemClock).verify();
       assert.ok(verified.ok, JSON.stringify(verified.problem));
       assert.deepEqual([verified.events, verified.head.id], [3, 3]);
       await assert.rejects(sql`select 1 from mirror_tag_history`.execute(db), /no such table/);

@@ -11,6 +11,7 @@ import { parseChallenge } from '../../src/auth/challenge.js';
 import { parseRetryAfter } from '../../src/mirror/upstream-client.js';
 import { UpstreamHealth } from '../../src/mirror/upstream-health.js';
 import { RegistryError } from '../../src/oci/errors.js';
+import { ManualClock } from '../helpers/clock.js';
 
 const upstreams = {
   'docker.io': { url: 'https://registry-1.docker.io', prefix: 'dockerhub', repositories: ['library/**', 'bitnami/*'] },
@@ -134,15 +135,15 @@ describe('upstream protocol helpers', () => {
   });
 
   it('reads Retry-After as seconds or a date', () => {
-    assert.equal(parseRetryAfter('30'), 30_000);
+    assert.equal(parseRetryAfter('30', 1_000_000), 30_000);
     assert.equal(parseRetryAfter(new Date(1_000_000 + 5000).toUTCString(), 1_000_000), 5000);
-    assert.equal(parseRetryAfter('soon'), null);
-    assert.equal(parseRetryAfter(null), null);
+    assert.equal(parseRetryAfter('soon', 1_000_000), null);
+    assert.equal(parseRetryAfter(null, 1_000_000), null);
   });
 
   it('opens the circuit after consecutive failures or a 429, and closes it on success', () => {
-    let now = 0;
-    const health = new UpstreamHealth(3, 10_000, () => now);
+    const clock = new ManualClock(0);
+    const health = new UpstreamHealth(3, 10_000, clock);
     assert.equal(health.status('up', 'http://up').state, 'unknown', 'never asked: nothing can be said yet');
     assert.equal(health.status('up', 'http://up').lastFailure, null);
     health.failed('ECONNREFUSED');
@@ -153,7 +154,7 @@ describe('upstream protocol helpers', () => {
     health.failed('ECONNREFUSED');
     assert.equal(health.waitMs(), 10_000);
     assert.equal(health.status('up', 'http://up').state, 'unreachable');
-    now = 10_000;
+    clock.advance(10_000);
     assert.equal(health.waitMs(), 0, 'a probe may go after the cool-off');
     health.succeeded();
     assert.equal(health.status('up', 'http://up').state, 'reachable');

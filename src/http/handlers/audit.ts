@@ -91,8 +91,7 @@ export function auditHandlers(audit: AuditService) {
     async at(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const subject = tagSubject(params);
       const atText = queryParameter(ctx, 'at');
-      const at = atText ? parseTime('at', atText) : Date.now();
-      const event = await audit.tagAt(subject.repository, subject.tag, at, subject.upstream);
+      const { at, event } = await audit.tagAt(subject.repository, subject.tag, atText ? parseTime('at', atText) : undefined, subject.upstream);
       ctx.body = { name: params.repository, tag: subject.tag, at: new Date(at).toISOString(), digest: event.to, since: new Date(event.at).toISOString(), event: eventJson(event) };
     },
 
