@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
+import { plainAddress } from './client-address.js';
 
 /** Open connections allowed at once, in all and from one address (0: no limit). */
 export interface ConnectionLimits {
@@ -22,7 +23,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, logge
   let refused = 0;
   let lastLogged = -Infinity;
   server.on('connection', (socket) => {
-    const address = socket.remoteAddress ?? '';
+    const address = plainAddress(socket.remoteAddress ?? '');
     const fromAddress = byAddress.get(address) ?? 0;
     const overTotal = limits.total > 0 && open >= limits.total;
     if (overTotal || (limits.perAddress > 0 && fromAddress >= limits.perAddress)) {

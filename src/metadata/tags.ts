@@ -68,6 +68,20 @@ export async function markTagsPulled(db: MetadataExecutor, repositoryId: number,
     .execute();
 }
 
+/** Up to `limit` names of the repository's tags that point at the digest. */
+export async function tagsNaming(db: MetadataExecutor, repositoryId: number, digest: string, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('tags')
+    .innerJoin('manifests', 'manifests.id', 'tags.manifest_id')
+    .select('tags.name')
+    .where('tags.repository_id', '=', repositoryId)
+    .where('manifests.digest', '=', digest)
+    .orderBy('tags.name')
+    .limit(limit)
+    .execute();
+  return rows.map((row) => row.name);
+}
+
 /** Up to `limit` tag names after `last`, in byte order. */
 export async function listTags(db: MetadataExecutor, repositoryId: number, limit: number, last?: string): Promise<string[]> {
   let query = db.selectFrom('tags').select('name').where('repository_id', '=', repositoryId);

@@ -49,9 +49,17 @@ export interface ManifestServiceOptions {
   tagCaches?: TagCaches;
 }
 
-/** Where pulls are counted, to be written in batches. */
+/** One HEAD or GET of a manifest: by tag (the tag it resolved) or by digest (tag null). */
+export interface ManifestRead {
+  method: 'GET' | 'HEAD';
+  tag: string | null;
+  /** The digest answered (after negotiation). */
+  digest: string;
+}
+
+/** Where manifest reads are seen, to be counted as pulls and written in batches. */
 export interface PullCounter {
-  count(repository: string, reference: { tag: string } | { digest: string }, origin: RequestOrigin): void;
+  read(repository: string, read: ManifestRead, origin: RequestOrigin): void;
 }
 
 export interface RestoredTag {
@@ -196,8 +204,11 @@ export class ManifestService {
     return [...held.values()].map((row) => row.id);
   }
 
-  /** The manifest a GET or HEAD answers with, negotiated against the client's Accept list. */
-  async get(repository: string, referenceText: string, accepted: Set<string>, origin?: RequestOrigin): Promise<ManifestContent> {
+  /**
+   * The manifest a GET or HEAD answers with, negotiated against the client's Accept list; `read`
+   * (the request's method and origin) is passed on to the pull counter when pulls are recorded.
+   */
+  async get(repository: string, referenceText: string, accepted: Set<string>, read?: { method: 'GET' | 'HEAD'; origin: RequestOrigin }): Promise<ManifestContent> {
     const reference = parseLookupReference(referenceText);
     // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
     if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value, this.stores.clock.now());
@@ -212,7 +223,9 @@ export class ManifestService {
     const content = await negotiateManifest(manifest, referenceText, reference.kind === 'tag', accepted, (digest) =>
       findManifestByReference(this.stores.metadata, repository, { digest }),
     );
-    if (origin && this.options.pulls) this.options.pulls.count(repository, reference.kind === 'tag' ? { tag: reference.tag } : { digest: content.digest }, origin);
+    if (read && this.options.pulls) {
+      this.options.pulls.read(repository, { method: read.method, tag: reference.kind === 'tag' ? reference.tag : null, digest: content.digest }, read.origin);
+    }
     return content;
   }
 

@@ -275,7 +275,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
           ['tag', 'created', 'v1', null, image.digest],
           ['tag', 'unchanged', 'v1', image.digest, image.digest],
           ['manifest', 'pushed', null, null, byDigest.digest],
-          ['tag', 'pulled', 'v1', null, null],
+          ['tag', 'pulled', 'v1', null, image.digest],
           ['manifest', 'pulled', null, null, byDigest.digest],
           ['manifest', 'deleted', null, byDigest.digest, null],
           ['blob', 'deleted', null, byDigest.blobs[1]!.digest, null],

@@ -17,13 +17,13 @@ function notModified(ctx: RegistryContext, digest: string): boolean {
 }
 
 export function manifestHandlers({ manifests, mirror }: RegistryServices) {
-  // A GET is a pull (counted when audit.pulls is on); a HEAD only asks.
+  // Reads are passed on to the pull counter (audit.pulls), which decides what is a pull of a tag.
   const fetch = (ctx: RegistryContext, params: RouteParams) => {
     const accepted = acceptedMediaTypes(ctx.req.headers.accept);
     const reference = decodeSegment(params.reference);
     return params.mirror && mirror
       ? mirror.manifest(params.mirror, params.repository, reference, accepted, ctx.get('via') || undefined)
-      : manifests.get(params.repository, reference, accepted, ctx.method === 'GET' ? requestOrigin(ctx) : undefined);
+      : manifests.get(params.repository, reference, accepted, { method: ctx.method === 'HEAD' ? 'HEAD' : 'GET', origin: requestOrigin(ctx) });
   };
 
   return {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { withMirrorAnswer, type MirrorAnswer } from '../../mirror/answer-source.js';
 import type { RegistryContext } from '../context.js';
+import { plainAddress } from '../client-address.js';
 
 const clientRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -28,7 +29,9 @@ export function requestLogMiddleware(logger: Logger, { mirroring, accessLog }: {
     const offered = ctx.get('x-request-id');
     ctx.state.requestId = clientRequestId.test(offered) ? offered : randomUUID();
     ctx.set('X-Request-Id', ctx.state.requestId);
-    // Read now: once the client is gone the socket (and so ctx.ip) may no longer be there.
+    // Read now: once the client is gone the socket (and so ctx.ip) may no longer be there. Every later
+    // reader (audit, throttling, upload owners) sees the plain form.
+    ctx.request.ip = plainAddress(ctx.ip);
     const remote = ctx.ip;
     // Probes come every few seconds from every load balancer: at info level they would drown the log.
     const probe = ctx.path === '/healthz' || ctx.path === '/readyz';
