@@ -43,6 +43,29 @@ export const openAccess: AccessControl = {
   authorize: async () => ({ account: '', method: 'none', unrestricted: true, allows: () => true, mayPull: () => true }),
 };
 
+/**
+ * A refusal of proven credentials: 403 DENIED naming the account and what it lacks, which docker and
+ * podman print ("denied: bob is not granted repository:team-a/api:push"); the request log names the
+ * account and the reason from it.
+ */
+export class AccessDeniedError extends RegistryError {
+  constructor(
+    readonly account: string,
+    readonly missing: AccessEntry[],
+  ) {
+    const who = account === '' ? 'anonymous' : account;
+    super('DENIED', {
+      message: missing.length > 0 ? `${who} is not granted ${missing.map(formatScope).join(' nor ')}` : `${who} is not allowed here`,
+      detail: { account: who, missing },
+    });
+  }
+}
+
+/** What of each needed alternative the credentials do not grant. */
+function missingAccess(needed: NeededAccess, allows: RequestGrant['allows']): AccessEntry[] {
+  return (needed ?? []).map((entry) => ({ ...entry, actions: entry.actions.filter((action) => !allows(entry.type, entry.name, action)) }));
+}
+
 function permits(needed: NeededAccess, allows: RequestGrant['allows']): boolean {
   return needed === null || needed.some((entry) => entry.actions.every((action) => allows(entry.type, entry.name, action)));
 }
@@ -114,7 +137,7 @@ export class TokenAccessControl implements AccessControl {
     const grantObject: RequestGrant = { account, method: 'token', unrestricted: false, allows, mayPull };
     if (permits(needed, allows)) return grantObject;
     const forThisResource = access.some((entry) => needed!.some((one) => entry?.type === one.type && entry.name === one.name));
-    if (forThisResource) throw new RegistryError('DENIED', { detail: needed });
+    if (forThisResource) throw new AccessDeniedError(account, missingAccess(needed, allows));
     throw this.challenge(request.realm, needed, alsoAsk, 'insufficient_scope');
   }
 }
@@ -126,13 +149,13 @@ export async function checkLogin(
   address: string,
   credentials: { username: string; password: string },
 ): Promise<Principal | null> {
-  const retryAfter = throttle.retryAfterSeconds(address);
-  if (retryAfter > 0) {
-    throw new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins from this address', headers: { 'Retry-After': String(retryAfter) } });
+  const wait = throttle.retryAfter(address, credentials.username);
+  if (wait.seconds > 0) {
+    throw new RegistryError('TOOMANYREQUESTS', { message: `${wait.reason}; try again in ${wait.seconds} s`, headers: { 'Retry-After': String(wait.seconds) } });
   }
   const principal = await directory.authenticate(credentials.username, credentials.password);
-  if (principal) throttle.succeeded(address);
-  else throttle.failed(address);
+  if (principal) throttle.succeeded(address, credentials.username);
+  else throttle.failed(address, credentials.username);
   return principal;
 }
 
@@ -167,7 +190,7 @@ export class BasicAccessControl implements AccessControl {
     const permitted = needed ? permits(needed, allows) : principal.kind !== 'anonymous';
     if (permitted) return result;
     if (principal.kind === 'anonymous') throw challenge();
-    throw new RegistryError('DENIED', { ...(needed ? { detail: needed } : {}) });
+    throw new AccessDeniedError(result.account, missingAccess(needed, allows));
   }
 
   private async login(accounts: Accounts, address: string, credentials: { username: string; password: string }): Promise<Principal | null> {

@@ -24,6 +24,8 @@ export interface RegistryState {
   bytesReceived?: number;
   /** The account the request proved (auth on), for the log. */
   user?: string;
+  /** Why the request was refused (403), for the log. */
+  refusal?: string;
   /** What the request may do, as auth found it. */
   grant?: RequestGrant;
 }

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { AccessControl } from '../auth/access-control.js';
+import { AccessDeniedError, type AccessControl } from '../auth/access-control.js';
 import { auditAccess, catalogAccess, mirrorImportAccess, operatorAccess, type AccessEntry } from '../auth/scopes.js';
 import type { MirrorAddressing, MirrorTarget } from '../mirror/addressing.js';
 import { RegistryError } from '../oci/errors.js';
@@ -83,6 +83,7 @@ export function buildRouter(routes: Route[], auth: RouterAuth, mirror: MirrorAdd
         try {
           grant = await auth.access.authorize(request, neededAccess(access, repository, target), route.alsoAsk?.(ctx));
         } catch (error) {
+          if (error instanceof AccessDeniedError && error.account !== '') ctx.state.user = error.account;
           if (error instanceof RegistryError && (error.code === 'UNAUTHORIZED' || error.code === 'DENIED')) auth.onAuth?.(error.code === 'DENIED' ? 'denied' : 'unauthorized');
           throw error;
         }

@@ -10,7 +10,7 @@ import jwt from 'jsonwebtoken';
 import { libtrustKeyId } from '../../src/auth/keys.js';
 import { testBlob } from '../helpers/blobs.js';
 import { basic, passwords, writeTestPolicy } from '../helpers/auth.js';
-import { envelopeCode } from '../helpers/push.js';
+import { envelopeCode, errorMessage } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
 describe('htpasswd mode: HTTP Basic on every request', () => {
@@ -52,6 +52,35 @@ describe('htpasswd mode: HTTP Basic on every request', () => {
       .expect(201);
     await registry.request.get(`/v2/team-a/app/blobs/${blob.digest}`).set('Authorization', basic('bob', passwords.bob)).expect(200);
     await registry.request.get(`/v2/team-a/app/blobs/${blob.digest}`).expect(401);
+  });
+
+  it('a refusal of a correct password names the account and what it lacks', async () => {
+    const refused = await registry.request.put('/v2/team-b/app/manifests/v1').set('Authorization', basic('carol', passwords.carol)).type('application/vnd.oci.image.manifest.v1+json').send('{}').expect(403);
+    assert.equal(errorMessage(refused), 'carol is not granted repository:team-b/app:push');
+    const catalog = await registry.request.get('/v2/_catalog').set('Authorization', basic('bob', passwords.bob)).expect(403);
+    assert.equal(errorMessage(catalog), 'bob is not granted registry:catalog:*');
+    assert.equal((await registry.rowCounts()).repositories, 1, 'only team-a/app, from the test before');
+  });
+
+  it('a client failing one account\'s logins does not lock out other accounts at its address; a spray over many accounts stops newcomers only', async () => {
+    const fresh = await createTestRegistry({ trustProxy: true, auth: { mode: 'htpasswd', policy: files.policy, htpasswd: { path: files.htpasswd } } });
+    try {
+      const from = (address: string, user: string, password: string) => fresh.request.get('/v2/').set('X-Forwarded-For', address).set('Authorization', basic(user, password));
+      await from('192.0.2.10', 'alice', passwords.alice).expect(200);
+      for (let attempt = 0; attempt < 10; attempt++) await from('192.0.2.10', 'robot$ci', `old-secret-${attempt}`).expect(401);
+      const locked = await from('192.0.2.10', 'robot$ci', passwords.robot).expect(429);
+      assert.match(errorMessage(locked), /too many failed logins of robot\$ci from this address/);
+      assert.ok(Number(locked.headers['retry-after']) > 0);
+      await from('192.0.2.10', 'bob', passwords.bob).expect(200);
+      await from('192.0.2.11', 'robot$ci', passwords.robot).expect(200);
+      for (let account = 0; account < 90; account++) await from('192.0.2.10', `user-${account}`, 'guess').expect(401);
+      const sprayed = await from('192.0.2.10', 'olga', passwords.olga).expect(429);
+      assert.match(errorMessage(sprayed), /too many failed logins from this address/);
+      await from('192.0.2.10', 'alice', 'a-new-alice-password-guess').expect(401);
+      await from('192.0.2.10', 'bob', passwords.bob).expect(200);
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('anonymous requests get what the rules give anonymous', async () => {

@@ -10,7 +10,7 @@ import { libtrustKeyId } from '../../src/auth/keys.js';
 import { testBlob } from '../helpers/blobs.js';
 import { basic, claimsOf, fetchToken, headerOf, passwords, writeTestPolicy } from '../helpers/auth.js';
 import { imageManifest, ociManifestType, pushManifest } from '../helpers/images.js';
-import { envelopeCode } from '../helpers/push.js';
+import { envelopeCode, errorMessage } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
 const alice: [string, string] = ['alice', passwords.alice];
@@ -34,6 +34,26 @@ describe('token auth: the built-in token service', () => {
   after(async () => {
     await registry.close();
     await rm(files.directory, { recursive: true, force: true });
+  });
+
+  it('a refusal of a valid token names the account and what it lacks, in the answer docker prints and in the request log', async () => {
+    const token = await fetchToken(registry.request, bob, ['repository:team-a/web:pull,push']);
+    const refused = await registry.request
+      .post('/v2/team-a/web/blobs/uploads/')
+      .set('Authorization', `Bearer ${token}`)
+      .set('X-Request-Id', 'refused-bob-1')
+      .expect(403);
+    assert.equal(envelopeCode(refused), 'DENIED');
+    assert.equal(errorMessage(refused), 'bob is not granted repository:team-a/web:push');
+    assert.deepEqual((refused.body as { errors: Array<{ detail: unknown }> }).errors[0]!.detail, {
+      account: 'bob',
+      missing: [{ type: 'repository', name: 'team-a/web', actions: ['push'] }],
+    });
+    const line = logLines.find((entry) => entry.requestId === 'refused-bob-1' && entry.msg === 'request');
+    assert.ok(line, 'the request was logged');
+    assert.equal(line.user, 'bob', 'the account whose credentials were valid');
+    assert.equal(line.refused, 'bob is not granted repository:team-a/web:push');
+    assert.equal(line.status, 403);
   });
 
   it('GET /auth/token with Basic credentials signs the granted scope with the claims the spec names', async () => {
@@ -355,7 +375,7 @@ describe('token auth: the registry side', () => {
     await registry.request.get('/v2/team-a/app/tags/list').set('Authorization', bearer(token)).expect(403);
   });
 
-  it('repeated failed logins from one address are refused for a while (429 with Retry-After), even with the right password', async () => {
+  it('ten failed logins of one account are refused for a while (429 with Retry-After), even with the right password; other accounts from that address still sign in', async () => {
     const fresh = await createTestRegistry({ auth: { mode: 'token', policy: files.policy } });
     try {
       for (let attempt = 0; attempt < 10; attempt++) {
@@ -364,6 +384,8 @@ describe('token auth: the registry side', () => {
       const blocked = await fresh.request.get('/auth/token?service=registry').set('Authorization', basic(...alice)).expect(429);
       assert.equal(envelopeCode(blocked), 'TOOMANYREQUESTS');
       assert.ok(Number(blocked.headers['retry-after']) > 0);
+      assert.match(errorMessage(blocked), /too many failed logins of alice from this address; try again in \d+ s/);
+      await fresh.request.get('/auth/token?service=registry').set('Authorization', basic(...bob)).expect(200);
     } finally {
       await fresh.close();
     }

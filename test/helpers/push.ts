@@ -16,6 +16,11 @@ export function envelopeCode(response: { body: unknown }): string | undefined {
   return (body as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
 }
 
+export function errorMessage(response: { body: unknown }): string {
+  const body = Buffer.isBuffer(response.body) ? (JSON.parse(response.body.toString('utf8')) as unknown) : response.body;
+  return (body as { errors?: Array<{ message?: string }> }).errors?.[0]?.message ?? '';
+}
+
 type ResponseParser = Parameters<supertest.Test['parse']>[0];
 
 /** A supertest parser that keeps any response body as a Buffer. */

@@ -133,21 +133,37 @@ describe('access policy', () => {
 });
 
 describe('login throttle', () => {
-  it('refuses an address after `limit` failures within the window, until the oldest leaves it', () => {
+  const limits = { perAccount: 3, perAddress: 6, windowMs: 60_000, knownForMs: 3_600_000 };
+
+  it('refuses an account at an address after `perAccount` failures within the window, until the oldest leaves it', () => {
     const clock = new ManualClock(1_000_000);
-    const throttle = new LoginThrottle(3, 60_000, clock);
+    const throttle = new LoginThrottle(limits, clock);
     for (let attempt = 0; attempt < 3; attempt++) {
-      assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 0);
-      throttle.failed('10.0.0.1');
+      assert.equal(throttle.retryAfter('10.0.0.1', 'alice').seconds, 0);
+      throttle.failed('10.0.0.1', 'alice');
       clock.advance(1000);
     }
-    assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 57);
-    assert.equal(throttle.retryAfterSeconds('10.0.0.2'), 0, 'other addresses are not affected');
+    assert.deepEqual(throttle.retryAfter('10.0.0.1', 'alice'), { seconds: 57, reason: 'too many failed logins of alice from this address' });
+    assert.equal(throttle.retryAfter('10.0.0.2', 'alice').seconds, 0, 'the account from elsewhere is not affected');
+    assert.equal(throttle.retryAfter('10.0.0.1', 'bob').seconds, 0, 'another account from the same address is not affected');
     clock.advance(57_000);
-    assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 0);
-    throttle.failed('10.0.0.1');
-    throttle.succeeded('10.0.0.1');
-    assert.equal(throttle.retryAfterSeconds('10.0.0.1'), 0, 'a success clears the count');
+    assert.equal(throttle.retryAfter('10.0.0.1', 'alice').seconds, 0);
+    throttle.failed('10.0.0.1', 'alice');
+    throttle.succeeded('10.0.0.1', 'alice');
+    assert.equal(throttle.retryAfter('10.0.0.1', 'alice').seconds, 0, 'a success clears the account\'s count');
+  });
+
+  it('refuses a spraying address for accounts not signed in from it lately, never for one that was', () => {
+    const clock = new ManualClock(1_000_000);
+    const throttle = new LoginThrottle(limits, clock);
+    throttle.succeeded('10.0.0.1', 'ci');
+    for (let account = 0; account < 6; account++) throttle.failed('10.0.0.1', `user-${account}`);
+    assert.deepEqual(throttle.retryAfter('10.0.0.1', 'newcomer'), { seconds: 60, reason: 'too many failed logins from this address' });
+    assert.equal(throttle.retryAfter('10.0.0.1', 'ci').seconds, 0, 'ci signed in from this address: its correct password still works');
+    assert.equal(throttle.retryAfter('10.0.0.9', 'newcomer').seconds, 0, 'other addresses are not affected');
+    clock.advance(limits.knownForMs + 1);
+    for (let account = 0; account < 6; account++) throttle.failed('10.0.0.1', `user-${account}`);
+    assert.ok(throttle.retryAfter('10.0.0.1', 'ci').seconds > 0, 'after knownForMs, ci is a newcomer again');
   });
 });
 

@@ -80,6 +80,7 @@ export function errorEnvelopeMiddleware(logger: Logger, stores: { reportFull(sto
         }
         error = new RegistryError('UNKNOWN');
       }
+      if (error.status === 403) ctx.state.refusal = error.message;
       if (ctx.headerSent) return;
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.set(...apiVersionHeader);

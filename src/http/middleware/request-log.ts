@@ -54,6 +54,7 @@ export function requestLogMiddleware(logger: Logger, { mirroring, accessLog }: {
           ...(mirror.answer ? { mirror: mirror.answer } : {}),
           user: ctx.state.user ?? null,
           status: ctx.res.statusCode,
+          ...(ctx.state.refusal ? { refused: ctx.state.refusal } : {}),
           bytesIn: ctx.state.bytesReceived ?? 0,
           // A HEAD answer says how long the body would be; none is sent.
           bytesOut: !completed ? null : ctx.method === 'HEAD' ? 0 : (ctx.response.length ?? 0),
