@@ -118,7 +118,8 @@ export function createApp(deps: AppDependencies): RegistryApp {
     ...(outbox ? { outbox } : {}),
     ...(tagCaches ? { tagCaches } : {}),
   });
-  const listings = new ListingService(stores, undefined, tagCaches?.tagLists);
+  const listedUpstreams = deps.mirror?.upstreams.map((upstream) => ({ name: upstream.name, prefix: upstream.prefix })) ?? [];
+  const listings = new ListingService(stores, undefined, tagCaches?.tagLists, listedUpstreams);
   const collector = new GarbageCollector(stores, deps.logger, deps.mirror ?? null, audit.timeMachineMs);
   const gcDefaults = deps.gc ?? { graceMs: 24 * 3_600_000, untagged: false };
   const referrers = new ReferrersService(stores);
@@ -128,7 +129,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     manifests,
     referrers,
     listings,
-    browsing: new BrowsingService(stores),
+    browsing: new BrowsingService(stores, listedUpstreams),
     mirror: deps.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, deps.mirror, deps.logger) : null,
     mirrorCache: deps.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
     gc: { collector, metadata: deps.metadata, defaults: gcDefaults },

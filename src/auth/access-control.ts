@@ -26,7 +26,7 @@ export interface RequestGrant {
   mayPull(repository: string): boolean;
 }
 
-/** Access a request needs: any one of these entries, each with all its actions; null: only a valid identity. */
+/** Access a request needs: any one of these entries, each with all its actions; empty: nothing (anonymous too); null: only a valid identity. */
 export type NeededAccess = readonly AccessEntry[] | null;
 
 export interface AccessControl {
@@ -67,7 +67,7 @@ function missingAccess(needed: NeededAccess, allows: RequestGrant['allows']): Ac
 }
 
 function permits(needed: NeededAccess, allows: RequestGrant['allows']): boolean {
-  return needed === null || needed.some((entry) => entry.actions.every((action) => allows(entry.type, entry.name, action)));
+  return needed === null || needed.length === 0 || needed.some((entry) => entry.actions.every((action) => allows(entry.type, entry.name, action)));
 }
 
 function policyAllowsPull(accounts: Accounts, principal: Principal, repository: string): boolean {

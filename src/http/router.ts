@@ -17,6 +17,8 @@ const repositoryActions: Record<'pull' | 'push' | 'delete', string[]> = { pull: 
  */
 function neededAccess(access: Exclude<RouteAccess, 'public'>, repository: string, target: MirrorTarget | null): AccessEntry[] | null {
   switch (access) {
+    case 'narrowed':
+      return [];
     case 'authenticated':
       return null;
     case 'catalog':

@@ -5,7 +5,7 @@ import { listingHandlers } from './handlers/listings.js';
 import { manifestHandlers } from './handlers/manifests.js';
 import { tokenHandlers } from './handlers/token.js';
 import { mountSourceAccess, uploadHandlers } from './handlers/uploads.js';
-import { auditAccess, type AccessEntry } from '../auth/scopes.js';
+import { auditAccess, catalogAccess, type AccessEntry } from '../auth/scopes.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { MirrorTarget } from '../mirror/addressing.js';
 import { mirrorHandlers } from './handlers/mirror.js';
@@ -21,12 +21,13 @@ import type { UiAssets } from '../ui/assets.js';
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
- * What a route needs when auth is on: nothing (the token endpoint), a valid identity (`GET /v2/`),
+ * What a route needs when auth is on: nothing (the token endpoint), valid credentials or none at all
+ * (`narrowed`: the handler shows what the caller's grants reach), a valid identity (`GET /v2/`),
  * the catalog, the audit log, the operator grant (or either of those two), a write into the mirror
  * cache of the route's upstream repository, or actions on the route's repository (push also needs
  * pull, as in Distribution).
  */
-export type RouteAccess = 'public' | 'authenticated' | 'catalog' | 'audit' | 'operator' | 'catalog-or-operator' | 'mirror-import' | 'pull' | 'push' | 'delete';
+export type RouteAccess = 'public' | 'narrowed' | 'authenticated' | 'catalog' | 'audit' | 'operator' | 'catalog-or-operator' | 'mirror-import' | 'pull' | 'push' | 'delete';
 
 /** Path parts a route captures: the repository name (validated) and the last segment, raw. */
 export interface RouteParams {
@@ -156,7 +157,8 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'audit.verify', method: 'GET', pattern: paths.auditVerify, scoped: false, access: 'audit', handle: audit.verify },
   ];
   const browsingRoutes: Route[] = [
-    { name: 'browse.repositories', method: 'GET', pattern: paths.repositorySummaries, scoped: false, access: 'catalog', handle: browsing.repositories },
+    // Everyone: the catalog grant lists every repository, anything less lists what it may pull.
+    { name: 'browse.repositories', method: 'GET', pattern: paths.repositorySummaries, scoped: false, access: 'narrowed', alsoAsk: () => [catalogAccess], handle: browsing.repositories },
     ...tagRoutes,
     ...tagRoutes.map((route): Route => ({ ...route, pattern: legacyPatterns[route.name]!, legacy: true })),
   ];

@@ -127,10 +127,10 @@ export interface TagRow {
 }
 
 /** The tag filter of either engine: SQLite's GLOB is case-sensitive (its LIKE is not); PostgreSQL's LIKE is. */
-function tagMatches(db: MetadataExecutor, glob: string) {
-  if (engineOf(db) === 'sqlite') return sql<boolean>`tags.name glob ${glob.replace(/\[/g, '[[]')}`;
+function tagMatches(db: MetadataExecutor, column: 'tags.name' | 'tags.tag', glob: string) {
+  if (engineOf(db) === 'sqlite') return sql<boolean>`${sql.ref(column)} glob ${glob.replace(/\[/g, '[[]')}`;
   const pattern = likeLiteral(glob).replace(/\*/g, '%').replace(/\?/g, '_');
-  return sql<boolean>`tags.name like ${pattern} escape '\\'`;
+  return sql<boolean>`${sql.ref(column)} like ${pattern} escape '\\'`;
 }
 
 /** A page of a repository's tags in byte order, with the manifest each names and who set it last. */
@@ -162,7 +162,7 @@ export async function listTagRows(db: MetadataExecutor, repositoryId: number, pa
     ])
     .where('tags.repository_id', '=', repositoryId);
   if (page.last !== undefined) query = query.where('tags.name', '>', page.last);
-  if (page.glob) query = query.where(tagMatches(db, page.glob));
+  if (page.glob) query = query.where(tagMatches(db, 'tags.name', page.glob));
   const rows = await query.orderBy('tags.name').limit(page.limit).execute();
   return rows.map((row) => ({
     name: row.name,
@@ -226,4 +226,91 @@ export async function manifestPayloads(db: MetadataExecutor, manifestIds: number
 export async function findPushedAt(db: MetadataExecutor, name: string): Promise<{ pushedAt: number | null } | undefined> {
   const row = await db.selectFrom('repositories').select('pushed_at').where('name', '=', name).executeTakeFirst();
   return row && { pushedAt: row.pushed_at === null ? null : Number(row.pushed_at) };
+}
+
+// --- the mirror cache, listed beside local repositories -----------------------------------------
+
+export interface CachedRepositoryRow {
+  repository: string;
+  /** The last time a tag of it was set in the cache (seen upstream or imported); null without tags. */
+  pushedAt: number | null;
+}
+
+/**
+ * Repositories an upstream's cache holds manifests of, with the last time one of their cached tags
+ * changed. By name: a keyset page after `after` (byte order). `displayPrefix` and `contains` filter
+ * on the name clients pull by (`<prefix>/<repository>`).
+ */
+export async function listCachedRepositories(
+  db: MetadataExecutor,
+  upstream: string,
+  page: { displayPrefix?: string; contains?: string; after?: string; only?: string; limit?: number },
+): Promise<CachedRepositoryRow[]> {
+  let query = db
+    .selectFrom('mirror_manifests as m')
+    .leftJoin('mirror_tags as t', (join) => join.onRef('t.upstream', '=', 'm.upstream').onRef('t.repository', '=', 'm.repository'))
+    .select(['m.repository', (eb) => eb.fn.max('t.updated_at').as('pushed_at')])
+    .where('m.upstream', '=', upstream);
+  if (page.after !== undefined) query = query.where('m.repository', '>', page.after);
+  if (page.only !== undefined) query = query.where('m.repository', '=', page.only);
+  if (page.contains) query = query.where(sql<boolean>`(${page.displayPrefix ?? ''} || m.repository) like ${`%${likeLiteral(page.contains)}%`} escape '\\'`);
+  query = query.groupBy('m.repository').orderBy('m.repository');
+  if (page.limit !== undefined) query = query.limit(page.limit);
+  const rows = await query.execute();
+  return rows.map((row) => ({ repository: row.repository, pushedAt: row.pushed_at === null || row.pushed_at === undefined ? null : Number(row.pushed_at) }));
+}
+
+/** Tag counts and sizes of cached repositories of one upstream: manifests and the blobs linked, each digest once. */
+export async function cachedRepositoryTotals(db: MetadataExecutor, upstream: string, repositories: string[]): Promise<Map<string, RepositoryTotals>> {
+  const totals = new Map<string, RepositoryTotals>(repositories.map((name) => [name, { tags: 0, size: 0 }]));
+  if (repositories.length === 0) return totals;
+  const tagCounts = await db
+    .selectFrom('mirror_tags')
+    .select(['repository', (eb) => eb.fn.countAll<number>().as('count')])
+    .where('upstream', '=', upstream)
+    .where('repository', 'in', repositories)
+    .groupBy('repository')
+    .execute();
+  for (const row of tagCounts) totals.get(row.repository)!.tags = Number(row.count);
+  const manifestSizes = await db
+    .selectFrom('mirror_manifests')
+    .select(['repository', (eb) => eb.fn.sum<number>('size').as('size')])
+    .where('upstream', '=', upstream)
+    .where('repository', 'in', repositories)
+    .groupBy('repository')
+    .execute();
+  for (const row of manifestSizes) totals.get(row.repository)!.size += Number(row.size);
+  const blobSizes = await db
+    .selectFrom('mirror_blobs')
+    .innerJoin('blobs', 'blobs.digest', 'mirror_blobs.digest')
+    .select(['mirror_blobs.repository', (eb) => eb.fn.sum<number>('blobs.size').as('size')])
+    .where('mirror_blobs.upstream', '=', upstream)
+    .where('mirror_blobs.repository', 'in', repositories)
+    .groupBy('mirror_blobs.repository')
+    .execute();
+  for (const row of blobSizes) totals.get(row.repository)!.size += Number(row.size);
+  return totals;
+}
+
+export interface CachedTagListRow {
+  name: string;
+  digest: string;
+  mediaType: string | null;
+  manifestSize: number | null;
+  /** When the cache set it to this digest. */
+  updatedAt: number;
+}
+
+/** A page of a cached repository's tags in byte order, with what each points at when the manifest is cached. */
+export async function listCachedTagRows(db: MetadataExecutor, from: { upstream: string; repository: string }, page: TagPage): Promise<CachedTagListRow[]> {
+  let query = db
+    .selectFrom('mirror_tags as tags')
+    .leftJoin('mirror_manifests as m', (join) => join.onRef('m.upstream', '=', 'tags.upstream').onRef('m.repository', '=', 'tags.repository').onRef('m.digest', '=', 'tags.digest'))
+    .select(['tags.tag as name', 'tags.digest', 'm.media_type', 'm.size', 'tags.updated_at'])
+    .where('tags.upstream', '=', from.upstream)
+    .where('tags.repository', '=', from.repository);
+  if (page.last !== undefined) query = query.where('tags.tag', '>', page.last);
+  if (page.glob) query = query.where(tagMatches(db, 'tags.tag', page.glob));
+  const rows = await query.orderBy('tags.tag').limit(page.limit).execute();
+  return rows.map((row) => ({ name: row.name, digest: row.digest, mediaType: row.media_type ?? null, manifestSize: row.size ?? null, updatedAt: Number(row.updated_at) }));
 }

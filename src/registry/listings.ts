@@ -1,6 +1,8 @@
+import { listCachedRepositories } from '../metadata/browsing.js';
 import { findRepository, listRepositoriesWithManifests } from '../metadata/repositories.js';
 import { listTags } from '../metadata/tags.js';
 import { RegistryError } from '../oci/errors.js';
+import { byName, cachedNamesAfter, type ListedUpstream } from './cached-names.js';
 import type { RegistryStores } from './context.js';
 import type { TagCache } from './tag-cache.js';
 
@@ -24,6 +26,8 @@ export class ListingService {
     private readonly catalogMaxEntries = 1000,
     /** Whole tag lists kept in memory; each list asks the database when absent. */
     private readonly tagLists?: TagCache<string[]>,
+    /** Upstreams whose cached repositories the catalog lists, as `<prefix>/<name upstream>` (as Distribution's proxy lists its cache). */
+    private readonly upstreams: readonly ListedUpstream[] = [],
   ) {}
 
   async tags(repository: string, page: Page): Promise<PageResult> {
@@ -46,9 +50,18 @@ export class ListingService {
     return tags.length > 0 ? tags : undefined;
   }
 
-  /** Repositories holding at least one manifest. */
+  /** Repositories holding at least one manifest, and the mirror cache's, in one byte order. */
   async catalog(page: Page): Promise<PageResult> {
-    return this.paged(page, this.catalogMaxEntries, (limit, last) => listRepositoriesWithManifests(this.stores.metadata, limit, last));
+    return this.paged(page, this.catalogMaxEntries, async (limit, last) => {
+      const names = await listRepositoriesWithManifests(this.stores.metadata, limit, last);
+      for (const upstream of this.upstreams) {
+        const position = last === undefined ? { all: true as const } : cachedNamesAfter(upstream.prefix, last);
+        if ('none' in position) continue;
+        const cached = await listCachedRepositories(this.stores.metadata, upstream.name, { ...('repository' in position ? { after: position.repository } : {}), limit });
+        names.push(...cached.map((row) => `${upstream.prefix}/${row.repository}`));
+      }
+      return [...new Set(names)].sort(byName).slice(0, limit);
+    });
   }
 
   private async paged(page: Page, maxEntries: number, fetch: (limit: number, last?: string) => Promise<string[]>): Promise<PageResult> {

@@ -12,6 +12,8 @@ import { markTagsPulled } from '../../src/metadata/tags.js';
 
 interface RepositoryJson {
   name: string;
+  source: 'local' | 'mirror';
+  upstream: string | null;
   tags: number;
   size: number;
   pushedAt: number | null;
@@ -117,7 +119,7 @@ function browsingSuite(engine: 'sqlite' | 'postgres'): void {
         ['team/my_base', 'team/app', 'other/tool', 'aa/untagged'],
       );
       assert.deepEqual(pages, [2, 2]);
-      assert.deepEqual(rows.at(-1), { name: 'aa/untagged', tags: 0, size: untagged.bytes.length + blobBytes(untagged), pushedAt: null, pushedBy: null });
+      assert.deepEqual(rows.at(-1), { name: 'aa/untagged', source: 'local', upstream: null, tags: 0, size: untagged.bytes.length + blobBytes(untagged), pushedAt: null, pushedBy: null });
       const oneByOne = await allPages<RepositoryJson>(registry.request, '/api/v1/repositories?sort=pushed&n=1', 'repositories');
       assert.deepEqual(oneByOne.rows.map((row) => row.name), rows.map((row) => row.name));
       const byName = await allPages<RepositoryJson>(registry.request, '/api/v1/repositories?n=1', 'repositories');
@@ -207,23 +209,39 @@ describe('web UI listings with token auth', () => {
     registry = await createTestRegistry({ auth: { mode: 'token', policy: files.policy } });
     const push = await fetchToken(registry.request, ['alice', passwords.alice], ['repository:team-a/web:pull,push']);
     await pushManifest(supertest.agent(registry.registry.app.callback()).set('Authorization', `Bearer ${push}`), 'team-a/web', 'v1', imageManifest());
+    const robotPush = await fetchToken(registry.request, ['robot$ci', passwords.robot], ['repository:team-b/ci:pull,push']);
+    await pushManifest(supertest.agent(registry.registry.app.callback()).set('Authorization', `Bearer ${robotPush}`), 'team-b/ci', 'v1', imageManifest());
+    const publicPush = await fetchToken(registry.request, ['alice', passwords.alice], ['repository:public/tools:pull,push']);
+    await pushManifest(supertest.agent(registry.registry.app.callback()).set('Authorization', `Bearer ${publicPush}`), 'public/tools', 'v1', imageManifest());
   });
   after(async () => registry.close());
 
-  it('repositories need the catalog grant; tags need pull on the repository; pushedBy names the account', async () => {
+  it('the catalog grant lists every repository; an account without it, the ones it may pull; tags need pull on the repository; pushedBy names the account', async () => {
     const catalog = await fetchToken(registry.request, ['alice', passwords.alice], ['registry:catalog:*']);
     const listed = await registry.request.get('/api/v1/repositories').set('Authorization', `Bearer ${catalog}`).expect(200);
-    assert.deepEqual((listed.body as { repositories: RepositoryJson[] }).repositories.map((row) => [row.name, row.pushedBy]), [['team-a/web', 'alice']]);
+    assert.deepEqual((listed.body as { repositories: RepositoryJson[] }).repositories.map((row) => [row.name, row.pushedBy]), [['public/tools', 'alice'], ['team-a/web', 'alice'], ['team-b/ci', 'robot$ci']]);
     const challenged = await registry.request.get('/api/v1/repositories').expect(401);
-    assert.match(String(challenged.headers['www-authenticate']), /scope="registry:catalog:\*"/);
-    const bobCatalog = await fetchToken(registry.request, ['bob', passwords.bob], ['registry:catalog:*']);
-    const bobRefused = await registry.request.get('/api/v1/repositories').set('Authorization', `Bearer ${bobCatalog}`);
-    assert.ok([401, 403].includes(bobRefused.status), `bob has no catalog grant: ${bobRefused.status}`);
+    assert.match(String(challenged.headers['www-authenticate']), /scope="registry:catalog:\*"/, 'a client following the challenge asks for the catalog');
+    const names = async (token: string) =>
+      ((await registry.request.get('/api/v1/repositories').set('Authorization', `Bearer ${token}`).expect(200)).body as { repositories: RepositoryJson[] }).repositories.map((row) => row.name);
+    // bob may pull team-a/**, the robot team-b/**, anybody public/**; none has the catalog grant.
+    assert.deepEqual(await names(await fetchToken(registry.request, ['bob', passwords.bob], ['registry:catalog:*'])), ['public/tools', 'team-a/web']);
+    assert.deepEqual(await names(await fetchToken(registry.request, ['robot$ci', passwords.robot], [])), ['public/tools', 'team-b/ci']);
+    assert.deepEqual(await names(await fetchToken(registry.request, null, ['registry:catalog:*'])), ['public/tools']);
+    assert.deepEqual(await names(await fetchToken(registry.request, ['dave', passwords.dave], [])), ['public/tools'], 'dave may pull only central/team-a/** and public/**');
     const bobPull = await fetchToken(registry.request, ['bob', passwords.bob], ['repository:team-a/web:pull']);
     const tags = await registry.request.get('/api/v1/repositories/team-a/web/tags').set('Authorization', `Bearer ${bobPull}`).expect(200);
     assert.deepEqual((tags.body as { tags: TagJson[] }).tags.map((row) => [row.name, row.pushedBy]), [['v1', 'alice']]);
     const tagChallenge = await registry.request.get('/api/v1/repositories/team-a/web/tags').expect(401);
     assert.match(String(tagChallenge.headers['www-authenticate']), /scope="repository:team-a\/web:pull"/);
+  });
+
+  it('a listing narrowed by grants still pages through every repository the account may pull', async () => {
+    const bob = await fetchToken(registry.request, ['bob', passwords.bob], []);
+    const agent = supertest.agent(registry.registry.app.callback()).set('Authorization', `Bearer ${bob}`);
+    const { rows, pages } = await allPages<RepositoryJson>(agent, '/api/v1/repositories?n=1', 'repositories');
+    assert.deepEqual(rows.map((row) => row.name), ['public/tools', 'team-a/web']);
+    assert.deepEqual(pages, [1, 1]);
   });
 });
 

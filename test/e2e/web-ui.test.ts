@@ -162,7 +162,7 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
     await signIn(page, 'alice');
     const row = page.getByRole('row', { name: /team\/app/ });
     await row.waitFor();
-    assert.match(await row.innerText(), /team\/app\s+3\s+/);
+    assert.match(await row.innerText(), /team\/app\s+local\s+3\s+/);
     assert.match(await row.innerText(), /alice/);
     await shot(page, '02-repositories');
     await page.getByRole('link', { name: 'team/app' }).click();
@@ -185,6 +185,16 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
     const overflow = await phone.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
     assert.ok(overflow <= 0, `the phone-sized page scrolls sideways by ${overflow}px`);
     await phone.close();
+    await page.close();
+  });
+
+  it('bob, who may push team/** but has no catalog grant, lands on the repositories he may pull, not an error', async () => {
+    const page = await newPage();
+    await signIn(page, 'bob');
+    const row = page.getByRole('row', { name: /team\/app/ });
+    await row.waitFor();
+    assert.match(await row.innerText(), /team\/app\s+local\s+3\s+/);
+    assert.equal(await page.locator('.error').count(), 0, 'no error note');
     await page.close();
   });
 

@@ -1,6 +1,7 @@
 import type { RepositorySort } from '../../metadata/browsing.js';
 import { invalidParameter as invalid } from '../../audit/filters.js';
 import type { BrowsingService } from '../../registry/browsing.js';
+import { catalogAccess } from '../../auth/scopes.js';
 import type { RegistryContext } from '../context.js';
 import { pagination, queryParameter } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
@@ -21,10 +22,10 @@ function setNextLink(ctx: RegistryContext, limit: number, last: string): void {
   ctx.set('Link', `<${ctx.path}?${next.toString()}>; rel="next"`);
 }
 
-/** The web UI's listings under /api/v1 (catalog access for repositories, pull for a repository's tags), paged like the catalog. */
+/** The web UI's listings under /api/v1 (repositories: all with the catalog grant, else those the caller may pull; a repository's tags: pull), paged like the catalog. */
 export function browsingHandlers(browsing: BrowsingService) {
   return {
-    /** GET /api/v1/repositories?q=&sort=name|pushed&n=&last=: repositories with tag count, size and last push. */
+    /** GET /api/v1/repositories?q=&sort=name|pushed&source=local|mirror&n=&last=: repositories with their source, tag count, size and last push. */
     async repositories(ctx: RegistryContext): Promise<void> {
       const sort = queryParameter(ctx, 'sort') || 'name';
       if (sort !== 'name' && sort !== 'pushed') throw invalid('sort', 'expected name or pushed', sort);
@@ -32,9 +33,20 @@ export function browsingHandlers(browsing: BrowsingService) {
       if (contains.length > 255) throw invalid('q', 'longer than a repository name can be', contains);
       const limit = pageSize(ctx);
       const { last } = pagination(ctx);
-      const page = await browsing.repositories({ sort: sort as RepositorySort, limit, ...(last ? { last } : {}), ...(contains ? { contains } : {}) });
-      const lastShown = page.rows.at(-1);
-      if (page.more && lastShown) setNextLink(ctx, limit, lastShown.name);
+      const source = queryParameter(ctx, 'source');
+      if (source !== undefined && source !== 'local' && source !== 'mirror') throw invalid('source', 'expected local or mirror', source);
+      // Everything with the catalog grant (or auth off); otherwise what the caller may pull.
+      const grant = ctx.state.grant;
+      const everything = !grant || grant.unrestricted || grant.allows(catalogAccess.type, catalogAccess.name, '*');
+      const page = await browsing.repositories({
+        sort: sort as RepositorySort,
+        limit,
+        ...(last ? { last } : {}),
+        ...(contains ? { contains } : {}),
+        ...(source ? { source } : {}),
+        ...(everything ? {} : { mayPull: (name: string) => grant.mayPull(name) }),
+      });
+      if (page.next !== null) setNextLink(ctx, limit, page.next);
       ctx.body = { repositories: page.rows };
     },
 
@@ -44,7 +56,9 @@ export function browsingHandlers(browsing: BrowsingService) {
       if (glob.length > 128) throw invalid('glob', 'longer than a tag can be', glob);
       const limit = pageSize(ctx);
       const { last } = pagination(ctx);
-      const page = await browsing.tags(params.repository, { limit, ...(last ? { last } : {}), ...(glob ? { glob } : {}) });
+      const query = { limit, ...(last ? { last } : {}), ...(glob ? { glob } : {}) };
+      const target = params.mirror;
+      const page = target ? await browsing.cachedTags({ upstream: target.upstream.name, repository: target.repository }, query) : await browsing.tags(params.repository, query);
       const lastShown = page.rows.at(-1);
       if (page.more && lastShown) setNextLink(ctx, limit, lastShown.name);
       ctx.body = { name: params.repository, tags: page.rows };
