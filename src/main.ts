@@ -199,12 +199,20 @@ async function rebuildCommand(config: RegistryConfig): Promise<number> {
     const summary = await rebuildMetadata({ storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, ({ done, total }) =>
       progress.update(done, total),
     );
+    const adopted = summary.distribution;
+    if (adopted) {
+      process.stdout.write(
+        `read Distribution's layout at ${adopted.prefix === '' ? 'the storage root' : `${adopted.prefix}/`}: ${adopted.repositories} repositories, ${adopted.manifests} manifests, ` +
+          `${adopted.tags} tags, ${adopted.layerLinks} layer links, ${adopted.blobsCopied} blobs linked or copied to blobs/; ` +
+          `Distribution's files are unchanged${adopted.uploads > 0 ? `; ${adopted.uploads} unfinished uploads left to Distribution (clients start them again)` : ''}\n`,
+      );
+    }
     process.stdout.write(
       `rebuilt ${stores.metadata.engine} metadata from ${stores.storageLocation}: ${summary.repositories} repositories, ` +
         `${summary.manifests} manifests, ${summary.tags} tags, ${summary.blobLinks} blob links, ${summary.skipped.length} skipped\n`,
     );
     for (const skipped of summary.skipped) {
-      process.stdout.write(`  skipped ${skipped.repository} ${skipped.what}: ${skipped.reason}\n`);
+      process.stdout.write(`  skipped ${[skipped.repository, skipped.what].filter(Boolean).join(' ')}: ${skipped.reason}\n`);
     }
     return summary.skipped.length === 0 ? 0 : 1;
   } catch (error) {

@@ -28,6 +28,7 @@ export function meteredStorage(driver: StorageDriver, metrics: RegistryMetrics):
     append: (key, progress) => timed('append', () => driver.append(key, progress)),
     abandon: (key, progress) => timed('abandon', () => driver.abandon(key, progress)),
     move: (from, to) => timed('move', () => driver.move(from, to)),
+    copy: (from, to) => timed('copy', () => driver.copy(from, to)),
     delete: (key) => timed('delete', () => driver.delete(key)),
     list: (prefix) => driver.list(prefix),
   };

@@ -1,4 +1,5 @@
-import { insertBlob } from '../metadata/blobs.js';
+import { insertBlob, linkBlob } from '../metadata/blobs.js';
+import { ensureRepository } from '../metadata/repositories.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { isNonDistributableLayer } from '../oci/media-types.js';
@@ -8,6 +9,7 @@ import { getSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
 import { recordManifest } from './manifest-rows.js';
 import { systemOrigin } from '../metadata/audit.js';
+import { adoptDistributionTree, findDistributionTree, type AdoptionSummary, type DistributionTree } from './distribution-root.js';
 
 /** Each tag a rebuild finds is a `created` event of the registry itself: the log restarts from what storage holds. */
 
@@ -23,7 +25,14 @@ export interface RebuildSummary {
   blobLinks: number;
   /** What could not be rebuilt, and why. */
   skipped: Array<{ repository: string; what: string; reason: string }>;
+  /** A root Distribution wrote, read as well: where its tree is and what was made of it. */
+  distribution: (AdoptionSummary & { prefix: string }) | null;
 }
+
+/** Top-level entries of a storage root that this registry writes (blobs, links, uploads, its signing key, an embedded database). */
+const ownTopLevel = new Set(['blobs', 'repositories', 'uploads', 'auth', 'registry.db', 'registry.db-wal', 'registry.db-shm']);
+/** How many unknown keys a rebuild that found nothing names. */
+const unknownKeysNamed = 10;
 
 export class RebuildRefusedError extends Error {}
 
@@ -84,9 +93,21 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
   if (Number(existing.count) > 0) {
     throw new RebuildRefusedError('the metadata database already holds manifests: rebuild fills an empty database only');
   }
+  const tree = await findDistributionTree(storage);
+  const adoption = tree ? await adoptDistributionTree(storage, tree, (done, total) => onProgress?.({ done, total })) : null;
   const repositories = await scanRepositories(stores);
   const total = [...repositories.values()].reduce((sum, contents) => sum + contents.manifests.size, 0);
-  const summary: RebuildSummary = { repositories: 0, manifests: 0, tags: 0, blobLinks: 0, skipped: [] };
+  const summary: RebuildSummary = {
+    repositories: 0,
+    manifests: 0,
+    tags: 0,
+    blobLinks: 0,
+    skipped: adoption ? [...adoption.problems] : [],
+    distribution: adoption && tree ? { ...adoption, prefix: tree.prefix } : null,
+  };
+  if (repositories.size === 0 && !tree) {
+    for (const key of await unknownKeys(stores)) summary.skipped.push({ repository: '', what: key, reason: 'not part of a layout Distribution or this registry writes' });
+  }
   let done = 0;
   onProgress?.({ done, total });
 
@@ -151,5 +172,36 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
     }
     if (recordedThisRepository > 0) summary.repositories++;
   }
+  if (tree) await linkLayers(stores, tree);
   return summary;
+}
+
+/**
+ * Links the blobs Distribution had linked into each repository without a manifest naming them (a
+ * push cut short before its manifest): a client finishing that push finds them, as it would have.
+ */
+async function linkLayers(stores: RegistryStores, tree: DistributionTree): Promise<void> {
+  for (const [name, repository] of tree.repositories) {
+    for (const layer of repository.layers) {
+      const digest = parseDigest(layer);
+      const info = await stores.storage.stat(storagePaths.blobData(digest));
+      if (!info) continue;
+      await stores.metadata.transaction().execute(async (transaction) => {
+        const row = await ensureRepository(transaction, name, stores.clock.now());
+        await insertBlob(transaction, { digest: digest.value, size: info.size }, stores.clock.now());
+        await linkBlob(transaction, row.id, digest.value, stores.clock.now());
+      });
+    }
+  }
+}
+
+/** Keys at the root that neither this registry nor Distribution writes, at most unknownKeysNamed of them. */
+async function unknownKeys(stores: RegistryStores): Promise<string[]> {
+  const found: string[] = [];
+  for await (const key of stores.storage.list('')) {
+    if (ownTopLevel.has(key.split('/')[0]!)) continue;
+    found.push(key);
+    if (found.length >= unknownKeysNamed) break;
+  }
+  return found;
 }

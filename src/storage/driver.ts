@@ -87,6 +87,12 @@ export interface StorageDriver {
   abandon(key: string, progress: AppendProgress): Promise<void>;
   /** Moves an object, replacing the destination if it exists. */
   move(fromKey: string, toKey: string): Promise<void>;
+  /**
+   * Copies an object, replacing the destination, without passing its bytes through the registry
+   * where the backend can: a hard link on a filesystem (a copy across devices), a server-side copy
+   * on S3. The source stays as it was.
+   */
+  copy(fromKey: string, toKey: string): Promise<void>;
   /** Deletes an object, or every object under a prefix; deleting nothing is not an error. */
   delete(keyOrPrefix: string): Promise<void>;
   /** Every object key under a prefix, in lexical order. */

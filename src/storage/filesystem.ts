@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants, type Dirent } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import {
@@ -196,6 +196,28 @@ export class FilesystemDriver implements StorageDriver {
       throw error;
     }
     await this.renameIntoPlace(from, to);
+  }
+
+  /** A hard link made in the temporary directory and renamed into place, as writes are: a reader sees the old object or the new, never half. */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const from = this.pathOf(fromKey);
+    const to = this.pathOf(toKey);
+    const temporary = path.join(this.temporaryDirectory, randomUUID());
+    try {
+      await link(from, temporary);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) throw new StorageNotFoundError(fromKey);
+      if (!isErrno(error, 'EXDEV') && !isErrno(error, 'EPERM') && !isErrno(error, 'EMLINK')) throw error;
+      await copyFile(from, temporary);
+      const handle = await open(temporary, 'r');
+      await handle.sync().finally(() => handle.close());
+    }
+    try {
+      await this.renameIntoPlace(temporary, to);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
   }
 
   async delete(keyOrPrefix: string): Promise<void> {

@@ -228,6 +228,11 @@ export class S3Driver implements StorageDriver {
   }
 
   async move(fromKey: string, toKey: string): Promise<void> {
+    await this.copy(fromKey, toKey);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(fromKey) }));
+  }
+
+  async copy(fromKey: string, toKey: string): Promise<void> {
     const source = this.objectKey(fromKey);
     const destination = this.objectKey(toKey);
     const info = await this.stat(fromKey);
@@ -239,7 +244,6 @@ export class S3Driver implements StorageDriver {
         new CopyObjectCommand({ Bucket: this.options.bucket, Key: destination, CopySource: copySource(this.options.bucket, source) }),
       );
     }
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: source }));
   }
 
   async delete(keyOrPrefix: string): Promise<void> {

@@ -172,6 +172,21 @@ export function storageDriverContract(name: string, make: () => Promise<DriverUn
       await assert.rejects(driver.move('move/missing', 'move/x'), StorageNotFoundError);
     });
 
+    it('copies objects, replacing the destination and leaving the source; a copy outlives the source', async () => {
+      await put(driver, 'copy/a', 'original');
+      await put(driver, 'copy/b', 'replaced');
+      await driver.copy('copy/a', 'copy/b');
+      assert.equal((await readAll(await driver.read('copy/a'))).toString(), 'original');
+      assert.equal((await readAll(await driver.read('copy/b'))).toString(), 'original');
+      await driver.copy('copy/a', 'copied/deep/c');
+      await driver.delete('copy/a');
+      assert.equal((await readAll(await driver.read('copied/deep/c'))).toString(), 'original', 'deleting the source leaves the copy');
+      await put(driver, 'copy/b', 'rewritten');
+      assert.equal((await readAll(await driver.read('copied/deep/c'))).toString(), 'original', 'writing over one name leaves the other');
+      await assert.rejects(driver.copy('copy/missing', 'copy/x'), StorageNotFoundError);
+      assert.equal(await driver.stat('copy/x'), null);
+    });
+
     it('deletes objects and whole prefixes; deleting nothing is fine', async () => {
       await put(driver, 'delete/one', '1');
       await put(driver, 'delete/tree/two', '2');
