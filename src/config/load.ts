@@ -5,6 +5,7 @@ import { configSchema, ignoredDistributionKeys, ignoredTopLevelKeys, isLeaf, isN
 
 import { ConfigError } from './config-error.js';
 import { describe, parseDuration } from './values.js';
+import { dockerHubHosts } from '../oci/docker-hub.js';
 
 export { ConfigError } from './config-error.js';
 export { parseDuration } from './values.js';
@@ -111,7 +112,6 @@ function withDistributionAuth(config: RegistryConfig): RegistryConfig {
 }
 
 /** Docker Hub's registry host, which its clients call docker.io. */
-const dockerHubHosts = new Set(['registry-1.docker.io', 'index.docker.io', 'docker.io']);
 
 /**
  * Distribution's pull-through cache (proxy.remoteurl, username, password, ttl) as this registry

@@ -1,4 +1,5 @@
 import { RegistryError } from '../oci/errors.js';
+import { dockerHubHosts } from '../oci/docker-hub.js';
 import type { MirrorSettings, UpstreamSettings } from './settings.js';
 
 /** A repository of an upstream registry that a request addresses. */
@@ -6,8 +7,8 @@ export interface MirrorTarget {
   upstream: UpstreamSettings;
   /** The repository's name upstream (Docker Hub's official images under library/). */
   repository: string;
-  /** How the request named it: a path prefix, containerd's ?ns=, or a plain name for the default upstream. */
-  addressedBy: 'prefix' | 'ns' | 'default';
+  /** How the request named it: a path prefix, the upstream's registry host as the first component, containerd's ?ns=, or a plain name for the default upstream. */
+  addressedBy: 'prefix' | 'host' | 'ns' | 'default';
 }
 
 /** Docker Hub's one-part names are official images: alpine → library/alpine. */
@@ -48,6 +49,18 @@ export class MirrorAddressing {
       const repository = upstreamRepositoryName(upstream, name.slice(upstream.prefix.length + 1));
       if (!servedBy(upstream, repository)) throw notServed(upstream, repository);
       return { upstream, repository, addressedBy: 'prefix' };
+    }
+    // A name whose first component is a registry host (it holds a dot, as docker's rule for a domain
+    // has it): the upstream's name or URL host, as in `docker.io/library/alpine`.
+    const slash = name.indexOf('/');
+    const lead = slash > 0 ? name.slice(0, slash) : '';
+    if (lead.includes('.')) {
+      const upstream = this.settings.upstreams.find((candidate) => candidate.name === lead || new URL(candidate.url).hostname === lead || (candidate.dockerHub && dockerHubHosts.has(lead)));
+      if (upstream) {
+        const repository = upstreamRepositoryName(upstream, name.slice(slash + 1));
+        if (!servedBy(upstream, repository)) throw notServed(upstream, repository);
+        return { upstream, repository, addressedBy: 'host' };
+      }
     }
     const fallback = this.settings.defaultUpstream;
     if (fallback) {

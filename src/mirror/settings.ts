@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ConfigError } from '../config/load.js';
 import type { RegistryConfig } from '../config/schema.js';
+import { dockerHubHosts } from '../oci/docker-hub.js';
 import { globToRegExp } from '../oci/name-patterns.js';
 
 export type UpstreamCredentials = { kind: 'basic'; username: string; password: string } | { kind: 'bearer'; token: string };
@@ -37,7 +38,6 @@ export interface MirrorSettings {
   cacheMaxBytes: number;
 }
 
-const dockerHubNames = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
 function firstLine(file: string, key: string): string {
   try {
@@ -71,7 +71,7 @@ export function mirrorSettings(config: RegistryConfig): MirrorSettings | null {
       timeoutMs: upstream.timeout,
       repositories: upstream.repositories.map(globToRegExp),
       allowPush: upstream.allowpush,
-      dockerHub: dockerHubNames.has(name) || dockerHubNames.has(url.hostname),
+      dockerHub: dockerHubHosts.has(name) || dockerHubHosts.has(url.hostname),
       retentionMs: upstream.retention,
     };
   });

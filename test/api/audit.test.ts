@@ -332,6 +332,29 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
     }
   });
 
+  it('a mirrored tag\'s history answers under every name clients use for it: the README\'s docker.io/library/alpine, the prefix, ?ns=', async () => {
+    const registry = await createTestRegistry({ mirror: { default: 'docker.io', upstreams: { 'docker.io': { url: 'http://127.0.0.1:1', prefix: 'dockerhub' } } } });
+    try {
+      const from = { upstream: 'docker.io', repository: 'library/alpine' };
+      const image = imageManifest();
+      await insertMirrorManifest(registry.metadata.db, from, { digest: image.digest, mediaType: image.mediaType, size: image.bytes.length, payload: image.bytes }, Date.now());
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.20', image.digest, Date.now(), systemOrigin('import'), Date.now()));
+      for (const path of [
+        '/api/v1/repositories/docker.io/library/alpine/-/tags/3.20/history',
+        '/api/v1/repositories/docker.io/alpine/-/tags/3.20/history',
+        '/api/v1/repositories/dockerhub/library/alpine/-/tags/3.20/history',
+        '/api/v1/repositories/library/alpine/-/tags/3.20/history?ns=docker.io',
+        '/api/v1/repositories/alpine/-/tags/3.20/history',
+      ]) {
+        const history = await registry.request.get(path).expect(200);
+        assert.equal(history.body.upstream, 'docker.io', path);
+        assert.deepEqual(history.body.periods.map((period: { digest: string }) => period.digest), [image.digest], path);
+      }
+    } finally {
+      await registry.close();
+    }
+  });
+
   it('garbage collection keeps what a tag pointed at within audit.timemachine, so a restore works; past it the manifest is collected (a collected event) and a restore says so', async () => {
     const registry = await createTestRegistry();
     try {

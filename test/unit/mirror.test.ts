@@ -110,6 +110,11 @@ describe('mirror addressing', () => {
     assert.deepEqual(resolve('library/alpine'), ['docker.io', 'library/alpine', 'default']);
     assert.deepEqual(resolve('alpine'), ['docker.io', 'library/alpine', 'default']);
     assert.deepEqual(resolve('bitnami/redis'), ['docker.io', 'bitnami/redis', 'default']);
+    assert.deepEqual(resolve('docker.io/library/alpine'), ['docker.io', 'library/alpine', 'host'], 'the upstream\'s name as the first component');
+    assert.deepEqual(resolve('docker.io/alpine'), ['docker.io', 'library/alpine', 'host']);
+    assert.deepEqual(resolve('index.docker.io/library/alpine'), ['docker.io', 'library/alpine', 'host'], 'Docker Hub by any of its host names');
+    assert.deepEqual(resolve('ghcr.io/owner/tool'), ['ghcr.io', 'owner/tool', 'host']);
+    assert.deepEqual(resolve('registry.example.com/team/app'), ['central', 'team/app', 'host'], 'the URL host');
   });
 
   it('leaves other names local, and refuses names an upstream may not serve', () => {
