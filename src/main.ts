@@ -17,6 +17,7 @@ import { ImportError } from './transfer/import.js';
 import type { RegistryConfig } from './config/schema.js';
 import { hashSecret, newRobot } from './auth/secrets.js';
 import { rebuildMetadata, RebuildRefusedError } from './registry/rebuild.js';
+import { routeProcessWarnings } from './process-warnings.js';
 import { createProcessLogger, startRegistry, type RunningRegistry } from './server.js';
 import { StartupError } from './listen.js';
 import { openStores } from './stores.js';
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
     return;
   }
   const { config, source, notes } = loadConfig(commandLine.configFile ? { file: commandLine.configFile } : {});
+  if (command.id !== 'serve') routeProcessWarnings((warning) => process.stderr.write(`registry: warning: ${warning.message}\n`));
   switch (command.id) {
     case 'metadata-rebuild':
       process.exitCode = await rebuildCommand(config);
@@ -146,6 +148,7 @@ async function main(): Promise<void> {
   }
   const processLogger = createProcessLogger(config);
   const { logger } = processLogger;
+  routeProcessWarnings((warning) => logger.warn({ warning: warning.name }, warning.message));
   logger.info({ configFile: source ?? null }, 'configuration loaded');
   if (notes.unknownVariables.length > 0) {
     logger.warn({ variables: notes.unknownVariables }, 'environment variables that set no configuration key (misspelt? `registry config-keys` lists the keys); ignored');

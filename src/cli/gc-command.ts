@@ -2,12 +2,16 @@ import { auditSettings } from '../audit/settings.js';
 import { setPriority } from 'node:os';
 import pino from 'pino';
 import type { RegistryConfig } from '../config/schema.js';
-import { GarbageCollector, GcBusyError, type GcPhase } from '../gc/collector.js';
+import { GarbageCollector, GcBusyError, type GcPhase, type KeptFigures } from '../gc/collector.js';
 import { mirrorSettings } from '../mirror/settings.js';
 import { openStores } from '../stores.js';
 import { ProgressBar } from './progress.js';
 import { formatBytes, plural } from './report.js';
 import { systemClock } from '../clock.js';
+
+function keptText(kept: KeptFigures): string {
+  return [...(kept.manifests > 0 ? [plural(kept.manifests, 'manifest')] : []), `${plural(kept.blobs, 'blob')} (${formatBytes(kept.bytes)})`].join(', ');
+}
 
 /** The niceness the command runs at. */
 const backgroundPriority = 10;
@@ -52,6 +56,12 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
           `${plural(report.orphans, 'orphaned blob')} (${formatBytes(report.orphanBytes)})${report.evicted > 0 ? `, ${report.dryRun ? 'would evict' : 'evicted'} ${plural(report.evicted, 'cached image')}` : ''} in ${(report.durationMs / 1000).toFixed(1)} s ` +
           `(mark ${(report.markMs / 1000).toFixed(1)} s${report.leftovers > 0 ? `; finished ${report.leftovers} deletions an earlier run left` : ''}); run ${report.id}\n`,
       );
+      const { grace, timeMachine } = report.kept;
+      const keptParts = [
+        ...(grace.manifests + grace.blobs > 0 ? [`${keptText(grace)} by the grace window (storage.maintenance.gc.grace)`] : []),
+        ...(timeMachine.manifests + timeMachine.blobs > 0 ? [`${keptText(timeMachine)} by the time machine (audit.timemachine)`] : []),
+      ];
+      if (keptParts.length > 0) process.stdout.write(`kept ${keptParts.join('; ')}\n`);
       if (report.error) process.stderr.write(`registry: garbage collection failed: ${report.error}\n`);
     }
     return report.state === 'succeeded' ? 0 : 1;

@@ -63,12 +63,26 @@ export interface GcReport {
   /** Mirror cache images evicted (retention, maxsize) before the mark, and their manifests. */
   evicted: number;
   evictedManifests: number;
+  /**
+   * What would be garbage but is kept: by the grace window (written or used within it), and by
+   * audit.timemachine (manifests a tag pointed at within it, with untagged collection, and the
+   * blobs only they name). Each is counted as if the other did not keep it.
+   */
+  kept: { grace: KeptFigures; timeMachine: KeptFigures };
   /** For a dry run: what would go (at most `maxListed` of each). */
   wouldRemove?: { manifests: ManifestRef[]; blobs: BlobRef[]; orphans: BlobRef[]; evicted: EvictedImage[]; truncated: boolean };
   /** Who asked for it over HTTP; absent for scheduled runs and the command line. */
   startedBy?: { account: string; address: string | null; requestId: string | null };
   error?: string;
 }
+
+export interface KeptFigures {
+  manifests: number;
+  blobs: number;
+  bytes: number;
+}
+
+const noneKept = (): KeptFigures => ({ manifests: 0, blobs: 0, bytes: 0 });
 
 export type GcPhase = 'leftovers' | 'evict' | 'mark' | 'manifests' | 'blobs' | 'orphans';
 
@@ -146,6 +160,28 @@ export class GarbageCollector {
     private readonly timeMachineMs = 14 * 86_400_000,
   ) {}
 
+  /**
+   * What the grace window and the time machine keep: the garbage the mark would find without each,
+   * less what it found. Two more marks, read-only, after the one that counts (not in markMs).
+   */
+  private async keptFigures(
+    mark: { cutoff: number; markStarted: number; taggedSince: number; untagged: boolean },
+    manifests: ManifestRef[],
+    blobs: BlobRef[],
+  ): Promise<{ grace: KeptFigures; timeMachine: KeptFigures }> {
+    const db = this.stores.metadata;
+    const found = { manifests: new Set(manifests.map((manifest) => manifest.id)), blobs: new Set(blobs.map((blob) => blob.digest)) };
+    const beyond = async (cutoff: number, taggedSince: number): Promise<KeptFigures> => {
+      const moreManifests = mark.untagged ? (await findGarbageManifests(db, cutoff, taggedSince)).filter((manifest) => !found.manifests.has(manifest.id)) : [];
+      const moreBlobs = (await findGarbageBlobs(db, cutoff, mark.untagged, taggedSince)).filter((blob) => !found.blobs.has(blob.digest));
+      return { manifests: moreManifests.length, blobs: moreBlobs.length, bytes: moreBlobs.reduce((sum, blob) => sum + blob.size, 0) };
+    };
+    return {
+      grace: mark.cutoff === mark.markStarted ? noneKept() : await beyond(mark.markStarted, mark.taggedSince),
+      timeMachine: mark.untagged && mark.taggedSince < mark.markStarted ? await beyond(mark.cutoff, mark.markStarted) : noneKept(),
+    };
+  }
+
   /** Takes the lease and records the run; throws GcBusyError when another run holds it. The run then goes on in `done`. */
   async start(options: GcOptions, onProgress: (phase: GcPhase, done: number, total: number) => void = () => {}): Promise<{ id: number; done: Promise<GcReport> }> {
     const holder = `${this.hostName}:${process.pid}:${randomUUID()}`;
@@ -217,6 +253,7 @@ export class GarbageCollector {
       leftovers: 0,
       evicted: 0,
       evictedManifests: 0,
+      kept: { grace: noneKept(), timeMachine: noneKept() },
       ...(options.triggeredBy ? { startedBy: { account: options.triggeredBy.actor, address: options.triggeredBy.address, requestId: options.triggeredBy.requestId } } : {}),
     };
     try {
@@ -289,20 +326,23 @@ export class GarbageCollector {
 
     // Mirror cache eviction first: it only removes cache rows; the sweep below frees the bytes.
     stillHeld();
-    const evictionSettings: EvictionSettings = {
-      retentionMs: new Map((this.mirror?.upstreams ?? []).map((upstream) => [upstream.name, upstream.retentionMs])),
-      maxBytes: this.mirror?.cacheMaxBytes ?? 0,
-      graceMs: run.graceMs,
-    };
-    const evictionPlan = await planEviction(db, evictionSettings, clock.now());
-    let evicted: EvictedImage[] = evictionPlan.map((image) => ({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason }));
-    if (!run.dryRun) {
-      evicted = await evict(db, evictionPlan, run.graceMs, clock.now());
-      for (const image of evicted) this.logger.debug({ ...image }, 'garbage collection evicted a cached image');
+    let evicted: EvictedImage[] = [];
+    if (this.mirror) {
+      const evictionSettings: EvictionSettings = {
+        retentionMs: new Map(this.mirror.upstreams.map((upstream) => [upstream.name, upstream.retentionMs])),
+        maxBytes: this.mirror.cacheMaxBytes,
+        graceMs: run.graceMs,
+      };
+      const evictionPlan = await planEviction(db, evictionSettings, clock.now());
+      evicted = evictionPlan.map((image) => ({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason }));
+      if (!run.dryRun) {
+        evicted = await evict(db, evictionPlan, run.graceMs, clock.now());
+        for (const image of evicted) this.logger.debug({ ...image }, 'garbage collection evicted a cached image');
+      }
+      onProgress('evict', 1, 1);
     }
     report.evicted = evicted.length;
     report.evictedManifests = evicted.reduce((sum, image) => sum + image.manifests, 0);
-    onProgress('evict', 1, 1);
 
     stillHeld();
     const markStarted = clock.now();
@@ -316,6 +356,7 @@ export class GarbageCollector {
     const blobs = await findGarbageBlobs(db, cutoff, run.untagged && !run.untaggedIn, taggedSince);
     const orphans = await this.findOrphans(cutoff);
     report.markMs = Math.round(performance.now() - markTimer);
+    report.kept = await this.keptFigures({ cutoff, markStarted, taggedSince, untagged: run.untagged && !run.untaggedIn }, manifests, blobs);
     onProgress('mark', 1, 1);
 
     if (run.dryRun) {

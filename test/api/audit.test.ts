@@ -369,6 +369,12 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
 
       const kept = await new GarbageCollector(stores, silent, null, 14 * 24 * hour).run({ dryRun: false, untagged: true, graceMs: hour });
       assert.equal(kept.manifests, 0, 'the manifest prod pointed at a moment ago stays (14 days by default)');
+      assert.deepEqual(
+        kept.kept.timeMachine,
+        { manifests: 1, blobs: old.blobs.length + 1, bytes: old.blobs.reduce((sum, blob) => sum + blob.bytes.length, 0) + old.bytes.length },
+        'the report says what the time machine keeps: the manifest, its own bytes, config and layer',
+      );
+      assert.deepEqual(kept.kept.grace, { manifests: 0, blobs: 0, bytes: 0 }, 'everything is older than the grace window');
       await restore(registry.request, 'team/app', 'prod', { digest: old.digest }).expect(200);
       await restore(registry.request, 'team/app', 'prod', { digest: current.digest }).expect(200);
 

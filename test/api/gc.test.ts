@@ -311,7 +311,7 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', bobToken).expect(403)), 'DENIED');
     assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', catalogOnly).expect(403)), 'DENIED', 'the catalog grant is not enough');
     assert.equal(envelopeCode(await registry.request.get('/api/v1/gc').set('Authorization', catalogOnly).expect(403)), 'DENIED');
-    assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=maybe').set('Authorization', operatorToken).expect(400)), 'UNSUPPORTED');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/gc?dryrun=maybe').set('Authorization', operatorToken).expect(400)), 'PARAMETER_INVALID');
 
     await acquireGcLock(registry.metadata.db, 'other-host:1:busy', 60_000, Date.now());
     const busy = await registry.request.post('/api/v1/gc?dryrun=true').set('Authorization', operatorToken).expect(409);
@@ -334,6 +334,48 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
     assert.equal(list.runs[0]?.id, id);
     assert.equal(list.runs[0]?.report.wouldRemove, undefined, 'the list leaves the dry-run lists out');
     assert.equal(envelopeCode(await registry.request.get('/api/v1/gc/999999').set('Authorization', operatorToken).expect(404)), 'NOT_FOUND');
+  });
+});
+
+describe('garbage collection over HTTP: grace and untagged asked for, and what the grace window keeps', () => {
+  let registry: TestRegistry;
+  let files: Awaited<ReturnType<typeof writeTestPolicy>>;
+  const clock = new ManualClock();
+  before(async () => {
+    files = await writeTestPolicy();
+    registry = await createTestRegistry({ clock, auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
+  });
+  after(async () => registry?.close());
+
+  it('POST /api/v1/gc?grace=&untagged= runs with them; the report counts what the grace window kept; bad values are 400 naming the parameter', async () => {
+    const operator = `Bearer ${await fetchToken(registry.request, ['olga', passwords.olga], ['registry:operator:*'])}`;
+    const dryRun = async (query: string): Promise<GcReport> => {
+      const started = await registry.request.post(`/api/v1/gc?dryrun=true${query}`).set('Authorization', operator).expect(202);
+      for (let attempt = 0; attempt < 200; attempt++) {
+        const run = (await registry.request.get(`/api/v1/gc/${(started.body as { id: number }).id}`).set('Authorization', operator).expect(200)).body as { state: string; report: GcReport };
+        if (run.state !== 'running') return run.report;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error('the run did not finish');
+    };
+    // A blob pushed without a manifest naming it: garbage once the grace window has passed.
+    const unnamed = testBlob(4321);
+    const push = `Bearer ${await fetchToken(registry.request, ['alice', passwords.alice], ['repository:team-a/unnamed:pull,push'])}`;
+    await pushBlobWith(registry.request, push, 'team-a/unnamed', unnamed);
+    clock.advance(1000);
+    const withDefaults = await dryRun('');
+    assert.deepEqual([withDefaults.graceMs, withDefaults.untagged, withDefaults.blobs], [hour, false, 0]);
+    assert.deepEqual(withDefaults.kept.grace, { manifests: 0, blobs: 1, bytes: unnamed.bytes.length }, 'kept by the hour of grace');
+    assert.deepEqual(withDefaults.kept.timeMachine, { manifests: 0, blobs: 0, bytes: 0 });
+    const noGrace = await dryRun('&grace=0s&untagged=true');
+    assert.deepEqual([noGrace.graceMs, noGrace.untagged, noGrace.blobs, noGrace.bytes], [0, true, 1, unnamed.bytes.length]);
+    assert.deepEqual(noGrace.kept.grace, { manifests: 0, blobs: 0, bytes: 0 });
+    for (const [query, parameter] of [['&grace=soon', 'grace'], ['&untagged=yes', 'untagged'], ['&grace=-1s', 'grace']] as const) {
+      const refused = await registry.request.post(`/api/v1/gc?dryrun=true${query}`).set('Authorization', operator).expect(400);
+      assert.equal(envelopeCode(refused), 'PARAMETER_INVALID');
+      assert.deepEqual((refused.body as { errors: Array<{ detail: { parameter: string } }> }).errors[0]!.detail.parameter, parameter);
+    }
+    assert.ok(await bytesStored(registry, unnamed.digest), 'dry runs deleted nothing');
   });
 });
 

@@ -78,6 +78,15 @@ describe('the command line', () => {
     });
   });
 
+  it('registry gc shows progress only for the phases it runs: no mirror, no evict bar', async () => {
+    await withTemporaryDirectory('registry-gc-cli-', async (directory) => {
+      const result = await runRegistryCommand(['gc', '--dry-run'], { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: directory });
+      assert.equal(result.code, 0, result.stderr);
+      assert.doesNotMatch(result.stderr, /evict/, 'no mirror is configured');
+      assert.match(result.stdout, /^would collect 0 manifests, 0 blobs/);
+    });
+  });
+
   it('a port in use is one line naming http.addr and REGISTRY_HTTP_ADDR, without a stack', async () => {
     await withTemporaryDirectory('registry-cli-', async (directory) => {
       const first = await startServerProcess({ root: path.join(directory, 'a') });

@@ -6,7 +6,8 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { testBlob } from '../helpers/blobs.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { projectRoot, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
+import { startS3Server } from '../helpers/s3-server.js';
+import { projectRoot, runRegistryCommand, startServerProcess, withTemporaryDirectory } from '../helpers/server-process.js';
 
 const MiB = 1024 * 1024;
 
@@ -139,5 +140,36 @@ describe('the request log a person reads', () => {
       assert.equal(line?.msg, 'request');
       assert.equal(line?.status, 404);
     });
+  });
+});
+
+describe('process warnings in the registry\'s own format', () => {
+  it('on S3, the AWS SDK\'s Node version notice is one JSON log line when serving and one line on the command line, never raw lines of standard error', async () => {
+    const s3 = await startS3Server();
+    try {
+      await s3.createBucket('warnings');
+      const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _kept, ...env } = s3.registryEnv('warnings');
+      await withTemporaryDirectory('registry-warnings-', async (directory) => {
+        const server = await startServerProcess({ root: directory, env });
+        await rawRequest(server.port, 'GET', '/readyz');
+        await server.stop();
+        assert.doesNotMatch(server.stderr(), /Warning|AWS SDK/, 'nothing raw on standard error');
+        const warnings = server.logs.filter((entry) => entry.warning !== undefined);
+        const sdkWarns = Number(process.versions.node.split('.')[0]) < 22;
+        if (sdkWarns) {
+          assert.equal(warnings.length, 1, 'the notice, once');
+          assert.equal(warnings[0]!.level, 'warn');
+          assert.match(String(warnings[0]!.msg), /^NodeVersionSupportWarning: The AWS SDK for JavaScript \(v3\) versions published/);
+        } else {
+          assert.equal(warnings.length, 0);
+        }
+        const command = await runRegistryCommand(['gc', '--dry-run'], { ...env, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: directory });
+        assert.equal(command.code, 0, command.stderr);
+        const lines = command.stderr.split('\n').filter(Boolean);
+        assert.deepEqual(lines.map((line) => line.startsWith('registry: warning: NodeVersionSupportWarning')), sdkWarns ? [true] : []);
+      });
+    } finally {
+      await s3.dispose();
+    }
   });
 });

@@ -1,3 +1,5 @@
+import { invalidParameter as invalid } from '../../audit/filters.js';
+import { parseDuration } from '../../config/values.js';
 import { GcBusyError, type GarbageCollector } from '../../gc/collector.js';
 import { findGcRun, listGcRuns } from '../../metadata/gc.js';
 import type { MetadataDb } from '../../metadata/database.js';
@@ -15,18 +17,36 @@ export interface GcService {
 
 const listedRuns = 50;
 
+/** A true|false query parameter; undefined when absent, 400 PARAMETER_INVALID naming it otherwise. */
+function booleanParameter(ctx: RegistryContext, name: string): boolean | undefined {
+  const value = queryParameter(ctx, name);
+  if (value === undefined) return undefined;
+  if (value !== 'true' && value !== 'false') throw invalid(name, 'expected true or false', value);
+  return value === 'true';
+}
+
 /** The operators' API of garbage collection: start a run, list runs, read one run's report. */
 export function gcHandlers(gc: GcService) {
   return {
-    /** POST /api/v1/gc?dryrun=true|false: 202 {id} of the run started, 409 while another runs. */
+    /**
+     * POST /api/v1/gc?dryrun=true|false&grace=DURATION&untagged=true|false: 202 {id} of the run
+     * started, 409 while another runs; grace and untagged default to storage.maintenance.gc's.
+     */
     async start(ctx: RegistryContext): Promise<void> {
-      const dryRunText = queryParameter(ctx, 'dryrun') ?? 'false';
-      if (dryRunText !== 'true' && dryRunText !== 'false') {
-        throw new RegistryError('UNSUPPORTED', { status: 400, message: 'dryrun must be true or false', detail: { dryrun: dryRunText.slice(0, 20) } });
+      const dryRun = booleanParameter(ctx, 'dryrun') ?? false;
+      const untagged = booleanParameter(ctx, 'untagged') ?? gc.defaults.untagged;
+      const graceText = queryParameter(ctx, 'grace');
+      let graceMs = gc.defaults.graceMs;
+      if (graceText !== undefined) {
+        try {
+          graceMs = parseDuration(graceText, 'grace');
+        } catch {
+          throw invalid('grace', 'expected a duration such as 0s, 30m or 24h', graceText);
+        }
       }
       let started;
       try {
-        started = await gc.collector.start({ dryRun: dryRunText === 'true', ...gc.defaults, triggeredBy: requestOrigin(ctx) });
+        started = await gc.collector.start({ dryRun, untagged, graceMs, triggeredBy: requestOrigin(ctx) });
       } catch (error) {
         if (error instanceof GcBusyError) throw new RegistryError('UNSUPPORTED', { status: 409, message: error.message });
         throw error;
