@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { httpsServerOptions, reloadableTls, tlsFiles } from './tls.js';
+import { answerPlainHttp, httpsServerOptions, reloadableTls, tlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { configuredLimits, createApp } from './app.js';
@@ -127,6 +127,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
   const tls = tlsFiles(config);
   const server = tls ? createHttpsServer(httpsServerOptions(tls), app.callback()) : createServer(app.callback());
   const certificates = tls ? reloadableTls(server as HttpsServer, tls, logger) : null;
+  if (tls) answerPlainHttp(server as HttpsServer);
   // Large blobs stream for as long as they need: a body is judged by its rate (http.bodytimeout,
   // http.bodyminrate), not by how long it takes; a stalled header phase is cut off.
   server.requestTimeout = 0;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer, ServerOptions } from 'node:https';
-import type { SecureContextOptions } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { ConfigError } from './config/config-error.js';
 import type { RegistryConfig } from './config/schema.js';
@@ -69,4 +70,30 @@ export function reloadableTls(server: HttpsServer, files: TlsFiles, logger: Logg
   };
   const stop = watchFiles([files.certificate, files.key, ...files.clientCas], () => reload('file changed'));
   return { reload, stop };
+}
+
+/** What Distribution (Go's net/http) answers a plain HTTP request on its TLS port. */
+const plainHttpAnswer = 'HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n';
+
+/**
+ * A client speaking plain HTTP to the TLS port (`curl http://…`, a registry configured without
+ * TLS) gets a 400 naming the mistake instead of an empty reply. OpenSSL recognises the request in
+ * the handshake; the answer goes out in plain text on the connection's TCP socket, found by its
+ * address and port (the TLS socket would encrypt it).
+ */
+export function answerPlainHttp(server: HttpsServer): void {
+  const raw = new Map<string, Socket>();
+  const keyOf = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }) => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
+  server.on('connection', (socket: Socket) => {
+    const key = keyOf(socket);
+    raw.set(key, socket);
+    socket.once('close', () => {
+      if (raw.get(key) === socket) raw.delete(key);
+    });
+  });
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, tlsSocket: TLSSocket) => {
+    if (error.code !== 'ERR_SSL_HTTP_REQUEST') return;
+    const socket = raw.get(keyOf(tlsSocket));
+    if (socket && !socket.destroyed) socket.end(plainHttpAnswer);
+  });
 }

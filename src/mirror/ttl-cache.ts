@@ -11,12 +11,21 @@ export interface CachedAnswer<T> {
 }
 
 /**
+ * A stale answer of one key is a warning at most this often, debug lines between: an offline site
+ * serves every pull of a cached tag stale, and one line per tag per hour says so.
+ */
+export const staleWarningEveryMs = 3_600_000;
+/** Keys whose last warning is remembered at most; the oldest are forgotten first. */
+const maxWarnedKeys = 10_000;
+
+/**
  * Answers kept for an upstream's TTL (a tag's manifest, a referrers list): served from cache while
  * fresh; else asked upstream, once however many clients wait (single flight per key); when the
  * upstream cannot answer, the cached answer is served stale and logged.
  */
 export class TtlCache<T> {
   private readonly flights = new SingleFlight<T>();
+  private readonly warnedAt = new Map<string, number>();
 
   constructor(
     private readonly upstreams: Upstreams,
@@ -44,9 +53,22 @@ export class TtlCache<T> {
       } catch (error) {
         if (!(error instanceof RegistryError && error.code === 'UNAVAILABLE') || !cached) throw error;
         health.servedStale();
-        this.logger.warn({ upstream: target.upstream.name, repository: target.repository, ...options.logFields, reason: error.message }, this.staleMessage);
+        this.logStale(key, { upstream: target.upstream.name, repository: target.repository, ...options.logFields, reason: error.message });
         return cached.value;
       }
     });
+  }
+
+  private logStale(key: string, fields: Record<string, unknown>): void {
+    const now = this.upstreams.clock.now();
+    const last = this.warnedAt.get(key);
+    if (last !== undefined && now - last < staleWarningEveryMs) {
+      this.logger.debug(fields, this.staleMessage);
+      return;
+    }
+    this.warnedAt.delete(key);
+    this.warnedAt.set(key, now);
+    if (this.warnedAt.size > maxWarnedKeys) this.warnedAt.delete(this.warnedAt.keys().next().value as string);
+    this.logger.warn({ ...fields, nextWarningIn: '1h' }, this.staleMessage);
   }
 }

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { staleWarningEveryMs } from '../../src/mirror/ttl-cache.js';
+import { ManualClock } from '../helpers/clock.js';
 import { testBlob } from '../helpers/blobs.js';
 import { allManifestTypes, dockerManifestType, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode, pushBlob } from '../helpers/push.js';
@@ -674,5 +678,44 @@ describe('pull-through mirror: local overrides', () => {
       await first.close();
       await second.close();
     }
+  });
+});
+
+describe('an offline site: cached pulls are not a warning each', () => {
+  let upstream: TestUpstream;
+  let mirror: TestRegistry;
+  const clock = new ManualClock();
+  const lines: Array<{ level: number; msg: string }> = [];
+  const image = imageManifest();
+  before(async () => {
+    upstream = await startTestUpstream();
+    await pushUpstream(upstream, repo, 'v1', image);
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as { level: number; msg: string });
+        callback();
+      },
+    });
+    mirror = await createTestRegistry({ clock, logger: pino({ level: 'debug' }, sink), mirror: mirrorConfigFor(upstream, { repositories: ['team-a/**'], ttl: '1m' }) });
+  });
+  after(async () => {
+    await mirror?.close();
+    await upstream?.close();
+  });
+
+  it('a stale answer is a warning once per tag per hour, debug lines between', async () => {
+    const pull = () => mirror.request.get(`${viaPrefix}/manifests/v1`).set('Accept', allManifestTypes).expect(200);
+    await pull();
+    await upstream.stop();
+    const stale = (level: number) => lines.filter((line) => line.msg === 'served a stale mirrored tag' && line.level === level).length;
+    clock.advance(2 * 60_000);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      assert.equal((await pull()).headers['docker-content-digest'], image.digest);
+      clock.advance(60_000);
+    }
+    assert.deepEqual([stale(40), stale(20)], [1, 4], 'one warning, then debug lines');
+    clock.advance(staleWarningEveryMs);
+    await pull();
+    assert.deepEqual([stale(40), stale(20)], [2, 4], 'an hour later, the next warning');
   });
 });

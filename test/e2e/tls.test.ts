@@ -81,7 +81,7 @@ describe('TLS served by the registry itself (http.tls)', { skip: missingClients(
     await copyFile(path.join(directory, `${name}.crt`), path.join(directory, 'live.crt'));
   };
 
-  it('skopeo pushes and pulls over HTTPS with the CA in --dest-cert-dir/--src-cert-dir; the token realm says https; plain HTTP is not served', async () => {
+  it('skopeo pushes and pulls over HTTPS with the CA in --dest-cert-dir/--src-cert-dir; the token realm says https; plain HTTP is answered 400', async () => {
     await useCertificate('server');
     const files = await writeTestPolicy();
     const server = await startServerProcess({ root: path.join(directory, 'storage-a'), env: tlsEnv({ REGISTRY_AUTH_MODE: 'token', REGISTRY_AUTH_POLICY: files.policy }) });
@@ -91,7 +91,11 @@ describe('TLS served by the registry itself (http.tls)', { skip: missingClients(
       assert.equal(challenge.status, 401);
       assert.equal(challenge.certificate.subject.CN, '127.0.0.1');
       await assert.rejects(get(server.port), /self.signed|unable to verify|certificate/i, 'a client without the CA refuses the certificate');
-      await assert.rejects(rawRequest(server.port, 'GET', '/v2/'), 'plain HTTP gets no answer');
+      const plain = await rawRequest(server.port, 'GET', '/v2/');
+      assert.equal(plain.status, 400, 'plain HTTP to the TLS port is answered, as Distribution answers it');
+      assert.equal(plain.body.toString(), 'Client sent an HTTP request to an HTTPS server.\n');
+      const afterwards = await get(server.port, { ca });
+      assert.equal(afterwards.status, 401, 'TLS clients are served as before');
       const probe = await runRegistryCommand([], { ...tlsEnv(), REGISTRY_HTTP_ADDR: host }, healthcheckScript);
       assert.equal(probe.code, 0, `the container's health probe asks over HTTPS when http.tls is set: ${probe.stderr}`);
       const realm = await new Promise<string>((resolve, reject) => {
