@@ -211,13 +211,17 @@ describe('garbage collection of untagged manifests, dry runs, storage links and 
   });
 });
 
+/** A registry with token auth (the test policy's accounts), an hour's grace and a clock the test moves. */
+async function tokenRegistry(clock: ManualClock): Promise<TestRegistry> {
+  const files = await writeTestPolicy();
+  return createTestRegistry({ clock, auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
+}
+
 describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API and its lock', () => {
   let registry: TestRegistry;
-  let files: Awaited<ReturnType<typeof writeTestPolicy>>;
   const clock = new ManualClock();
   before(async () => {
-    files = await writeTestPolicy();
-    registry = await createTestRegistry({ clock, auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
+    registry = await tokenRegistry(clock);
   });
   after(async () => {
     await registry?.close();
@@ -339,11 +343,9 @@ describe('garbage collection: orphaned bytes, uploads racing a run, the HTTP API
 
 describe('garbage collection over HTTP: grace and untagged asked for, and what the grace window keeps', () => {
   let registry: TestRegistry;
-  let files: Awaited<ReturnType<typeof writeTestPolicy>>;
   const clock = new ManualClock();
   before(async () => {
-    files = await writeTestPolicy();
-    registry = await createTestRegistry({ clock, auth: { mode: 'token', policy: files.policy }, gc: { graceMs: hour, untagged: false } });
+    registry = await tokenRegistry(clock);
   });
   after(async () => registry?.close());
 

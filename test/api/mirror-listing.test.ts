@@ -2,20 +2,15 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import supertest from 'supertest';
+import type { RepositorySummary } from '../../src/registry/browsing.js';
 import { fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
 import { allManifestTypes, imageManifest, pushManifest, type TestManifest } from '../helpers/images.js';
 import { envelopeCode } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
-interface RepositoryJson {
-  name: string;
-  source: 'local' | 'mirror';
-  upstream: string | null;
-  tags: number;
-  size: number;
-  pushedAt: number | null;
-}
+/** The JSON of a repository row: the service's summary, times as milliseconds. */
+type RepositoryJson = RepositorySummary;
 
 const bytesOf = (manifest: TestManifest) => manifest.bytes.length + manifest.blobs.reduce((sum, blob) => sum + blob.bytes.length, 0);
 

@@ -69,7 +69,7 @@ describe('the container image, built from docker/Dockerfile and run as registry:
     daemon = await startDockerDaemon(path.join(directory, 'docker'), [], { storageDriver });
 
     let started = Date.now();
-    await buildStandInNodeImage(daemon, directory, baseImage);
+    await buildStandInNodeImage(daemon, baseImage);
     const baseSeconds = (Date.now() - started) / 1000;
 
     // The build context is a copy of the repository's files plus what a working directory collects:
