@@ -45,7 +45,12 @@ describe('the access matrix: every account against every kind of endpoint', () =
     { what: 'delete in team-a/app', call: (a) => a.delete(`/v2/team-a/app/manifests/${unknownDigest}`), passes: { alice: 404 } },
     { what: 'delete in team-b/svc', call: (a) => a.delete(`/v2/team-b/svc/manifests/${unknownDigest}`), passes: {} },
     { what: 'catalog', call: (a) => a.get('/v2/_catalog'), passes: { alice: 200, olga: 200 } },
-    { what: 'repository list (UI)', call: (a) => a.get('/api/v1/repositories'), passes: { alice: 200, olga: 200 } },
+    // Everyone: the catalog grant lists everything, anything less what it may pull (the test below).
+    {
+      what: 'repository list (UI)',
+      call: (a) => a.get('/api/v1/repositories'),
+      passes: { anonymous: 200, alice: 200, bob: 200, carol: 200, 'robot$ci': 200, olga: 200, loader: 200, dave: 200 },
+    },
     { what: 'audit events', call: (a) => a.get('/api/v1/audit/events'), passes: { alice: 200 } },
     { what: 'tag history', call: (a) => a.get('/api/v1/repositories/team-a/app/-/tags/v1/history'), passes: { alice: 200 } },
     { what: 'restore a tag', call: (a) => a.post('/api/v1/repositories/team-a/app/-/tags/v1/restore').send({ digest: unknownDigest }), passes: { alice: 404 } },
@@ -95,5 +100,24 @@ describe('the access matrix: every account against every kind of endpoint', () =
       }
     }
     assert.deepEqual(wrong, []);
+  });
+
+  it('the repository list shows each caller what it may pull, and everything to the catalog grant', async () => {
+    const sees: Record<Who, string[]> = {
+      anonymous: ['public/x'],
+      alice: ['public/x', 'team-a/app', 'team-b/svc'],
+      bob: ['public/x', 'team-a/app'],
+      carol: ['public/x', 'team-a/app', 'team-b/svc'],
+      'robot$ci': ['public/x', 'team-b/svc'],
+      olga: ['public/x', 'team-a/app', 'team-b/svc'],
+      loader: ['public/x'],
+      dave: ['public/x'],
+    };
+    for (const who of everyone) {
+      const agent = supertest.agent(registry.registry.app.callback());
+      if (who !== 'anonymous') agent.set('Authorization', basic(who, secretOf[who]));
+      const listed = ((await agent.get('/api/v1/repositories').expect(200)).body as { repositories: Array<{ name: string }> }).repositories.map((row) => row.name);
+      assert.deepEqual(listed, sees[who], who);
+    }
   });
 });
