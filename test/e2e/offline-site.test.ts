@@ -131,8 +131,16 @@ describe('offline site: images carried in on a disk pull under the names clients
     assert.equal(imported.tags.created, 2);
     offline = await startServerProcess({ root: file('offline'), env: { REGISTRY_CONFIG: file('offline.yaml') } });
     offlineHost = `127.0.0.1:${offline.port}`;
+    // The operator checks the import: the catalog and the repository list name what the cache now holds, and nothing local.
     const catalog = (await rawRequest(offline.port, 'GET', '/v2/_catalog')).json() as { repositories: string[] };
-    assert.deepEqual(catalog.repositories, [], 'no local repository: the images are in the mirror cache');
+    assert.deepEqual(catalog.repositories, ['dockerhub/library/alpine', 'dockerhub/library/busybox'], 'listed under the prefix clients pull by');
+    const listed = (await rawRequest(offline.port, 'GET', '/api/v1/repositories')).json() as { repositories: Array<{ name: string; source: string; upstream: string | null; tags: number }> };
+    assert.deepEqual(listed.repositories.map((row) => [row.name, row.source, row.upstream, row.tags]), [
+      ['dockerhub/library/alpine', 'mirror', 'docker.io', 1],
+      ['dockerhub/library/busybox', 'mirror', 'docker.io', 1],
+    ]);
+    const local = (await rawRequest(offline.port, 'GET', '/api/v1/repositories?source=local')).json() as { repositories: unknown[] };
+    assert.deepEqual(local.repositories, [], 'no local repository: the images are in the mirror cache');
     const history = (await rawRequest(offline.port, 'GET', '/api/v1/mirror/history?repository=library/alpine')).json() as { events: Array<{ tag: string; to: string; action: string }> };
     assert.deepEqual(history.events.map((event) => [event.tag, event.to, event.action]), [['3.20', alpine.digest, 'imported']]);
   });
