@@ -54,6 +54,7 @@ export class ListingService {
   async catalog(page: Page): Promise<PageResult> {
     return this.paged(page, this.catalogMaxEntries, async (limit, last) => {
       const names = await listRepositoriesWithManifests(this.stores.metadata, limit, last);
+      if (this.upstreams.length === 0) return names;
       for (const upstream of this.upstreams) {
         const position = last === undefined ? { all: true as const } : cachedNamesAfter(upstream.prefix, last);
         if ('none' in position) continue;

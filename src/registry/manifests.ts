@@ -206,9 +206,10 @@ export class ManifestService {
 
   /**
    * The manifest a GET or HEAD answers with, negotiated against the client's Accept list; `read`
-   * (the request's method and origin) is passed on to the pull counter when pulls are recorded.
+   * (the request's method, and its origin, asked for only then) goes to the pull counter when pulls
+   * are recorded.
    */
-  async get(repository: string, referenceText: string, accepted: Set<string>, read?: { method: 'GET' | 'HEAD'; origin: RequestOrigin }): Promise<ManifestContent> {
+  async get(repository: string, referenceText: string, accepted: Set<string>, read?: { method: 'GET' | 'HEAD'; origin: () => RequestOrigin }): Promise<ManifestContent> {
     const reference = parseLookupReference(referenceText);
     // By digest: an index about to name it, or a pull; recorded before the answer (see touchManifest).
     if (reference.kind === 'digest') await touchManifest(this.stores.metadata, repository, reference.digest.value, this.stores.clock.now());
@@ -224,7 +225,7 @@ export class ManifestService {
       findManifestByReference(this.stores.metadata, repository, { digest }),
     );
     if (read && this.options.pulls) {
-      this.options.pulls.read(repository, { method: read.method, tag: reference.kind === 'tag' ? reference.tag : null, digest: content.digest }, read.origin);
+      this.options.pulls.read(repository, { method: read.method, tag: reference.kind === 'tag' ? reference.tag : null, digest: content.digest }, read.origin());
     }
     return content;
   }

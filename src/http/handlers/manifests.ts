@@ -23,7 +23,7 @@ export function manifestHandlers({ manifests, mirror }: RegistryServices) {
     const reference = decodeSegment(params.reference);
     return params.mirror && mirror
       ? mirror.manifest(params.mirror, params.repository, reference, accepted, ctx.get('via') || undefined)
-      : manifests.get(params.repository, reference, accepted, { method: ctx.method === 'HEAD' ? 'HEAD' : 'GET', origin: requestOrigin(ctx) });
+      : manifests.get(params.repository, reference, accepted, { method: ctx.method === 'HEAD' ? 'HEAD' : 'GET', origin: () => requestOrigin(ctx) });
   };
 
   return {
