@@ -3,20 +3,17 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { answerPlainHttp, httpsServerOptions, reloadableTls, tlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { configuredLimits, createApp } from './app.js';
+import { createApp } from './app.js';
+import { registrySettings } from './composition.js';
 import { limitConnections } from './http/connection-limits.js';
 import { systemClock, type Clock } from './clock.js';
 import { openAuth } from './auth/setup.js';
-import { mirrorSettings } from './mirror/settings.js';
 import type { RegistryConfig } from './config/schema.js';
 import { listenOn } from './listen.js';
 import { textLine } from './log-format.js';
 import type { UploadService } from './registry/uploads.js';
 import { GcBusyError, type GarbageCollector } from './gc/collector.js';
 import { openStores } from './stores.js';
-import { auditSettings } from './audit/settings.js';
-import { ImmutableTags } from './registry/immutable-tags.js';
-import { configuredPolicies } from './retention/plan.js';
 import { RegistryMetrics } from './metrics/registry-metrics.js';
 import { startDebugListener } from './metrics/debug-listener.js';
 
@@ -95,8 +92,8 @@ function textStream(destination: pino.DestinationStream): pino.DestinationStream
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
   const auth = await openAuth(config);
-  const mirror = mirrorSettings(config);
-  const audit = auditSettings(config);
+  const settings = registrySettings(config);
+  const { mirror, audit } = settings;
   const debug = config.http.debug;
   const metrics = debug.addr !== '' && debug.prometheus.enabled ? new RegistryMetrics({ processMetrics: true }) : null;
   const { storage, metadata, storageLocation, closeStorage } = await openStores(
@@ -112,17 +109,11 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     metadata: metadata.db,
     tagChanges: metadata.tagChanges,
     logger,
-    options: { deleteEnabled: config.storage.delete.enabled, trustProxy: config.http.trustproxy, accessLog: !config.log.accesslog.disabled, ui: config.ui.enabled },
+    settings,
+    options: { trustProxy: config.http.trustproxy, accessLog: !config.log.accesslog.disabled, ui: config.ui.enabled },
     auth,
-    mirror,
-    gc: { graceMs: config.storage.maintenance.gc.grace, untagged: config.storage.maintenance.gc.untagged },
-    audit,
     lifecycle,
     ...(metrics ? { metrics } : {}),
-    immutableTags: new ImmutableTags(config.tags.immutable),
-    retentionPolicies: configuredPolicies(config),
-    notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
-    limits: configuredLimits(config),
   });
   const tls = tlsFiles(config);
   const server = tls ? createHttpsServer(httpsServerOptions(tls), app.callback()) : createServer(app.callback());

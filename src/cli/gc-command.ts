@@ -1,9 +1,8 @@
-import { auditSettings } from '../audit/settings.js';
 import { setPriority } from 'node:os';
 import pino from 'pino';
 import type { RegistryConfig } from '../config/schema.js';
-import { GarbageCollector, GcBusyError, type GcPhase, type KeptFigures } from '../gc/collector.js';
-import { mirrorSettings } from '../mirror/settings.js';
+import { buildServices, registrySettings } from '../composition.js';
+import { GcBusyError, type GcPhase, type KeptFigures } from '../gc/collector.js';
 import { openStores } from '../stores.js';
 import { ProgressBar } from './progress.js';
 import { formatBytes, plural } from './report.js';
@@ -42,7 +41,8 @@ export async function gcCommand(config: RegistryConfig, options: GcCommandOption
     bar.update(done, total);
   };
   try {
-    const collector = new GarbageCollector({ storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, logger, mirrorSettings(config), auditSettings(config).timeMachineMs);
+    const { services } = buildServices({ stores: { storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, logger, settings: registrySettings(config) });
+    const collector = services.gc.collector;
     const report = await collector.run(
       { dryRun: options.dryRun ?? settings.dryrun, untagged: options.untagged ?? settings.untagged, graceMs: options.graceMs ?? settings.grace },
       progress,

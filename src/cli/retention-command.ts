@@ -1,12 +1,6 @@
 import pino from 'pino';
-import { auditSettings } from '../audit/settings.js';
+import { buildServices, registrySettings } from '../composition.js';
 import type { RegistryConfig } from '../config/schema.js';
-import { GarbageCollector } from '../gc/collector.js';
-import { mirrorSettings } from '../mirror/settings.js';
-import { ImmutableTags } from '../registry/immutable-tags.js';
-import { ManifestService } from '../registry/manifests.js';
-import { RetentionService } from '../retention/retention-service.js';
-import { configuredPolicies } from '../retention/plan.js';
 import { openStores } from '../stores.js';
 import { plural } from './report.js';
 import { systemClock } from '../clock.js';
@@ -19,12 +13,8 @@ export async function retentionCommand(config: RegistryConfig, options: { dryRun
   const logger = pino({ level: 'warn', base: { service: 'registry' } }, pino.destination(2));
   const stores = await openStores(config, logger);
   try {
-    const registryStores = { storage: stores.storage, metadata: stores.metadata.db, clock: systemClock };
-    const audit = auditSettings(config);
-    const immutable = new ImmutableTags(config.tags.immutable);
-    const manifests = new ManifestService(registryStores, { deleteEnabled: true, audit, immutable });
-    const collector = new GarbageCollector(registryStores, logger, mirrorSettings(config), audit.timeMachineMs);
-    const retention = new RetentionService(registryStores.metadata, manifests, configuredPolicies(config), immutable, collector, config.storage.maintenance.gc.grace, logger, systemClock);
+    const { services } = buildServices({ stores: { storage: stores.storage, metadata: stores.metadata.db, clock: systemClock }, logger, settings: registrySettings(config) });
+    const retention = services.retention;
     if (!retention.configured) {
       process.stderr.write('registry: no retention policies are configured (retention.policies)\n');
       return 1;

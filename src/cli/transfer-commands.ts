@@ -1,20 +1,15 @@
 import { createWriteStream, readdirSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { auditSettings } from '../audit/settings.js';
-import { ImmutableTags } from '../registry/immutable-tags.js';
 import pino from 'pino';
 import { ConfigError, readYamlFile } from '../config/load.js';
 import type { RegistryConfig } from '../config/schema.js';
 import { findUpstreamsCaching } from '../metadata/mirror.js';
-import { MirrorService } from '../mirror/mirror-service.js';
-import { mirrorSettings, type MirrorSettings } from '../mirror/settings.js';
+import type { MirrorSettings } from '../mirror/settings.js';
+import { buildServices, registrySettings } from '../composition.js';
+import type { RegistryServices } from '../http/context.js';
 import { readSyncList, syncImages } from '../mirror/sync.js';
-import { BlobService } from '../registry/blobs.js';
 import type { RegistryStores } from '../registry/context.js';
-import { ListingService } from '../registry/listings.js';
-import { ManifestService } from '../registry/manifests.js';
-import { ReferrersService } from '../registry/referrers.js';
 import { openStores } from '../stores.js';
 import { exportImages, type ExportRequest } from '../transfer/export.js';
 import { HttpImportTarget } from '../transfer/http-target.js';
@@ -28,23 +23,18 @@ import { systemClock } from '../clock.js';
 
 interface OfflineServices {
   stores: RegistryStores;
-  manifests: ManifestService;
-  mirror: MirrorService | null;
+  services: RegistryServices;
   settings: MirrorSettings | null;
 }
 
-/** The stores and services an offline command works on, opened as the server would open them. */
+/** The stores and services an offline command works on, opened and built as the server's are. */
 async function withServices<T>(config: RegistryConfig, body: (services: OfflineServices) => Promise<T>): Promise<T> {
   const logger = pino({ level: 'warn', base: { service: 'registry' } }, pino.destination(2));
   const opened = await openStores(config, logger);
   try {
-    const stores = { storage: opened.storage, metadata: opened.metadata.db, clock: systemClock };
-    const audit = auditSettings(config);
-    const manifests = new ManifestService(stores, { deleteEnabled: config.storage.delete.enabled, audit, immutable: new ImmutableTags(config.tags.immutable) });
-    const blobs = new BlobService(stores, { deleteEnabled: config.storage.delete.enabled, audit });
-    const settings = mirrorSettings(config);
-    const mirror = settings ? new MirrorService(stores, { manifests, blobs, listings: new ListingService(stores), referrers: new ReferrersService(stores) }, settings, logger) : null;
-    return await body({ stores, manifests, mirror, settings });
+    const settings = registrySettings(config);
+    const { services, stores } = buildServices({ stores: { storage: opened.storage, metadata: opened.metadata.db, clock: systemClock }, logger, settings });
+    return await body({ stores, services, settings: settings.mirror });
   } finally {
     await opened.metadata.close();
     opened.closeStorage();
@@ -58,7 +48,7 @@ function printJson(value: unknown): void {
 
 /** `registry mirror sync --file images.yaml [--json]`: exit 0 when every image was cached. */
 export async function mirrorSyncCommand(config: RegistryConfig, file: string, options: { json?: boolean } = {}): Promise<number> {
-  return withServices(config, async ({ mirror }) => {
+  return withServices(config, async ({ services: { mirror } }) => {
     if (!mirror) throw new ConfigError('mirror sync needs upstreams: configure mirror.upstreams');
     const images = readSyncList(file, mirror);
     const summary = await syncImages(mirror, images, {
@@ -178,7 +168,7 @@ export async function exportCommand(config: RegistryConfig, options: ExportOptio
   if (options.references.length === 0 && !options.allMirrored) throw new ConfigError('export needs NAME:TAG or NAME@DIGEST arguments, or --all-mirrored');
   if (options.upstream && !options.allMirrored) throw new ConfigError('--upstream goes with --all-mirrored');
   const since = options.since ? await previousBundle(options.since) : undefined;
-  return withServices(config, async ({ stores, mirror, settings }) => {
+  return withServices(config, async ({ stores, services: { mirror }, settings }) => {
     let allMirrored: ExportRequest['allMirrored'];
     if (options.allMirrored) {
       if (!settings) throw new ConfigError('export --all-mirrored needs the mirror configuration (mirror.upstreams): pass it with --config');
@@ -250,5 +240,5 @@ export async function importCommand(
     const credentials = options.creds && colon > 0 ? { username: options.creds.slice(0, colon), password: options.creds.slice(colon + 1) } : null;
     return run(new HttpImportTarget(options.to, credentials), options.to);
   }
-  return withServices(config, ({ stores, manifests, settings }) => run(new LocalImportTarget(stores, manifests, settings?.upstreams ?? []), "this registry's stores"));
+  return withServices(config, ({ stores, services, settings }) => run(new LocalImportTarget(stores, services.manifests, services.mirrorCache, settings?.upstreams ?? []), "this registry's stores"));
 }

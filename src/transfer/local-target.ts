@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { findLinkedBlob, linkBlob } from '../metadata/blobs.js';
 import { ensureRepository } from '../metadata/repositories.js';
-import { MirrorCacheImport } from '../mirror/cache-import.js';
+import type { MirrorCacheImport } from '../mirror/cache-import.js';
 import type { UpstreamSettings } from '../mirror/settings.js';
 import { parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -29,14 +29,17 @@ export function upstreamRefusal(upstreams: readonly UpstreamSettings[], upstream
 
 /** Imports straight into this registry's stores (no server needed): bytes first, rows second. */
 export class LocalImportTarget implements ImportTarget {
-  private readonly cache: MirrorCacheImport;
-
   constructor(
     private readonly stores: RegistryStores,
     private readonly manifests: ManifestService,
+    /** The mirror cache's imports; null without a mirror (then no upstream accepts a mirrored image). */
+    private readonly cache: MirrorCacheImport | null,
     private readonly upstreams: readonly UpstreamSettings[],
-  ) {
-    this.cache = new MirrorCacheImport(stores);
+  ) {}
+
+  private mirrorCache(): MirrorCacheImport {
+    if (!this.cache) throw new ImportError('this site configures no mirror: mirrored images cannot be imported into its cache');
+    return this.cache;
   }
 
   async refusal(destination: ImportDestination): Promise<string | null> {
@@ -58,7 +61,7 @@ export class LocalImportTarget implements ImportTarget {
   async putBlob(destination: ImportDestination, digest: string, size: number, bytes: () => Readable): Promise<void> {
     try {
       if (destination.kind === 'mirror') {
-        await this.cache.putBlob({ upstream: destination.upstream, repository: destination.repository }, digest, size, bytes());
+        await this.mirrorCache().putBlob({ upstream: destination.upstream, repository: destination.repository }, digest, size, bytes());
         return;
       }
       await storeVerifiedBlob(this.stores, parseDigest(digest), size, bytes());
@@ -75,7 +78,7 @@ export class LocalImportTarget implements ImportTarget {
   }
 
   async putManifest(destination: ImportDestination, reference: string, payload: Buffer, mediaType: string, seenAt: number | undefined) {
-    if (destination.kind === 'mirror') return this.cache.putManifest({ upstream: destination.upstream, repository: destination.repository }, reference, payload, mediaType, seenAt);
+    if (destination.kind === 'mirror') return this.mirrorCache().putManifest({ upstream: destination.upstream, repository: destination.repository }, reference, payload, mediaType, seenAt);
     return { digest: (await this.manifests.put(destination.repository, reference, payload, mediaType, importOrigin)).digest };
   }
 }

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { defaultAuditSettings } from '../../src/audit/settings.js';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readSyncList, syncImages } from '../../src/mirror/sync.js';
-import { ManifestService } from '../../src/registry/manifests.js';
 import { exportImages, type ExportSummary } from '../../src/transfer/export.js';
 import { HttpImportTarget } from '../../src/transfer/http-target.js';
 import { importArchive, ImportError } from '../../src/transfer/import.js';
@@ -25,8 +23,9 @@ import { ManualClock } from '../helpers/clock.js';
 
 const storesOf = (registry: TestRegistry) => registry.stores;
 const upstreamsOf = (registry: TestRegistry) => registry.registry.services.mirror?.settings.upstreams ?? [];
+/** `registry import` into a registry's stores, with the services its composition root built. */
 const localTarget = (registry: TestRegistry) =>
-  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreamsOf(registry));
+  new LocalImportTarget(storesOf(registry), registry.registry.services.manifests, registry.registry.services.mirrorCache, upstreamsOf(registry));
 
 const unreachable = `http://127.0.0.1:${await freePort()}`;
 

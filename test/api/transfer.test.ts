@@ -1,24 +1,24 @@
 import assert from 'node:assert/strict';
-import { defaultAuditSettings } from '../../src/audit/settings.js';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ManifestService } from '../../src/registry/manifests.js';
 import { exportImages, ExportError } from '../../src/transfer/export.js';
 import { HttpImportTarget } from '../../src/transfer/http-target.js';
 import { importArchive, ImportError } from '../../src/transfer/import.js';
 import { LocalImportTarget } from '../../src/transfer/local-target.js';
-import type { UpstreamSettings } from '../../src/mirror/settings.js';
 import { TarWriter } from '../../src/transfer/tar.js';
 import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest, referrerOf, type TestManifest } from '../helpers/images.js';
 import { binary } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 
 const storesOf = (registry: TestRegistry) => registry.stores;
-const localTarget = (registry: TestRegistry, upstreams: UpstreamSettings[] = []) =>
-  new LocalImportTarget(storesOf(registry), new ManifestService(storesOf(registry), { deleteEnabled: true, audit: defaultAuditSettings }), upstreams);
+/** `registry import` into a registry's stores, with the services its composition root built. */
+const localTarget = (registry: TestRegistry) => {
+  const { services } = registry.registry;
+  return new LocalImportTarget(storesOf(registry), services.manifests, services.mirrorCache, services.mirror?.settings.upstreams ?? []);
+};
 
 async function writeArchive(file: string, entries: Array<[string, Buffer]>): Promise<void> {
   const tar = new TarWriter(createWriteStream(file));

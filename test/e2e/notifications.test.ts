@@ -8,7 +8,7 @@ import { OciLayout } from '../helpers/oci-layout.js';
 import { freePort } from '../helpers/ports.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { runRegistryCommand, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { missingClients, run } from '../helpers/tools.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
@@ -117,4 +117,88 @@ describe('webhooks with two replicas on one PostgreSQL database', { skip: postgr
     assert.deepEqual(auditIds, [...auditIds].sort((a, b) => a - b), 'in commit order');
     assert.equal(new Set(events.map((event) => (event.source as { instanceID: string }).instanceID)).size, 2, 'pushed through both replicas');
   });
+});
+
+/**
+ * Every writer of tags notifies as the server does: the command line's retention run and import
+ * (the composition root builds their services with the webhook outbox), next to HTTP pushes and the
+ * HTTP retention run. The server beside them delivers what they wrote.
+ */
+describe('every writer of tags sends webhooks: pushes, retention runs (HTTP and command line), imports', { skip: missingClients('skopeo') }, () => {
+  let directory: string;
+  let server: ServerProcess | undefined;
+  let receiver: WebhookReceiver;
+  let env: Record<string, string>;
+  let layout: OciLayout;
+  before(async () => {
+    directory = await mkdtemp(path.join(tmpdir(), 'registry-writers-'));
+    receiver = await startWebhookReceiver();
+    layout = new OciLayout(path.join(directory, 'layout'));
+    for (const name of ['one', 'two', 'three']) await layout.tag(await layout.addImage({ layers: [{ files: [{ name: `${name}.txt`, size: 1500 }] }] }), name);
+    env = {
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(directory, 'storage'),
+      REGISTRY_NOTIFICATIONS_ENDPOINTS: endpointsFor(receiver.url),
+      REGISTRY_RETENTION_POLICIES: JSON.stringify([{ repositories: ['cli/**', 'http/**'], keep: { mostRecent: 1 } }]),
+      REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+    };
+    server = await startServerProcess({ root: env.REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY!, env });
+  });
+  after(async () => {
+    await server?.stop();
+    await receiver?.close();
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  const deliveredTags = (action: string, repository: string) =>
+    receiver.accepted
+      .flatMap((request) => request.events)
+      .filter((event) => event.action === action && event.target.repository === repository && event.target.tag !== undefined)
+      .map((event) => event.target.tag as string)
+      .sort();
+  const waitFor = async (what: () => boolean, label: string) => {
+    for (const deadline = Date.now() + 20_000; !what(); ) {
+      if (Date.now() > deadline) throw new Error(`not delivered: ${label}: ${JSON.stringify(receiver.accepted.flatMap((request) => request.events).map((event) => [event.action, event.target.repository, event.target.tag]))}`);
+      await sleep(100);
+    }
+  };
+
+  it('a retention run from the command line and one over HTTP each notify the tags they delete; an import from the command line notifies what it tags', async () => {
+    const host = `127.0.0.1:${server!.port}`;
+    for (const repository of ['cli/app', 'http/app']) {
+      for (const name of ['one', 'two', 'three']) {
+        await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout.directory}:${name}`, `docker://${host}/${repository}:${name}`], { timeoutMs: 120_000 });
+        await sleep(5);
+      }
+    }
+    await waitFor(() => deliveredTags('push', 'cli/app').length === 3 && deliveredTags('push', 'http/app').length === 3, 'the six pushes');
+
+    const cli = await runRegistryCommand(['retention', 'run'], env);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /deleted 4 tags in 2 repositories/);
+    await waitFor(() => deliveredTags('delete', 'cli/app').length === 2, 'the command line run\'s deletes');
+    assert.deepEqual(deliveredTags('delete', 'cli/app'), ['one', 'two']);
+
+    await skopeo2(host, 'http/app', ['one', 'two']);
+    const overHttp = await rawRequest(server!.port, 'POST', '/api/v1/retention?dryrun=false');
+    assert.equal(overHttp.status, 200, overHttp.body.toString());
+    await waitFor(() => deliveredTags('delete', 'http/app').length === 4, 'the HTTP run\'s deletes');
+
+    // Carried out and back in: the tag is deleted over HTTP, then the import creates it again.
+    const bundle = path.join(directory, 'bundle.tar');
+    const exported = await runRegistryCommand(['export', '--out', bundle, 'cli/app:three'], env);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.equal((await rawRequest(server!.port, 'DELETE', '/v2/cli/app/manifests/three')).status, 202);
+    await waitFor(() => deliveredTags('delete', 'cli/app').length === 3, 'the HTTP delete');
+    const imported = await runRegistryCommand(['import', bundle, '--as-local'], env);
+    assert.equal(imported.code, 0, imported.stderr);
+    await waitFor(() => deliveredTags('push', 'cli/app').filter((tag) => tag === 'three').length === 2, 'the import\'s tag');
+
+    const actors = ((await rawRequest(server!.port, 'GET', '/api/v1/audit/events?action=deleted')).json() as { events: Array<{ repository: string; actor: string }> }).events;
+    assert.deepEqual([...new Set(actors.map((event) => `${event.repository} ${event.actor}`))].sort(), ['cli/app anonymous', 'cli/app retention.policies[0]', 'http/app retention.policies[0]']);
+  });
+
+  /** Pushes the tags again (retention kept only the newest), so the HTTP run has something to delete. */
+  async function skopeo2(host: string, repository: string, names: string[]): Promise<void> {
+    for (const name of names) await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout.directory}:${name}`, `docker://${host}/${repository}:${name}`], { timeoutMs: 120_000 });
+  }
 });

@@ -6,16 +6,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import supertest from 'supertest';
-import { configuredLimits, createApp, type RegistryApp } from '../../src/app.js';
+import { createApp, type RegistryApp } from '../../src/app.js';
+import { registrySettings } from '../../src/composition.js';
 import { openAuth } from '../../src/auth/setup.js';
-import { defaultAuditSettings, type AuditSettings } from '../../src/audit/settings.js';
-import { ImmutableTags } from '../../src/registry/immutable-tags.js';
-import { configuredPolicies } from '../../src/retention/plan.js';
+import type { AuditSettings } from '../../src/audit/settings.js';
 import type { RegistryMetrics } from '../../src/metrics/registry-metrics.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { openMetadataDatabase, type DatabaseTimeouts, type MetadataDatabase } from '../../src/metadata/database.js';
 import type { TagChanges } from '../../src/metadata/tag-changes.js';
-import { mirrorSettings } from '../../src/mirror/settings.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { S3Driver, type S3DriverOptions } from '../../src/storage/s3.js';
@@ -135,26 +133,28 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
         ...(options.notifications ? { notifications: options.notifications } : {}),
         ...(options.uploads ? { uploads: options.uploads } : {}),
         ...(options.http ? { http: options.http } : {}),
+        // Retention policies that keep by pulls need pulls recorded: as the test asks.
+        ...(options.audit?.recordPulls !== undefined ? { audit: { pulls: options.audit.recordPulls } } : {}),
       },
       {},
       root,
     );
+    const configured = registrySettings(config);
     const registry = createApp({
       clock,
       storage,
       metadata: metadata.db,
       tagChanges: options.tagChanges ?? metadata.tagChanges,
       logger: options.logger ?? silentLogger,
-      options: { deleteEnabled: options.deleteEnabled ?? true, trustProxy: options.trustProxy ?? false, ui: options.ui ?? false },
+      settings: {
+        ...configured,
+        deleteEnabled: options.deleteEnabled ?? true,
+        gc: options.gc ?? configured.gc,
+        audit: { ...configured.audit, ...options.audit },
+      },
+      options: { trustProxy: options.trustProxy ?? false, ui: options.ui ?? false },
       auth: await openAuth(config),
-      mirror: mirrorSettings(config),
-      ...(options.gc ? { gc: options.gc } : {}),
-      audit: { ...defaultAuditSettings, ...options.audit },
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      immutableTags: new ImmutableTags(config.tags.immutable),
-      notifications: { endpoints: config.notifications.endpoints, retentionMs: config.notifications.retention },
-      limits: configuredLimits(config),
-      retentionPolicies: configuredPolicies({ ...config, audit: { ...config.audit, pulls: options.audit?.recordPulls ?? config.audit.pulls } }),
     });
     await registry.services.notifications?.start();
     return { storage, metadata, registry, request: supertest.agent(registry.app.callback()) };
