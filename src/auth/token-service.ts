@@ -68,7 +68,7 @@ export class TokenService {
 
   async issue(request: TokenRequest): Promise<{ response: TokenResponse; account: string }> {
     if (request.service !== undefined && request.service !== this.deps.service) {
-      throw new RegistryError('DENIED', { status: 400, message: `this token service serves ${JSON.stringify(this.deps.service)}` });
+      throw new RegistryError('REQUEST_INVALID', { message: `this token service serves ${JSON.stringify(this.deps.service)}` });
     }
     // One request is judged by one version of the files, even if they are reloaded meanwhile.
     const accounts = this.deps.accounts.current;

@@ -9,9 +9,9 @@ import { parseContentLength, parseContentRange } from './range.js';
 export function queryParameter(ctx: RegistryContext, key: string): string | undefined {
   const value = ctx.query[key];
   if (Array.isArray(value)) {
-    throw new RegistryError(key === 'digest' || key === 'mount' ? 'DIGEST_INVALID' : key === 'n' ? 'PAGINATION_NUMBER_INVALID' : 'UNSUPPORTED', {
-      status: 400,
+    throw new RegistryError(key === 'digest' || key === 'mount' ? 'DIGEST_INVALID' : key === 'n' ? 'PAGINATION_NUMBER_INVALID' : 'PARAMETER_INVALID', {
       message: `query parameter ${key} given more than once`,
+      detail: { parameter: key },
     });
   }
   return value;
@@ -54,7 +54,7 @@ export function respondEmpty(ctx: RegistryContext, status: number): void {
  * while reading) with 413.
  */
 export function readManifestBody(ctx: RegistryContext, maxBytes: number): Promise<Buffer> {
-  return readSmallBody(ctx, maxBytes, () => new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxBytes} bytes` }));
+  return readSmallBody(ctx, maxBytes, () => new RegistryError('TOO_LARGE', { message: `manifest is larger than ${maxBytes} bytes` }));
 }
 
 /** Reads a small request body whole; more than `maxBytes` (announced or received) throws `tooLarge()`. */

@@ -26,8 +26,16 @@ export const errorCatalogue = {
   REQUEST_TIMEOUT: { status: 408, message: 'request body too slow' },
   // Not in the OCI catalogue: blob storage or the database has no space left for what was sent.
   INSUFFICIENT_STORAGE: { status: 507, message: 'insufficient storage' },
-  // Not in the OCI catalogue: a query parameter of the registry's own API (/api/v1) that is not valid.
+  // Not in the OCI catalogue: a query parameter that is not valid (given twice, or a bad value of the registry's own API, /api/v1).
   PARAMETER_INVALID: { status: 400, message: 'invalid query parameter' },
+  // Not in the OCI catalogue: a request the registry cannot read (a token request's form or grant, another service named).
+  REQUEST_INVALID: { status: 400, message: 'invalid request' },
+  // Not in the OCI catalogue: a body larger than the endpoint takes (a manifest over 4 MiB, a token form).
+  TOO_LARGE: { status: 413, message: 'request body too large' },
+  // Not in the OCI catalogue: the registry's state does not allow it now (a manifest an index names, a garbage collection running).
+  CONFLICT: { status: 409, message: 'the request conflicts with the state of the registry' },
+  // Not in the OCI catalogue: an HTTP method no route knows.
+  NOT_IMPLEMENTED: { status: 501, message: 'method not implemented' },
   // Not in the OCI catalogue: a mirror chain that leads back to this registry (see Via).
   LOOP_DETECTED: { status: 508, message: 'request loop detected' },
   UNKNOWN: { status: 500, message: 'unknown error' },
@@ -38,8 +46,6 @@ export type ErrorCode = keyof typeof errorCatalogue;
 export interface RegistryErrorOptions {
   message?: string;
   detail?: unknown;
-  /** Overrides the catalogue status where the spec asks for another one (e.g. 416 for a bad range). */
-  status?: number;
   headers?: Record<string, string>;
 }
 
@@ -53,7 +59,7 @@ export class RegistryError extends Error {
     super(options.message ?? errorCatalogue[code].message);
     this.name = 'RegistryError';
     this.code = code;
-    this.status = options.status ?? errorCatalogue[code].status;
+    this.status = errorCatalogue[code].status;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
   }

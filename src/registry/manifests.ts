@@ -268,8 +268,7 @@ export class ManifestService {
     if (!manifest) throw manifestUnknown(referenceText);
     const parents = await findParentDigests(metadata, manifest.id);
     if (parents.length > 0) {
-      throw new RegistryError('UNSUPPORTED', {
-        status: 409,
+      throw new RegistryError('CONFLICT', {
         message: `manifest is part of index ${parents[0]}; delete the index first`,
         detail: { parents },
       });

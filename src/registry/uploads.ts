@@ -185,8 +185,7 @@ export class UploadService {
     const { range, length } = chunk;
     if (!range) return length;
     if (range.start !== upload.size || range.end < range.start) {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', {
-        status: 416,
+      throw new RegistryError('RANGE_INVALID', {
         message: `chunk ${range.start}-${range.end} does not start at the end of the upload (${upload.size} bytes received)`,
         headers: {
           Range: uploadRangeHeader(upload.size),
@@ -238,7 +237,7 @@ export class UploadService {
     }
     const stored = await advanceUpload(this.stores.metadata, upload.id, upload.size, advanced.size, storageStateOf(advanced), this.stores.clock.now());
     if (!stored) {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'the upload was changed by another request' });
+      throw new RegistryError('RANGE_INVALID', { message: 'the upload was changed by another request' });
     }
     if (hash && !seal) this.hashStates.remember(upload.id, algorithm, advanced.size, hash.copy());
     return { size: advanced.size, hash };

@@ -203,7 +203,7 @@ describe('manifests', () => {
   it('a manifest over 4 MiB is 413 and nothing is stored', async () => {
     const huge = Buffer.alloc(4 * 1024 * 1024 + 1, 0x20);
     const response = await registry.request.put('/v2/team/app/manifests/v1').set('Content-Type', ociManifestType).send(huge.toString('utf8')).expect(413);
-    assert.equal(envelopeCode(response), 'MANIFEST_INVALID');
+    assert.equal(envelopeCode(response), 'TOO_LARGE');
     assert.equal(await manifestRows(), 0);
     assert.equal((await registry.rowCounts()).repositories, 0);
   });
@@ -282,7 +282,7 @@ describe('manifests', () => {
     const index = indexOf([{ manifest: child, architecture: 'amd64' }]);
     await pushManifest(registry.request, 'team/app', 'multi', index);
     const refused = await registry.request.delete(`/v2/team/app/manifests/${child.digest}`).expect(409);
-    assert.equal(envelopeCode(refused), 'UNSUPPORTED');
+    assert.equal(envelopeCode(refused), 'CONFLICT');
     await registry.request.delete(`/v2/team/app/manifests/${index.digest}`).expect(202);
     await registry.request.delete(`/v2/team/app/manifests/${child.digest}`).expect(202);
   });

@@ -38,7 +38,7 @@ describe('the registry on a PostgreSQL metadata database', { skip }, () => {
     }
     assert.deepEqual((await registry.request.get('/v2/pg/app/tags/list').expect(200)).body, { name: 'pg/app', tags: ['A', '_z', 'a', 'b', 'v1'] });
     assert.deepEqual((await registry.request.get('/v2/_catalog').expect(200)).body, { repositories: ['pg/app'] });
-    assert.equal(envelopeCode(await registry.request.delete(`/v2/pg/app/manifests/${amd64.digest}`).expect(409)), 'UNSUPPORTED');
+    assert.equal(envelopeCode(await registry.request.delete(`/v2/pg/app/manifests/${amd64.digest}`).expect(409)), 'CONFLICT');
     await registry.request.delete(`/v2/pg/app/manifests/${index.digest}`).expect(202);
     await registry.request.delete(`/v2/pg/app/manifests/${amd64.digest}`).expect(202);
     assert.deepEqual((await registry.request.get('/v2/pg/app/tags/list').expect(200)).body, { name: 'pg/app', tags: [] });

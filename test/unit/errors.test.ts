@@ -29,9 +29,24 @@ describe('error catalogue', () => {
     assert.deepEqual(errorEnvelope(new RegistryError('NAME_UNKNOWN')), {
       errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }],
     });
-    const error = new RegistryError('BLOB_UPLOAD_INVALID', { status: 416, message: 'bad chunk', detail: { at: 5 }, headers: { Range: '0-4' } });
+    const error = new RegistryError('RANGE_INVALID', { message: 'bad chunk', detail: { at: 5 }, headers: { Range: '0-4' } });
     assert.equal(error.status, 416);
     assert.deepEqual(error.headers, { Range: '0-4' });
-    assert.deepEqual(errorEnvelope(error), { errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'bad chunk', detail: { at: 5 } }] });
+    assert.deepEqual(errorEnvelope(error), { errors: [{ code: 'RANGE_INVALID', message: 'bad chunk', detail: { at: 5 } }] });
+  });
+
+  it('gives the statuses the spec asks for besides 400 (409, 413, 416) codes of their own (RegistryError takes no status per throw)', () => {
+    const statuses = new Map<number, string[]>();
+    for (const [code, entry] of Object.entries(errorCatalogue)) statuses.set(entry.status, [...(statuses.get(entry.status) ?? []), code]);
+    assert.deepEqual(statuses.get(409), ['CONFLICT']);
+    assert.deepEqual(statuses.get(413), ['TOO_LARGE']);
+    assert.deepEqual(statuses.get(416), ['RANGE_INVALID']);
+  });
+
+  it('the README lists every code with its one status', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile('README.md', 'utf8');
+    const listed = Object.fromEntries([...readme.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((match) => [match[1]!, Number(match[2])]));
+    assert.deepEqual(listed, Object.fromEntries(Object.entries(errorCatalogue).map(([code, entry]) => [code, entry.status])));
   });
 });

@@ -48,7 +48,7 @@ export function gcHandlers(gc: GcService) {
       try {
         started = await gc.collector.start({ dryRun, untagged, graceMs, triggeredBy: requestOrigin(ctx) });
       } catch (error) {
-        if (error instanceof GcBusyError) throw new RegistryError('UNSUPPORTED', { status: 409, message: error.message });
+        if (error instanceof GcBusyError) throw new RegistryError('CONFLICT', { message: error.message });
         throw error;
       }
       // The run goes on after the answer; its outcome is in its report.

@@ -54,7 +54,7 @@ export function mirrorCacheHandlers(cache: MirrorCacheImport) {
       const from = cacheTarget(ctx, params);
       const seenText = queryParameter(ctx, 'seen');
       const seenAt = seenText === undefined ? undefined : Date.parse(seenText);
-      if (seenAt !== undefined && !Number.isFinite(seenAt)) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'seen must be an ISO 8601 time', detail: { seen: seenText?.slice(0, 50) } });
+      if (seenAt !== undefined && !Number.isFinite(seenAt)) throw new RegistryError('PARAMETER_INVALID', { message: 'seen must be an ISO 8601 time', detail: { parameter: 'seen', value: seenText?.slice(0, 50) } });
       const payload = await readManifestBody(ctx, maxManifestBytes);
       ctx.state.bytesReceived = payload.length;
       const result = await cache.putManifest(from, decodeSegment(params.reference), payload, ctx.get('content-type') || undefined, seenAt, requestOrigin(ctx));

@@ -40,9 +40,9 @@ export function tokenHandlers(tokens: TokenService) {
 
     async post(ctx: RegistryContext): Promise<void> {
       if (!ctx.is('application/x-www-form-urlencoded')) {
-        throw new RegistryError('UNSUPPORTED', { status: 400, message: 'POST /auth/token takes an application/x-www-form-urlencoded form' });
+        throw new RegistryError('REQUEST_INVALID', { message: 'POST /auth/token takes an application/x-www-form-urlencoded form' });
       }
-      const body = await readSmallBody(ctx, maxFormBytes, () => new RegistryError('UNSUPPORTED', { status: 413, message: 'token request form too large' }));
+      const body = await readSmallBody(ctx, maxFormBytes, () => new RegistryError('TOO_LARGE', { message: 'token request form too large' }));
       const form = new URLSearchParams(body.toString('utf8'));
       const grantType = form.get('grant_type');
       const base = {
@@ -54,15 +54,15 @@ export function tokenHandlers(tokens: TokenService) {
       if (grantType === 'password') {
         const username = form.get('username');
         const password = form.get('password');
-        if (!username || password === null) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'grant_type=password needs username and password' });
+        if (!username || password === null) throw new RegistryError('REQUEST_INVALID', { message: 'grant_type=password needs username and password' });
         return respond(ctx, tokens, { ...base, credentials: { username, password } });
       }
       if (grantType === 'refresh_token') {
         const refreshToken = form.get('refresh_token');
-        if (!refreshToken) throw new RegistryError('UNSUPPORTED', { status: 400, message: 'grant_type=refresh_token needs refresh_token' });
+        if (!refreshToken) throw new RegistryError('REQUEST_INVALID', { message: 'grant_type=refresh_token needs refresh_token' });
         return respond(ctx, tokens, { ...base, refreshToken });
       }
-      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'grant_type must be password or refresh_token' });
+      throw new RegistryError('REQUEST_INVALID', { message: 'grant_type must be password or refresh_token' });
     },
   };
 }

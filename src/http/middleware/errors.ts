@@ -11,7 +11,7 @@ const apiVersionHeader = ['Docker-Distribution-API-Version', 'registry/2.0'] as 
 /** A request no route handled: the router leaves 404, or 405/501 with an Allow header. */
 function unroutedRequestError(ctx: RegistryContext): RegistryError {
   if (ctx.status === 405 || ctx.status === 501) {
-    return new RegistryError('UNSUPPORTED', { status: ctx.status, headers: { Allow: ctx.response.get('Allow') } });
+    return new RegistryError(ctx.status === 405 ? 'UNSUPPORTED' : 'NOT_IMPLEMENTED', { headers: { Allow: ctx.response.get('Allow') } });
   }
   return new RegistryError('NOT_FOUND');
 }
@@ -26,9 +26,10 @@ function toRegistryError(error: unknown): RegistryError | undefined {
   const status = (error as { status?: unknown; expose?: unknown })?.status;
   if (typeof status !== 'number' || !(error as { expose?: unknown }).expose) return undefined;
   const headers = (error as { headers?: Record<string, string> }).headers ?? {};
-  if (status === 405 || status === 501) return new RegistryError('UNSUPPORTED', { status, headers });
+  if (status === 405) return new RegistryError('UNSUPPORTED', { headers });
+  if (status === 501) return new RegistryError('NOT_IMPLEMENTED', { headers });
   if (status === 404) return new RegistryError('NOT_FOUND');
-  if (status === 413) return new RegistryError('SIZE_INVALID', { status, message: 'request body too large' });
+  if (status === 413) return new RegistryError('TOO_LARGE');
   return undefined;
 }
 
