@@ -18,17 +18,6 @@ export interface AuditSettings {
   timeMachineMs: number;
 }
 
-export const defaultAuditSettings: AuditSettings = {
-  instance: hostname(),
-  recordUnchanged: false,
-  recordManifests: false,
-  recordBlobs: false,
-  recordPulls: false,
-  pullFlushMs: 10_000,
-  retentionMs: 0,
-  timeMachineMs: 14 * 86_400_000,
-};
-
 export function auditSettings(config: RegistryConfig): AuditSettings {
   const audit = config.audit;
   if (audit.retention > 0 && audit.retention < audit.timemachine) {

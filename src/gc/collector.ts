@@ -116,18 +116,6 @@ function chunks<T>(items: T[], size: number): T[][] {
   return result;
 }
 
-/** `blobs/sha256/ab/abcdef…/data` → `sha256:abcdef…`, or null for any other key. */
-function digestOfBlobKey(key: string): string | null {
-  const match = /^blobs\/([a-z0-9]+)\/[a-f0-9]{2}\/([a-f0-9]+)\/data$/.exec(key);
-  if (!match) return null;
-  try {
-    const digest = parseDigest(`${match[1]}:${match[2]}`);
-    return storagePaths.blobData(digest) === key ? digest.value : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Whether a process of this host with that id is alive (a lease holder that died can be taken over at once). */
 function processAlive(pid: number): boolean {
   try {
@@ -155,9 +143,9 @@ export class GarbageCollector {
     private readonly stores: RegistryStores,
     private readonly logger: Logger,
     /** The mirror's upstreams, whose retention and cache size say what of the cache to evict. */
-    private readonly mirror: MirrorSettings | null = null,
+    private readonly mirror: MirrorSettings | null,
     /** audit.timemachine: manifests a tag pointed at within it are kept, so restores find them. */
-    private readonly timeMachineMs = 14 * 86_400_000,
+    private readonly timeMachineMs: number,
   ) {}
 
   /**
@@ -440,7 +428,7 @@ export class GarbageCollector {
     // A filesystem lists one directory per call: its 256 prefixes are walked several at once. An
     // object store lists a thousand keys per call however deep they are: one listing is cheaper.
     const prefixes: string[] = [];
-    if (storage.name === 'filesystem') {
+    if (storage.listing === 'directory') {
       for (const algorithm of ['sha256', 'sha512']) {
         for (let value = 0; value < 256; value++) prefixes.push(`blobs/${algorithm}/${value.toString(16).padStart(2, '0')}`);
       }
@@ -450,7 +438,7 @@ export class GarbageCollector {
     let batch: string[] = [];
     await forEachConcurrently(prefixes, storageConcurrency, async (prefix) => {
       for await (const key of storage.list(prefix)) {
-        const digest = digestOfBlobKey(key);
+        const digest = storagePaths.blobDigestOf(key);
         if (!digest) continue;
         batch.push(digest);
         if (batch.length >= lookupBatchSize) {

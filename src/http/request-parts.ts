@@ -83,9 +83,25 @@ export function pagination(ctx: RegistryContext): { limit?: number; last?: strin
   return { ...(limit !== undefined ? { limit } : {}), ...(last ? { last } : {}) };
 }
 
-/** RFC 5988 link to the next page of a listing. */
-export function nextPageLink(path: string, limit: number, last: string): string {
-  return `<${path}?n=${limit}&last=${encodeURIComponent(last)}>; rel="next"`;
+/** The page size a listing answers with: `n`, or the default, kept within 1 and the maximum. */
+export function pageSizeOf(ctx: RegistryContext, sizes: { default: number; max: number }): number {
+  const { limit = sizes.default } = pagination(ctx);
+  return Math.min(Math.max(limit, 1), sizes.max);
+}
+
+/**
+ * Sets the RFC 5988 `Link` to the next page of a listing: this path, the query parameters named in
+ * `keep` (the filters that said what is listed; `all` for every one), then `n` and `last`.
+ */
+export function setNextPageLink(ctx: RegistryContext, page: { limit: number; last: string; keep: readonly string[] | 'all' }): void {
+  const next = new URLSearchParams();
+  const query = new URLSearchParams(ctx.querystring);
+  for (const [key, value] of query) {
+    if (key !== 'n' && key !== 'last' && value !== '' && (page.keep === 'all' || page.keep.includes(key))) next.append(key, value);
+  }
+  next.set('n', String(page.limit));
+  next.set('last', page.last);
+  ctx.set('Link', `<${ctx.path}?${next.toString()}>; rel="next"`);
 }
 
 /** Who sent the request, for the audit events it causes: the account, how it was proven, from where. */

@@ -22,6 +22,7 @@ export function meteredStorage(driver: StorageDriver, metrics: RegistryMetrics):
   };
   const metered: StorageDriver = {
     name: driver.name,
+    listing: driver.listing,
     stat: (key) => timed('stat', () => driver.stat(key)),
     read: (key, range) => timed('read', () => driver.read(key, range)),
     writer: (key) => timed('write', () => driver.writer(key)),

@@ -73,6 +73,11 @@ export function isRecycling(stream: Readable): stream is RecyclingReadable {
  */
 export interface StorageDriver {
   readonly name: string;
+  /**
+   * How listing is cheapest: `directory` lists one directory per call (a filesystem: walk many
+   * prefixes at once), `flat` a page of keys however deep (an object store: one listing).
+   */
+  readonly listing: 'directory' | 'flat';
   stat(key: string): Promise<ObjectInfo | null>;
   /** A stream of the object's bytes, or of one range of them. Rejects with StorageNotFoundError. */
   read(key: string, range?: ByteRange): Promise<Readable>;

@@ -50,6 +50,7 @@ function isErrno(error: unknown, code: string): boolean {
  */
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  readonly listing = 'directory';
   private readonly temporaryDirectory: string;
 
   private constructor(readonly root: string) {

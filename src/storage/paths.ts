@@ -1,4 +1,4 @@
-import type { Digest } from '../oci/digest.js';
+import { parseDigest, type Digest } from '../oci/digest.js';
 
 /**
  * Every key the registry writes to blob storage comes from here.
@@ -14,6 +14,17 @@ import type { Digest } from '../oci/digest.js';
 export const storagePaths = {
   blobData(digest: Digest): string {
     return `blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/data`;
+  },
+  /** The other way: `blobs/sha256/ab/abcdef…/data` → `sha256:abcdef…`, or null for any other key. */
+  blobDigestOf(key: string): string | null {
+    const match = /^blobs\/([a-z0-9]+)\/[a-f0-9]{2}\/([a-f0-9]+)\/data$/.exec(key);
+    if (!match) return null;
+    try {
+      const digest = parseDigest(`${match[1]}:${match[2]}`);
+      return storagePaths.blobData(digest) === key ? digest.value : null;
+    } catch {
+      return null;
+    }
   },
   uploadsRoot: 'uploads',
   uploadDirectory(uploadId: string): string {

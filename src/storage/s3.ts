@@ -111,6 +111,7 @@ function checkedRange(body: Readable, range: ByteRange, contentRange: string | u
  */
 export class S3Driver implements StorageDriver {
   readonly name = 's3';
+  readonly listing = 'flat';
   readonly client: S3Client;
   private readonly prefix: string;
   private readonly multipart: S3Multipart;

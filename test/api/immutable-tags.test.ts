@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { AuditService } from '../../src/audit/audit-service.js';
-import { defaultAuditSettings } from '../../src/audit/settings.js';
-import { ImmutableTags } from '../../src/registry/immutable-tags.js';
-import { ManifestService } from '../../src/registry/manifests.js';
+import pino from 'pino';
+import { buildServices, registrySettings } from '../../src/composition.js';
+import { resolveConfig } from '../../src/config/load.js';
 import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
 import { envelopeCode, pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
-import { systemClock } from '../../src/clock.js';
 
 const rules = [
   { repositories: ['prod/**'], tags: ['v*', 'release-*'] },
@@ -95,8 +93,8 @@ describe('immutable tags (tags.immutable): created once, then never moved or del
       const [a, b] = [imageManifest(), imageManifest()];
       await pushManifest(open.request, 'prod/api', 'v2', a);
       await pushManifest(open.request, 'prod/api', 'v2', b);
-      const governed = new ManifestService({ storage: open.storage, metadata: open.metadata.db, clock: systemClock }, { deleteEnabled: true, audit: defaultAuditSettings, immutable: new ImmutableTags(rules) });
-      const audit = new AuditService(open.metadata.db, governed, systemClock);
+      // The same stores, with services built as a registry configured with the rules builds them.
+      const { audit } = buildServices({ stores: open.stores, logger: pino({ level: 'silent' }), settings: registrySettings(resolveConfig({ tags: { immutable: rules } })) }).services;
       const origin = { actor: 'alice', authMethod: 'basic', address: '192.0.2.1', userAgent: null, requestId: 'restore' };
       await assert.rejects(audit.restore('prod/api', 'v2', { digest: a.digest }, origin), (error: Error) => /prod\/api:v2 is immutable .*cannot be moved/.test(error.message));
       assert.equal(await currentDigest(open, 'prod/api', 'v2'), b.digest);

@@ -5,6 +5,7 @@
  * load, each measured alone and again while `registry gc` collects beside it: the ratio is what the
  * collection leaves of the throughput. Figures only: nothing here passes or fails on speed.
  */
+import { resolveConfig } from '../../src/config/load.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -19,6 +20,8 @@ import { projectRoot, startServerProcess, withTemporaryDirectory } from '../help
 import { benchSize } from './limits.js';
 import { systemClock } from '../../src/clock.js';
 
+/** audit.timemachine as the schema sets it by default, as a server would run. */
+const defaultTimeMachineMs = resolveConfig({}).audit.timemachine;
 const manifestCount = benchSize('BENCH_GC_MANIFESTS', 10_000, 300);
 const blobsPerManifest = 9;
 const garbageCount = manifestCount;
@@ -91,7 +94,7 @@ async function collectOnce(root: string, databaseUrl: string, data: Dataset): Pr
   try {
     await insertRows(database.db, data);
     const storage = await FilesystemDriver.open(root);
-    return await new GarbageCollector({ storage, metadata: database.db, clock: systemClock }, pino({ level: 'silent' })).run({ dryRun: false, untagged: false, graceMs: hour });
+    return await new GarbageCollector({ storage, metadata: database.db, clock: systemClock }, pino({ level: 'silent' }), null, defaultTimeMachineMs).run({ dryRun: false, untagged: false, graceMs: hour });
   } finally {
     await database.close();
   }

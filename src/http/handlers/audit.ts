@@ -5,7 +5,7 @@ import { parseDigest } from '../../oci/digest.js';
 import { RegistryError } from '../../oci/errors.js';
 import { validateTag } from '../../oci/names.js';
 import type { RegistryContext } from '../context.js';
-import { decodeSegment, pagination, queryParameter, readSmallBody, requestOrigin } from '../request-parts.js';
+import { decodeSegment, pageSizeOf, pagination, queryParameter, readSmallBody, requestOrigin, setNextPageLink } from '../request-parts.js';
 import { auditAccess } from '../../auth/scopes.js';
 import type { RouteParams } from '../routes.js';
 
@@ -43,24 +43,15 @@ export function auditHandlers(audit: AuditService) {
         );
         return;
       }
-      const { limit = defaultPage, last } = pagination(ctx);
+      const { last } = pagination(ctx);
       if (last !== undefined && !/^\d{1,15}$/.test(last)) {
         throw new RegistryError('PAGINATION_NUMBER_INVALID', { message: 'last must be the id of an event', detail: { parameter: 'last', value: last.slice(0, 50) } });
       }
-      const pageSize = Math.min(Math.max(limit, 1), maxPage);
+      const pageSize = pageSizeOf(ctx, { default: defaultPage, max: maxPage });
       const events = await audit.events({ ...filter, ...(last !== undefined ? { before: Number(last) } : {}) }, pageSize + 1);
       const page = events.slice(0, pageSize);
       const lastShown = page.at(-1);
-      if (events.length > pageSize && lastShown) {
-        const next = new URLSearchParams();
-        for (const key of eventFilterKeys) {
-          const value = queryParameter(ctx, key);
-          if (value) next.set(key, value);
-        }
-        next.set('n', String(pageSize));
-        next.set('last', String(lastShown.id));
-        ctx.set('Link', `</api/v1/audit/events?${next.toString()}>; rel="next"`);
-      }
+      if (events.length > pageSize && lastShown) setNextPageLink(ctx, { limit: pageSize, last: String(lastShown.id), keep: eventFilterKeys });
       ctx.body = { events: page.map(eventJson) };
     },
 

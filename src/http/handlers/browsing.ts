@@ -3,24 +3,13 @@ import { invalidParameter as invalid } from '../../audit/filters.js';
 import type { BrowsingService } from '../../registry/browsing.js';
 import { catalogAccess } from '../../auth/scopes.js';
 import type { RegistryContext } from '../context.js';
-import { pagination, queryParameter } from '../request-parts.js';
+import { pageSizeOf, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
 const defaultPage = 50;
 const maxPage = 1000;
 
-function pageSize(ctx: RegistryContext): number {
-  const { limit = defaultPage } = pagination(ctx);
-  return Math.min(Math.max(limit, 1), maxPage);
-}
-
-/** The next page's link: the same query, with `n` and `last` set. */
-function setNextLink(ctx: RegistryContext, limit: number, last: string): void {
-  const next = new URLSearchParams(ctx.querystring);
-  next.set('n', String(limit));
-  next.set('last', last);
-  ctx.set('Link', `<${ctx.path}?${next.toString()}>; rel="next"`);
-}
+const pageSizes = { default: defaultPage, max: maxPage };
 
 /** The web UI's listings under /api/v1 (repositories: all with the catalog grant, else those the caller may pull; a repository's tags: pull), paged like the catalog. */
 export function browsingHandlers(browsing: BrowsingService) {
@@ -31,7 +20,7 @@ export function browsingHandlers(browsing: BrowsingService) {
       if (sort !== 'name' && sort !== 'pushed') throw invalid('sort', 'expected name or pushed', sort);
       const contains = (queryParameter(ctx, 'q') ?? '').trim().toLowerCase();
       if (contains.length > 255) throw invalid('q', 'longer than a repository name can be', contains);
-      const limit = pageSize(ctx);
+      const limit = pageSizeOf(ctx, pageSizes);
       const { last } = pagination(ctx);
       const source = queryParameter(ctx, 'source');
       if (source !== undefined && source !== 'local' && source !== 'mirror') throw invalid('source', 'expected local or mirror', source);
@@ -46,7 +35,7 @@ export function browsingHandlers(browsing: BrowsingService) {
         ...(source ? { source } : {}),
         ...(everything ? {} : { mayPull: (name: string) => grant.mayPull(name) }),
       });
-      if (page.next !== null) setNextLink(ctx, limit, page.next);
+      if (page.next !== null) setNextPageLink(ctx, { limit, last: page.next, keep: 'all' });
       ctx.body = { repositories: page.rows };
     },
 
@@ -54,13 +43,13 @@ export function browsingHandlers(browsing: BrowsingService) {
     async tags(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const glob = queryParameter(ctx, 'glob') ?? '';
       if (glob.length > 128) throw invalid('glob', 'longer than a tag can be', glob);
-      const limit = pageSize(ctx);
+      const limit = pageSizeOf(ctx, pageSizes);
       const { last } = pagination(ctx);
       const query = { limit, ...(last ? { last } : {}), ...(glob ? { glob } : {}) };
       const target = params.mirror;
       const page = target ? await browsing.cachedTags({ upstream: target.upstream.name, repository: target.repository }, query) : await browsing.tags(params.repository, query);
       const lastShown = page.rows.at(-1);
-      if (page.more && lastShown) setNextLink(ctx, limit, lastShown.name);
+      if (page.more && lastShown) setNextPageLink(ctx, { limit, last: lastShown.name, keep: 'all' });
       ctx.body = { name: params.repository, tags: page.rows };
     },
   };

@@ -1,25 +1,26 @@
 import { mediaTypes } from '../../oci/media-types.js';
 import type { PageResult } from '../../registry/listings.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
-import { decodeSegment, nextPageLink, pagination, queryParameter } from '../request-parts.js';
+import { decodeSegment, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
 import type { RouteParams } from '../routes.js';
 
-function linkNextPage(ctx: RegistryContext, path: string, result: PageResult): void {
+/** Distribution's next-page link: the path with `n` and `last` (and `ns`, which names a mirrored name's upstream). */
+function linkNextPage(ctx: RegistryContext, result: PageResult): void {
   const last = result.entries.at(-1);
-  if (result.more && last !== undefined) ctx.set('Link', nextPageLink(path, result.entries.length, last));
+  if (result.more && last !== undefined) setNextPageLink(ctx, { limit: result.entries.length, last, keep: ['ns'] });
 }
 
 export function listingHandlers({ listings, referrers, mirror }: RegistryServices) {
   return {
     async tags(ctx: RegistryContext, { repository, mirror: target }: RouteParams): Promise<void> {
       const result = target && mirror ? await mirror.tags(target, repository, pagination(ctx)) : await listings.tags(repository, pagination(ctx));
-      linkNextPage(ctx, `/v2/${repository}/tags/list`, result);
+      linkNextPage(ctx, result);
       ctx.body = { name: repository, tags: result.entries };
     },
 
     async catalog(ctx: RegistryContext): Promise<void> {
       const result = await listings.catalog(pagination(ctx));
-      linkNextPage(ctx, '/v2/_catalog', result);
+      linkNextPage(ctx, result);
       ctx.body = { repositories: result.entries };
     },
 

@@ -1,7 +1,7 @@
 import type { MirrorService } from '../../mirror/mirror-service.js';
 import { RegistryError } from '../../oci/errors.js';
 import type { RegistryContext } from '../context.js';
-import { pagination, queryParameter } from '../request-parts.js';
+import { pageSizeOf, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
 
 const defaultHistoryPage = 100;
 const maxHistoryPage = 1000;
@@ -18,7 +18,7 @@ export function mirrorHandlers(mirror: MirrorService) {
      * or gone upstream, newest first; `last` is the id of the last event of the previous page.
      */
     async history(ctx: RegistryContext): Promise<void> {
-      const { limit = defaultHistoryPage, last } = pagination(ctx);
+      const { last } = pagination(ctx);
       if (last !== undefined && !/^\d{1,15}$/.test(last)) {
         throw new RegistryError('PAGINATION_NUMBER_INVALID', { message: 'last must be the id of an event', detail: { last: last.slice(0, 50) } });
       }
@@ -27,14 +27,11 @@ export function mirrorHandlers(mirror: MirrorService) {
         repository: queryParameter(ctx, 'repository') || undefined,
         tag: queryParameter(ctx, 'tag') || undefined,
       };
-      const pageSize = Math.min(Math.max(limit, 1), maxHistoryPage);
+      const pageSize = pageSizeOf(ctx, { default: defaultHistoryPage, max: maxHistoryPage });
       const events = await mirror.tagHistory({ ...filter, before: last !== undefined ? Number(last) : undefined, limit: pageSize + 1 });
       const page = events.slice(0, pageSize);
       const lastShown = page.at(-1);
-      if (events.length > pageSize && lastShown) {
-        const next = new URLSearchParams({ ...Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)), n: String(pageSize), last: String(lastShown.id) });
-        ctx.set('Link', `</api/v1/mirror/history?${next.toString()}>; rel="next"`);
-      }
+      if (events.length > pageSize && lastShown) setNextPageLink(ctx, { limit: pageSize, last: String(lastShown.id), keep: ['upstream', 'repository', 'tag'] });
       ctx.body = { events: page.map((event) => ({ ...event, at: new Date(event.at).toISOString() })) };
     },
   };
