@@ -7,7 +7,8 @@ import type { ManifestService } from '../registry/manifests.js';
 import type { ReferrersService } from '../registry/referrers.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { MirrorCacheImport } from '../mirror/cache-import.js';
-import type { GcService } from './handlers/gc.js';
+import type { GarbageCollector } from '../gc/collector.js';
+import type { MetadataDb } from '../metadata/database.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { RetentionService } from '../retention/retention-service.js';
 import type { NotificationDeliverer } from '../notifications/deliverer.js';
@@ -31,6 +32,14 @@ export interface RegistryState {
 }
 
 export type RegistryContext = RouterContext<RegistryState>;
+
+/** Garbage collection as the HTTP API starts it. */
+export interface GcService {
+  collector: GarbageCollector;
+  metadata: MetadataDb;
+  /** The settings of runs started over HTTP (storage.maintenance.gc). */
+  defaults: { graceMs: number; untagged: boolean };
+}
 
 /** The registry services handlers call. */
 export interface RegistryServices {

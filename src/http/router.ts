@@ -6,7 +6,7 @@ import { RegistryError } from '../oci/errors.js';
 import { validateRepositoryName } from '../oci/names.js';
 import { queryParameter } from './request-parts.js';
 import type { RegistryContext, RegistryState } from './context.js';
-import type { Route, RouteAccess } from './routes.js';
+import type { Route, RouteAccess } from './route-types.js';
 
 const repositoryActions: Record<'pull' | 'push' | 'delete', string[]> = { pull: ['pull'], push: ['pull', 'push'], delete: ['delete'] };
 

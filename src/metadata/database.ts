@@ -32,8 +32,9 @@ import * as repositoryPushes from './migrations/0010-repository-pushes.js';
 import * as uploadOwnersReadiness from './migrations/0011-upload-owners-readiness.js';
 import type { MetadataSchema } from './schema.js';
 import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
+import type { MetadataEngine } from './engine.js';
 
-export type MetadataEngine = 'sqlite' | 'postgres';
+export type { MetadataEngine };
 export type MetadataDb = Kysely<MetadataSchema>;
 /** Either the database or an open transaction on it: query functions accept both. */
 export type MetadataExecutor = Kysely<MetadataSchema> | Transaction<MetadataSchema>;

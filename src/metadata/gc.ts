@@ -472,3 +472,15 @@ export async function expireBlobWrites(db: MetadataExecutor, now: number): Promi
   const result = await db.deleteFrom('blob_writes').where('started_at', '<', now - blobWriteExpiryMs).executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** Real (not dry) garbage collection runs by state, as recorded by every replica. */
+export async function countGcRunsByState(db: MetadataExecutor): Promise<Array<{ state: string; count: number }>> {
+  const rows = await db.selectFrom('gc_runs').select(['state', (eb) => eb.fn.countAll<number | string>().as('count')]).where('dry_run', '=', 0).groupBy('state').execute();
+  return rows.map((row) => ({ state: row.state, count: Number(row.count) }));
+}
+
+/** The report (JSON) of the last real run that succeeded; undefined before any. */
+export async function lastSucceededGcReport(db: MetadataExecutor): Promise<string | undefined> {
+  const last = await db.selectFrom('gc_runs').select(['report']).where('dry_run', '=', 0).where('state', '=', 'succeeded').orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return last?.report ?? undefined;
+}

@@ -215,3 +215,8 @@ function manifestByDigestQuery(db: MetadataExecutor, repositoryName: string, dig
     .where('repositories.name', '=', repositoryName)
     .where('manifests.digest', '=', digest);
 }
+
+/** Whether the database holds any manifest at all (a rebuild fills an empty one only). */
+export async function holdsAnyManifest(db: MetadataExecutor): Promise<boolean> {
+  return (await db.selectFrom('manifests').select('id').limit(1).executeTakeFirst()) !== undefined;
+}

@@ -159,3 +159,9 @@ export async function deleteUploadIfStale(db: MetadataExecutor, id: string, touc
   const result = await db.deleteFrom('uploads').where('id', '=', id).where('updated_at', '<', touchedBefore).executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
+
+/** Upload sessions started and not yet finished or cancelled, on every replica. */
+export async function countUploads(db: MetadataExecutor): Promise<number> {
+  const { count } = await db.selectFrom('uploads').select((eb) => eb.fn.countAll<number | string>().as('count')).executeTakeFirstOrThrow();
+  return Number(count);
+}

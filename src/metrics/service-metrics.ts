@@ -1,4 +1,5 @@
-import { sql } from 'kysely';
+import { countGcRunsByState, lastSucceededGcReport } from '../metadata/gc.js';
+import { countUploads } from '../metadata/uploads.js';
 import type { RegistryServices } from '../http/context.js';
 import type { MetadataDb } from '../metadata/database.js';
 import type { RegistryMetrics } from './registry-metrics.js';
@@ -6,17 +7,15 @@ import type { RegistryMetrics } from './registry-metrics.js';
 /** Series whose values live elsewhere (the database, the mirror, the webhook deliverer), read at each scrape. */
 export function registerServiceMetrics(metrics: RegistryMetrics, services: RegistryServices, metadata: MetadataDb): void {
   metrics.gaugeFrom('registry_uploads_in_progress', 'Upload sessions started and not yet finished or cancelled (all replicas)', [], async () => {
-    const { count } = await metadata.selectFrom('uploads').select(sql<number | string>`count(*)`.as('count')).executeTakeFirstOrThrow();
-    return [{ labels: {}, value: Number(count) }];
+    return [{ labels: {}, value: await countUploads(metadata) }];
   });
   metrics.counterFrom('registry_gc_runs_total', 'Garbage collection runs by outcome (all replicas, as recorded)', ['state'], async () => {
-    const rows = await metadata.selectFrom('gc_runs').select(['state', sql<number | string>`count(*)`.as('count')]).where('dry_run', '=', 0).groupBy('state').execute();
-    return rows.map((row) => ({ labels: { state: row.state }, value: Number(row.count) }));
+    return (await countGcRunsByState(metadata)).map((row) => ({ labels: { state: row.state }, value: row.count }));
   });
   metrics.gaugeFrom('registry_gc_last_run', 'The last finished garbage collection: freed bytes, removed blobs and manifests, duration in seconds', ['figure'], async () => {
-    const last = await metadata.selectFrom('gc_runs').select(['report']).where('dry_run', '=', 0).where('state', '=', 'succeeded').orderBy('id', 'desc').limit(1).executeTakeFirst();
-    if (!last?.report) return [];
-    const report = JSON.parse(last.report) as { bytes?: number; orphanBytes?: number; blobs?: number; manifests?: number; durationMs?: number };
+    const last = await lastSucceededGcReport(metadata);
+    if (!last) return [];
+    const report = JSON.parse(last) as { bytes?: number; orphanBytes?: number; blobs?: number; manifests?: number; durationMs?: number };
     return [
       { labels: { figure: 'freed_bytes' }, value: (report.bytes ?? 0) + (report.orphanBytes ?? 0) },
       { labels: { figure: 'blobs' }, value: report.blobs ?? 0 },

@@ -1,4 +1,5 @@
 import { insertBlob, linkBlob } from '../metadata/blobs.js';
+import { holdsAnyManifest } from '../metadata/manifests.js';
 import { ensureRepository } from '../metadata/repositories.js';
 import { digestBytes, parseDigest } from '../oci/digest.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
@@ -86,11 +87,7 @@ async function scanRepositories(stores: RegistryStores): Promise<Map<string, Rep
  */
 export async function rebuildMetadata(stores: RegistryStores, onProgress?: (progress: RebuildProgress) => void): Promise<RebuildSummary> {
   const { storage, metadata, clock } = stores;
-  const existing = await metadata
-    .selectFrom('manifests')
-    .select((eb) => eb.fn.countAll<number>().as('count'))
-    .executeTakeFirstOrThrow();
-  if (Number(existing.count) > 0) {
+  if (await holdsAnyManifest(metadata)) {
     throw new RebuildRefusedError('the metadata database already holds manifests: rebuild fills an empty database only');
   }
   const tree = await findDistributionTree(storage);

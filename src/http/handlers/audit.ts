@@ -7,7 +7,7 @@ import { validateTag } from '../../oci/names.js';
 import type { RegistryContext } from '../context.js';
 import { decodeSegment, pageSizeOf, pagination, queryParameter, readSmallBody, requestOrigin, setNextPageLink } from '../request-parts.js';
 import { auditAccess } from '../../auth/scopes.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 const defaultPage = 100;
 const maxPage = 1000;

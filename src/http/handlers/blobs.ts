@@ -3,7 +3,7 @@ import type { BlobDescriptor } from '../../registry/context.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { interpretRangeHeader } from '../range.js';
 import { decodeSegment, requestOrigin, respondEmpty } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 import { respondWithStream } from '../send-stream.js';
 
 function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void {

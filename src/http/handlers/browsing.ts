@@ -4,7 +4,7 @@ import type { BrowsingService } from '../../registry/browsing.js';
 import { catalogAccess } from '../../auth/scopes.js';
 import type { RegistryContext } from '../context.js';
 import { pageSizeOf, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 const defaultPage = 50;
 const maxPage = 1000;

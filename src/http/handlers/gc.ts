@@ -1,19 +1,12 @@
 import { invalidParameter as invalid } from '../../audit/filters.js';
 import { parseDuration } from '../../config/values.js';
-import { GcBusyError, type GarbageCollector } from '../../gc/collector.js';
+import { GcBusyError } from '../../gc/collector.js';
 import { findGcRun, listGcRuns } from '../../metadata/gc.js';
-import type { MetadataDb } from '../../metadata/database.js';
 import { RegistryError } from '../../oci/errors.js';
-import type { RegistryContext } from '../context.js';
+import type { GcService, RegistryContext } from '../context.js';
 import { queryParameter, requestOrigin } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
-export interface GcService {
-  collector: GarbageCollector;
-  metadata: MetadataDb;
-  /** The settings of runs started over HTTP (storage.maintenance.gc). */
-  defaults: { graceMs: number; untagged: boolean };
-}
 
 const listedRuns = 50;
 

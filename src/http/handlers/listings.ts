@@ -2,7 +2,7 @@ import { mediaTypes } from '../../oci/media-types.js';
 import type { PageResult } from '../../registry/listings.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { decodeSegment, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 /** Distribution's next-page link: the path with `n` and `last` (and `ns`, which names a mirrored name's upstream). */
 function linkNextPage(ctx: RegistryContext, result: PageResult): void {

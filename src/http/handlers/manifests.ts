@@ -3,7 +3,7 @@ import { acceptedMediaTypes } from '../../oci/media-types.js';
 import type { ManifestContent } from '../../registry/manifests.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { decodeSegment, readManifestBody, requestOrigin, respondEmpty } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 function setManifestHeaders(ctx: RegistryContext, manifest: ManifestContent): void {
   ctx.set('Docker-Content-Digest', manifest.digest);

@@ -6,7 +6,7 @@ import { maxManifestBytes } from '../../oci/manifest.js';
 import type { RegistryContext } from '../context.js';
 import { decodeSegment, queryParameter, readManifestBody, requestBody, requestOrigin, respondEmpty } from '../request-parts.js';
 import { parseContentLength } from '../range.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 /**
  * The upstream repository a cache-import request names: `/api/v1/mirror/cache/<repository>/…?ns=<upstream>`,

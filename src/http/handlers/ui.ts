@@ -1,7 +1,7 @@
 import { RegistryError } from '../../oci/errors.js';
 import type { UiAssets } from '../../ui/assets.js';
 import type { RegistryContext } from '../context.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 /**
  * Only this registry's own scripts, styles and API: no inline script, no other origin, no framing

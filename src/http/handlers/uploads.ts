@@ -4,7 +4,7 @@ import { uploadRangeHeader, type UploadStatus } from '../../registry/uploads.js'
 import type { BlobDescriptor } from '../../registry/context.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { chunkDescription, queryParameter, requestBody, respondEmpty } from '../request-parts.js';
-import type { RouteParams } from '../routes.js';
+import type { RouteParams } from '../route-types.js';
 
 function uploadLocation(status: UploadStatus): string {
   return `/v2/${status.repository}/blobs/uploads/${status.id}`;

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 import { byteOrderedText, identityColumn } from './column-types.js';
 
 // Migrations take an untyped Kysely: they describe the schema as it was then, not as it is now.

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 import { byteOrderedText } from './column-types.js';
 
 /**

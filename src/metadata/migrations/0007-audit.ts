@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 import { chainHash, genesisHash, type AuditEventContent } from '../audit-hash.js';
 import { byteOrderedText } from './column-types.js';
 

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 
 /**
  * A signal for every change of what a tag names, whoever makes it (this process, another replica,

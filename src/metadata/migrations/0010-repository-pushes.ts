@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 
 /**
  * The last push of each repository (when and by whom), for the web UI's repository list sorted by

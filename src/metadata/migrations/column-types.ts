@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { MetadataEngine } from '../database.js';
+import type { MetadataEngine } from '../engine.js';
 
 /** An auto-numbered primary key column type that both engines understand. */
 export function identityColumn(engine: MetadataEngine): 'integer' | RawBuilder<unknown> {
