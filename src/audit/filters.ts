@@ -1,6 +1,6 @@
 import type { AuditEventFilter, AuditEventRow } from '../metadata/audit.js';
 import { parseDigest } from '../oci/digest.js';
-import { RegistryError } from '../oci/errors.js';
+import { invalidParameter, RegistryError } from '../oci/errors.js';
 import { validateRepositoryName, validateTag } from '../oci/names.js';
 
 const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -10,9 +10,6 @@ export const auditActions = ['created', 'moved', 'deleted', 'restored', 'unchang
 /** The filter parameters of an events query, as the API and the command line name them. */
 export const eventFilterKeys = ['repository', 'tag', 'digest', 'actor', 'action', 'since', 'until', 'upstream', 'source', 'target'] as const;
 
-export function invalidParameter(parameter: string, message: string, value?: string): RegistryError {
-  return new RegistryError('PARAMETER_INVALID', { message: `${parameter}: ${message}`, detail: { parameter, ...(value !== undefined ? { value: value.slice(0, 200) } : {}) } });
-}
 
 /** An RFC 3339 time (2026-12-01T14:00:00Z, with an offset or fractions) as milliseconds. */
 export function parseTime(parameter: string, value: string): number {

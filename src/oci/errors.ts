@@ -74,3 +74,8 @@ export function errorEnvelope(error: RegistryError): ErrorEnvelope {
   if (error.detail !== undefined) entry.detail = error.detail;
   return { errors: [entry] };
 }
+
+/** 400 PARAMETER_INVALID naming the parameter (and the value, cut short) in its message and detail. */
+export function invalidParameter(parameter: string, message: string, value?: string): RegistryError {
+  return new RegistryError('PARAMETER_INVALID', { message: `${parameter}: ${message}`, detail: { parameter, ...(value !== undefined ? { value: value.slice(0, 200) } : {}) } });
+}

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { AuditService, RestoreTarget } from '../../audit/audit-service.js';
-import { eventFilterKeys, eventJson, invalidParameter as invalid, parseEventFilter, parseTime, validated } from '../../audit/filters.js';
+import { eventFilterKeys, eventJson, parseEventFilter, parseTime, validated } from '../../audit/filters.js';
+import { invalidParameter as invalid } from '../../oci/errors.js';
 import { parseDigest } from '../../oci/digest.js';
 import { RegistryError } from '../../oci/errors.js';
 import { validateTag } from '../../oci/names.js';

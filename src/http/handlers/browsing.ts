@@ -1,5 +1,5 @@
 import type { RepositorySort } from '../../metadata/browsing.js';
-import { invalidParameter as invalid } from '../../audit/filters.js';
+import { invalidParameter as invalid } from '../../oci/errors.js';
 import type { BrowsingService } from '../../registry/browsing.js';
 import { catalogAccess } from '../../auth/scopes.js';
 import type { RegistryContext } from '../context.js';

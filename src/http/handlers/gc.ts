@@ -1,4 +1,4 @@
-import { invalidParameter as invalid } from '../../audit/filters.js';
+import { invalidParameter as invalid } from '../../oci/errors.js';
 import { parseDuration } from '../../config/values.js';
 import { GcBusyError } from '../../gc/collector.js';
 import { findGcRun, listGcRuns } from '../../metadata/gc.js';

@@ -1,4 +1,4 @@
-import { invalidParameter } from '../../audit/filters.js';
+import { invalidParameter } from '../../oci/errors.js';
 import type { RetentionService } from '../../retention/retention-service.js';
 import type { RegistryContext } from '../context.js';
 import { operatorAccess } from '../../auth/scopes.js';
