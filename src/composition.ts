@@ -18,6 +18,7 @@ import { MirrorService } from './mirror/mirror-service.js';
 import { mirrorSettings, type MirrorSettings } from './mirror/settings.js';
 import { NotificationDeliverer } from './notifications/deliverer.js';
 import { NotificationPayloads } from './notifications/payload.js';
+import { noReceivers } from './metadata/audit.js';
 import { BlobService } from './registry/blobs.js';
 import { BrowsingService } from './registry/browsing.js';
 import type { RegistryStores } from './registry/context.js';
@@ -26,6 +27,7 @@ import { ListingService } from './registry/listings.js';
 import { ManifestService } from './registry/manifests.js';
 import { ReferrersService } from './registry/referrers.js';
 import { createTagCaches } from './registry/tag-cache.js';
+import { TagLedger } from './registry/tag-ledger.js';
 import { UploadService } from './registry/uploads.js';
 import { configuredPolicies } from './retention/plan.js';
 import { RetentionService } from './retention/retention-service.js';
@@ -96,21 +98,22 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
   const notifying = settings.notifications.endpoints.length > 0;
   // Every notification is an audit event: with receivers, pushes by digest and re-pushes are recorded too.
   const audit = { ...settings.audit, ...(notifying ? { recordManifests: true, recordUnchanged: true } : {}) };
-  const outbox = notifying ? new NotificationPayloads() : undefined;
+  const outbox = notifying ? new NotificationPayloads() : noReceivers;
   const pulls = audit.recordPulls ? new PullRecorder(metadata, audit.instance, logger, clock, outbox) : null;
   const tagCaches = deps.tagChanges ? createTagCaches(deps.tagChanges) : undefined;
-  const blobs = new BlobService(stores, { deleteEnabled: settings.deleteEnabled, audit, ...(outbox ? { outbox } : {}) });
+  const ledger = new TagLedger(stores, { instance: audit.instance, outbox, immutable: settings.immutableTags, tagCaches: tagCaches ?? null, logger });
+  const blobs = new BlobService(stores, { deleteEnabled: settings.deleteEnabled, audit, ledger });
   const manifests = new ManifestService(stores, {
     deleteEnabled: settings.deleteEnabled,
     audit,
     immutable: settings.immutableTags,
+    ledger,
     ...(pulls ? { pulls } : {}),
-    ...(outbox ? { outbox } : {}),
     ...(tagCaches ? { tagCaches } : {}),
   });
   const listedUpstreams = settings.mirror?.upstreams.map((upstream) => ({ name: upstream.name, prefix: upstream.prefix })) ?? [];
   const listings = new ListingService(stores, undefined, tagCaches?.tagLists, listedUpstreams);
-  const collector = new GarbageCollector(stores, logger, settings.mirror, audit.timeMachineMs);
+  const collector = new GarbageCollector(stores, logger, settings.mirror, audit.timeMachineMs, outbox);
   const referrers = new ReferrersService(stores);
   const services: RegistryServices = {
     blobs,
@@ -119,8 +122,8 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     referrers,
     listings,
     browsing: new BrowsingService(stores, listedUpstreams),
-    mirror: settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, logger) : null,
-    mirrorCache: settings.mirror ? new MirrorCacheImport(stores, audit.instance) : null,
+    mirror: settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, ledger, logger) : null,
+    mirrorCache: settings.mirror ? new MirrorCacheImport(stores, ledger) : null,
     gc: { collector, metadata, defaults: settings.gc },
     audit: new AuditService(metadata, manifests, clock),
     health: new Readiness({ storage, metadata }, deps.lifecycle ?? { draining: false }, audit.instance, clock),

@@ -63,7 +63,7 @@ export class PullRecorder implements PullCounter {
     private readonly instance: string,
     private readonly logger: Logger,
     private readonly clock: Clock,
-    private readonly outbox?: OutboxPayloads,
+    private readonly outbox: OutboxPayloads,
   ) {}
 
   read(repository: string, read: ManifestRead, origin: RequestOrigin): void {

@@ -13,6 +13,7 @@ import {
   findGarbageManifests,
   findUnrecordedDigests,
   finishGcRun,
+  finishPendingKey,
   insertGcRun,
   listPending,
   releaseGcLock,
@@ -21,7 +22,7 @@ import {
   type ManifestRef,
 } from '../metadata/gc.js';
 import { engineOf } from '../metadata/database.js';
-import { systemOrigin } from '../metadata/audit.js';
+import { systemOrigin, type OutboxPayloads } from '../metadata/audit.js';
 import type { RequestOrigin } from '../audit/settings.js';
 import { parseDigest } from '../oci/digest.js';
 import type { RegistryStores } from '../registry/context.js';
@@ -146,6 +147,8 @@ export class GarbageCollector {
     private readonly mirror: MirrorSettings | null,
     /** audit.timemachine: manifests a tag pointed at within it are kept, so restores find them. */
     private readonly timeMachineMs: number,
+    /** Receivers of the `collected` and `evicted` events (notifications.endpoints), or `noReceivers`. */
+    private readonly outbox: OutboxPayloads,
   ) {}
 
   /**
@@ -276,6 +279,7 @@ export class GarbageCollector {
     const recordedAs = {
       origin: { ...systemOrigin('gc', run.holder), ...(trigger ? { address: trigger.address, userAgent: trigger.userAgent, requestId: trigger.requestId } : {}) },
       detail: trigger ? JSON.stringify({ triggeredBy: trigger.actor }) : null,
+      outbox: this.outbox,
     };
     const stillHeld = () => {
       if (run.lost()) throw new Error('the garbage collection lease was lost: stopping');
@@ -304,7 +308,9 @@ export class GarbageCollector {
       // What a run that stopped early left: its rows are gone, so its keys go first.
       for (let batch = await listPending(db, batchSize); batch.length > 0; batch = await listPending(db, batchSize)) {
         stillHeld();
-        await finishPending(batch.map((entry) => entry.key));
+        // Links a delete left (no digest): a push may write one again meanwhile, so each goes only while still pending.
+        for (const entry of batch) if (entry.digest === null) await finishPendingKey(db, entry.key, () => storage.delete(entry.key));
+        await finishPending(batch.filter((entry) => entry.digest !== null).map((entry) => entry.key));
         report.leftovers += batch.length;
         onProgress('leftovers', report.leftovers, report.leftovers);
       }
@@ -324,7 +330,7 @@ export class GarbageCollector {
       const evictionPlan = await planEviction(db, evictionSettings, clock.now());
       evicted = evictionPlan.map((image) => ({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason }));
       if (!run.dryRun) {
-        evicted = await evict(db, evictionPlan, run.graceMs, clock.now());
+        evicted = await evict(db, evictionPlan, run.graceMs, clock.now(), this.outbox);
         for (const image of evicted) this.logger.debug({ ...image }, 'garbage collection evicted a cached image');
       }
       onProgress('evict', 1, 1);

@@ -1,4 +1,5 @@
 import type { MetadataDb } from '../metadata/database.js';
+import type { OutboxPayloads } from '../metadata/audit.js';
 import {
   evictCachedManifests,
   listCachedBlobSizes,
@@ -149,11 +150,11 @@ export async function planEviction(db: MetadataDb, settings: EvictionSettings, n
 }
 
 /** Carries out a plan, each image re-checked in its own transaction (a pull since the plan keeps it). */
-export async function evict(db: MetadataDb, plan: CachedImage[], graceMs: number, now: number): Promise<EvictedImage[]> {
+export async function evict(db: MetadataDb, plan: CachedImage[], graceMs: number, now: number, outbox: OutboxPayloads): Promise<EvictedImage[]> {
   const done: EvictedImage[] = [];
   for (const image of plan) {
     // Race closed: a pull of the image after the plan was made (its manifests' use is recorded first).
-    if (await evictCachedManifests(db, image.from, image.members, Math.min(image.lastUsed + 1, now - graceMs), blobsNamedBy, now)) {
+    if (await evictCachedManifests(db, image.from, image.members, Math.min(image.lastUsed + 1, now - graceMs), blobsNamedBy, now, outbox)) {
       done.push({ ...image.from, digest: image.digest, manifests: image.members.length, reason: image.reason });
     }
   }

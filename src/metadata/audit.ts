@@ -28,6 +28,9 @@ export interface OutboxPayloads {
   payloadOf(event: AuditEventContent, extra: { size: number | null }, origin: AuditOrigin): string | null;
 }
 
+/** No receiver hears of the events: no endpoint is configured, or the writer re-records history (a rebuild). */
+export const noReceivers: OutboxPayloads = { payloadOf: () => null };
+
 /** The registry itself as the actor (`system$gc`, `system$mirror`, `system$rebuild`…). */
 export function systemOrigin(name: string, instance: string | null = null): AuditOrigin {
   return { actor: `system$${name}`, authMethod: 'system', address: null, userAgent: null, requestId: null, instance };
@@ -91,7 +94,12 @@ function toEventRow(row: Selectable<AuditEventsTable>): AuditEventRow {
  * rather than from a sequence, so ids follow commit order and each event names the hash of the one
  * committed before it: the chain stays linear.
  */
-export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now: number, outbox?: OutboxPayloads): Promise<number[]> {
+/**
+ * Appends events to the hash chain, each notified one (as `outbox` says) with its outbox row under
+ * the same id. `outbox` is required: a writer says which receivers hear of its events (the
+ * composition root's, or none on purpose), so no writer forgets them.
+ */
+export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEvent[], origin: AuditOrigin, now: number, outbox: OutboxPayloads): Promise<number[]> {
   if (events.length === 0) return [];
   if (!db.isTransaction) return db.transaction().execute((transaction) => appendAuditEvents(transaction, events, origin, now, outbox));
   let head = db.selectFrom('audit_chain').select(['last_id', 'last_hash']).where('name', '=', chainName);
@@ -123,7 +131,7 @@ export async function appendAuditEvents(db: MetadataExecutor, events: NewAuditEv
       detail: event.detail ?? null,
     };
     const hash = chainHash(previous, content);
-    const payload = outbox?.payloadOf(content, { size: event.size ?? null }, origin) ?? null;
+    const payload = outbox.payloadOf(content, { size: event.size ?? null }, origin);
     if (payload !== null) notifications.push({ id, created_at: now, payload });
     const row: AuditEventsTable = {
       id,

@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { engineOf, type MetadataDb, type MetadataExecutor } from './database.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from './audit.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from './audit.js';
 
 /**
  * The queries of garbage collection. `cutoff` is a time (ms): what was created or used at or after
@@ -223,7 +223,7 @@ export async function deleteGarbageManifests(
   cutoff: number,
   taggedSince: number,
   lease: { holder: string; leaseMs: number },
-  recordedAs: { origin: AuditOrigin; detail: string | null },
+  recordedAs: { origin: AuditOrigin; detail: string | null; outbox: OutboxPayloads },
   linkKeyOf: (manifest: ManifestRef) => string,
   now: number,
 ): Promise<ManifestRef[]> {
@@ -270,7 +270,7 @@ export async function deleteGarbageManifests(
     const collected = confirmed.map(
       (manifest): NewAuditEvent => ({ target: 'manifest', repository: manifest.repository, tag: null, upstream: null, action: 'collected', from: manifest.digest, to: null, mediaType: null, detail: recordedAs.detail }),
     );
-    await appendAuditEvents(transaction, collected, recordedAs.origin, now);
+    await appendAuditEvents(transaction, collected, recordedAs.origin, now, recordedAs.outbox);
     return confirmed;
   });
 }
@@ -333,7 +333,8 @@ export async function claimUnrecordedBytes(
   });
 }
 
-async function addPending(db: MetadataExecutor, entries: Array<{ key: string; digest: string | null }>, now: number): Promise<void> {
+/** Records keys to remove once the transaction deleting their rows commits (a digest: bytes of it a writer must wait for). */
+export async function addPending(db: MetadataExecutor, entries: Array<{ key: string; digest: string | null }>, now: number): Promise<void> {
   if (entries.length === 0) return;
   await db
     .insertInto('gc_pending')
@@ -355,6 +356,30 @@ export async function listPending(db: MetadataExecutor, limit: number): Promise<
 export async function deletePending(db: MetadataExecutor, keys: string[]): Promise<void> {
   if (keys.length === 0) return;
   await db.deleteFrom('gc_pending').where('key', 'in', keys).execute();
+}
+
+/**
+ * Removes the object under a pending key, then its pending row, unless a writer took the key back
+ * meanwhile (see takeBackPendingKey). Used for the links a user's delete leaves pending: the tag
+ * and manifest links go only once the rows that named them are gone (rows first, bytes second).
+ *
+ * Race closed: a delete's link removal running after the commit while a push of the same tag
+ * writes the link again. The removal deletes the pending row first and keeps it locked until it
+ * commits (PostgreSQL: the row lock; SQLite: the one writer lock), and removes the object only if
+ * the row was still there; the push takes the row back in its own transaction before it writes the
+ * link, so it either waits for the removal to finish or makes the removal find nothing to do.
+ */
+export async function finishPendingKey(db: MetadataDb, key: string, remove: () => Promise<void>): Promise<boolean> {
+  return db.transaction().execute(async (transaction) => {
+    const pending = await transaction.deleteFrom('gc_pending').where('key', '=', key).returning('key').executeTakeFirst();
+    if (pending) await remove();
+    return pending !== undefined;
+  });
+}
+
+/** A writer about to write `key` again: a removal of it still pending is called off (see finishPendingKey). */
+export async function takeBackPendingKey(db: MetadataExecutor, key: string): Promise<void> {
+  await db.deleteFrom('gc_pending').where('key', '=', key).execute();
 }
 
 /** Whether the digest's bytes are about to be deleted (an upload of it must wait). */

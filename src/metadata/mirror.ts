@@ -2,7 +2,7 @@ import type { Descriptor } from '../oci/manifest.js';
 import type { MetadataDb, MetadataExecutor } from './database.js';
 import { touchedLately } from './gc.js';
 import type { MirrorTagAction } from './schema.js';
-import { appendAuditEvents, systemOrigin, type AuditOrigin, type NewAuditEvent } from './audit.js';
+import { appendAuditEvents, systemOrigin, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from './audit.js';
 
 /** Which upstream repository cached content came from. */
 export interface UpstreamRepository {
@@ -77,7 +77,7 @@ export async function findMirrorTag(db: MetadataExecutor, from: UpstreamReposito
  * Records the digest upstream answered for a tag, checked now; answers the digest it had before, if
  * any. A new or moved tag also gets a history event: call it inside a transaction.
  */
-export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now: number): Promise<string | undefined> {
+export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, digest: string, now: number, outbox: OutboxPayloads): Promise<string | undefined> {
   const before = await findMirrorTag(db, from, tag);
   if (before?.digest === digest) {
     await db
@@ -89,7 +89,7 @@ export async function setMirrorTag(db: MetadataExecutor, from: UpstreamRepositor
       .execute();
     return before.digest;
   }
-  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: now, at: now, action: before ? 'moved' : 'seen' });
+  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: now, at: now, action: before ? 'moved' : 'seen', outbox });
   return before?.digest;
 }
 
@@ -99,14 +99,14 @@ async function moveMirrorTag(
   tag: string,
   previous: string | null,
   digest: string,
-  event: { checkedAt: number; at: number; action: MirrorTagAction; origin?: AuditOrigin },
+  event: { checkedAt: number; at: number; action: MirrorTagAction; origin?: AuditOrigin; outbox: OutboxPayloads },
 ): Promise<void> {
   await db
     .insertInto('mirror_tags')
     .values({ ...from, tag, digest, checked_at: event.checkedAt, updated_at: event.at })
     .onConflict((conflict) => conflict.columns(['upstream', 'repository', 'tag']).doUpdateSet({ digest, checked_at: event.checkedAt, updated_at: event.at }))
     .execute();
-  await appendAuditEvents(db, [mirrorTagEvent(from, tag, event.action, previous, digest)], event.origin ?? mirrorOrigin, event.at);
+  await appendAuditEvents(db, [mirrorTagEvent(from, tag, event.action, previous, digest)], event.origin ?? mirrorOrigin, event.at, event.outbox);
 }
 
 export type ImportedTagOutcome = 'created' | 'moved' | 'unchanged' | 'kept-newer';
@@ -122,8 +122,9 @@ export async function importMirrorTag(
   tag: string,
   digest: string,
   seenAt: number,
-  origin: AuditOrigin = systemOrigin('import'),
+  origin: AuditOrigin,
   now: number,
+  outbox: OutboxPayloads,
 ): Promise<ImportedTagOutcome> {
   const before = await findMirrorTag(db, from, tag);
   if (before && before.checkedAt > seenAt && before.digest !== digest) return 'kept-newer';
@@ -133,7 +134,7 @@ export async function importMirrorTag(
     }
     return 'unchanged';
   }
-  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: seenAt, at: now, action: 'imported', origin });
+  await moveMirrorTag(db, from, tag, before?.digest ?? null, digest, { checkedAt: seenAt, at: now, action: 'imported', origin, outbox });
   return before ? 'moved' : 'created';
 }
 
@@ -144,7 +145,7 @@ export async function listMirrorTags(db: MetadataExecutor, from: UpstreamReposit
 }
 
 /** Forgets a tag the upstream no longer has, with a history event when it was cached: call it inside a transaction. */
-export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, now: number): Promise<void> {
+export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamRepository, tag: string, now: number, outbox: OutboxPayloads): Promise<void> {
   const removed = await db
     .deleteFrom('mirror_tags')
     .where('upstream', '=', from.upstream)
@@ -152,7 +153,7 @@ export async function deleteMirrorTag(db: MetadataExecutor, from: UpstreamReposi
     .where('tag', '=', tag)
     .returning('digest')
     .executeTakeFirst();
-  if (removed) await appendAuditEvents(db, [mirrorTagEvent(from, tag, 'gone', removed.digest, null)], mirrorOrigin, now);
+  if (removed) await appendAuditEvents(db, [mirrorTagEvent(from, tag, 'gone', removed.digest, null)], mirrorOrigin, now, outbox);
 }
 
 export interface MirrorTagEvent {
@@ -334,6 +335,7 @@ export async function evictCachedManifests(
   usedBefore: number,
   stillNamed: (remaining: Array<{ mediaType: string; payload: Uint8Array }>) => Set<string>,
   now: number,
+  outbox: OutboxPayloads,
 ): Promise<boolean> {
   if (digests.length === 0) return false;
   return db.transaction().execute(async (transaction) => {
@@ -360,7 +362,7 @@ export async function evictCachedManifests(
         .where('repository', '=', from.repository)
         .where('tag', 'in', tags.map((tag) => tag.tag))
         .execute();
-      await appendAuditEvents(transaction, tags.map((tag) => mirrorTagEvent(from, tag.tag, 'evicted', tag.digest, null)), systemOrigin('gc'), now);
+      await appendAuditEvents(transaction, tags.map((tag) => mirrorTagEvent(from, tag.tag, 'evicted', tag.digest, null)), systemOrigin('gc'), now, outbox);
     }
     await transaction.deleteFrom('mirror_referrers').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('subject', 'in', digests).execute();
     await transaction.deleteFrom('mirror_manifests').where('upstream', '=', from.upstream).where('repository', '=', from.repository).where('digest', 'in', digests).execute();

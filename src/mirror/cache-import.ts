@@ -15,6 +15,7 @@ import { parseManifest, requireTrueSizes, type Descriptor } from '../oci/manifes
 import { isNonDistributableLayer } from '../oci/media-types.js';
 import { parseManifestReference } from '../oci/reference.js';
 import type { RegistryStores } from '../registry/context.js';
+import type { TagLedger } from '../registry/tag-ledger.js';
 import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
 import { systemOrigin, type RequestOrigin } from '../audit/settings.js';
 
@@ -38,8 +39,8 @@ export interface CachedManifestResult {
 export class MirrorCacheImport {
   constructor(
     private readonly stores: RegistryStores,
-    /** This replica's name in the `imported` audit events. */
-    private readonly instance: string | null = null,
+    /** The `imported` tag moves go through it. */
+    private readonly ledger: TagLedger,
   ) {}
 
   /** Whether the registry holds the blob's bytes already (they need not be sent again). */
@@ -87,7 +88,9 @@ export class MirrorCacheImport {
     requireTrueSizes(named, held);
     const now = this.stores.clock.now();
     seenAt = Math.min(seenAt ?? now, now);
-    return this.stores.metadata.transaction().execute(async (transaction) => {
+    const tags = reference.kind === 'tag' ? [reference.tag] : [];
+    return this.ledger.change({ repository: from.repository, upstream: from.upstream, tags }, origin ?? systemOrigin('import'), async (change) => {
+      const { transaction } = change;
       for (const blob of blobs) await linkMirrorBlob(transaction, from, blob, now);
       await insertMirrorManifest(transaction, from, { digest, mediaType: manifest.mediaType, size: payload.length, payload }, now);
       if (manifest.subject) {
@@ -105,8 +108,7 @@ export class MirrorCacheImport {
         }
       }
       if (reference.kind === 'digest') return { digest };
-      const auditOrigin = origin ? { ...origin, instance: this.instance } : systemOrigin('import', this.instance);
-      return { digest, tag: await importMirrorTag(transaction, from, reference.tag, digest, seenAt, auditOrigin, now) };
+      return { digest, tag: await importMirrorTag(transaction, from, reference.tag, digest, seenAt, change.origin, now, change.outbox) };
     });
   }
 }

@@ -11,6 +11,7 @@ import type { ManifestService } from '../registry/manifests.js';
 import { referrersIndex, type ReferrersIndex, type ReferrersService } from '../registry/referrers.js';
 import { MirrorAddressing, type MirrorTarget } from './addressing.js';
 import { MirroredBlobs, type MirroredBlob } from './mirrored-blobs.js';
+import type { TagLedger } from '../registry/tag-ledger.js';
 import { MirroredManifests } from './mirrored-manifests.js';
 import { MirroredReferrers } from './mirrored-referrers.js';
 import { MirroredTagLists } from './mirrored-tag-lists.js';
@@ -43,11 +44,12 @@ export class MirrorService {
     private readonly stores: RegistryStores,
     private readonly local: { manifests: ManifestService; blobs: BlobService; listings: ListingService; referrers: ReferrersService },
     readonly settings: MirrorSettings,
+    ledger: TagLedger,
     logger: Logger,
   ) {
     this.addressing = new MirrorAddressing(settings);
     this.upstreams = new Upstreams(settings, stores.clock);
-    this.manifests = new MirroredManifests(stores, this.upstreams, logger);
+    this.manifests = new MirroredManifests(stores, this.upstreams, ledger, logger);
     this.referrerLists = new MirroredReferrers(stores, this.upstreams, this.manifests, logger);
     this.tagLists = new MirroredTagLists(stores, this.upstreams);
     this.blobs = new MirroredBlobs(stores, this.upstreams, logger);

@@ -1,15 +1,20 @@
 import type { Logger } from 'pino';
-import { deleteMirrorTag, findMirrorManifest, findMirrorTag, insertMirrorManifest, setMirrorTag, touchMirrorManifest } from '../metadata/mirror.js';
+import { deleteMirrorTag, findMirrorManifest, findMirrorTag, insertMirrorManifest, setMirrorTag, touchMirrorManifest, type UpstreamRepository } from '../metadata/mirror.js';
 import { digestBytes, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { maxManifestBytes } from '../oci/manifest.js';
 import { isManifestMediaType, manifestMediaTypes } from '../oci/media-types.js';
 import type { RegistryStores } from '../registry/context.js';
+import type { TagChange, TagLedger } from '../registry/tag-ledger.js';
+import { systemOrigin } from '../metadata/audit.js';
 import { manifestUnknown, type ManifestContent } from '../registry/manifest-negotiation.js';
 import type { MirrorTarget } from './addressing.js';
 import { SingleFlight } from './single-flight.js';
 import { TtlCache } from './ttl-cache.js';
 import { readLimited, upstreamRepository, type Upstreams } from './upstreams.js';
+
+/** Refreshes from the upstream are the registry's own doing. */
+const mirrorOrigin = systemOrigin('mirror');
 
 /** Accept header for upstream manifest requests: every type the registry can store and serve. */
 const upstreamAccept = manifestMediaTypes.join(', ');
@@ -26,6 +31,7 @@ export class MirroredManifests {
   constructor(
     private readonly stores: RegistryStores,
     private readonly upstreams: Upstreams,
+    private readonly ledger: TagLedger,
     private readonly logger: Logger,
   ) {
     this.tags = new TtlCache(upstreams, logger, 'served a stale mirrored tag');
@@ -70,24 +76,29 @@ export class MirroredManifests {
         if (cachedManifest) {
           const current = await this.upstreamTagDigest(target, tag, via);
           if (current === cachedManifest.digest) {
-            await setMirrorTag(metadata, from, tag, cachedManifest.digest, this.stores.clock.now());
+            await this.moveTag(from, tag, (change) => setMirrorTag(change.transaction, from, tag, cachedManifest.digest, change.now, change.outbox));
             return cachedManifest;
           }
         }
         const fetched = await this.fetch(target, tag, via);
-        await metadata.transaction().execute(async (transaction) => {
-          await insertMirrorManifest(transaction, from, fetched, this.stores.clock.now());
-          const before = await setMirrorTag(transaction, from, tag, fetched.digest, this.stores.clock.now());
+        await this.moveTag(from, tag, async (change) => {
+          await insertMirrorManifest(change.transaction, from, fetched, change.now);
+          const before = await setMirrorTag(change.transaction, from, tag, fetched.digest, change.now, change.outbox);
           if (before !== undefined && before !== fetched.digest) {
             this.logger.info({ upstream: from.upstream, repository: from.repository, tag, from: before, to: fetched.digest }, 'mirrored tag moved upstream');
           }
         });
         return fetched;
       } catch (error) {
-        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await metadata.transaction().execute((transaction) => deleteMirrorTag(transaction, from, tag, this.stores.clock.now()));
+        if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN') await this.moveTag(from, tag, (change) => deleteMirrorTag(change.transaction, from, tag, change.now, change.outbox));
         throw error;
       }
     });
+  }
+
+  /** A change of the cached tag, as the upstream answered: through the tag ledger, by the mirror itself. */
+  private moveTag(from: UpstreamRepository, tag: string, work: (change: TagChange) => Promise<unknown>): Promise<unknown> {
+    return this.ledger.change({ repository: from.repository, upstream: from.upstream, tags: [tag] }, mirrorOrigin, work);
   }
 
   /** The digest upstream holds for a tag now (HEAD); null when it does not say. */

@@ -20,6 +20,8 @@ export interface NotificationEvent {
     url?: string;
     tag?: string;
     previousDigest?: string;
+    /** A mirrored tag's upstream (`repository` is then the upstream's name for it). */
+    upstream?: string;
   };
   request: { id: string | null; addr: string | null; host: string | null; method: string | null; useragent: string | null };
   actor: { name: string };
@@ -28,9 +30,25 @@ export interface NotificationEvent {
   audit: number;
 }
 
-/** The action and digest an audit event is notified as; undefined for what is not notified (mirror, collection, unchanged re-pushes' internals). */
+/**
+ * The action and digest an audit event is notified as; undefined for what is not (pulls of blobs
+ * and the like never become events). A mirrored tag first seen, moved upstream or imported is a
+ * push, one gone upstream or evicted a delete; a manifest garbage collection removes is a delete.
+ */
 function notifiedAs(event: AuditEventContent): { action: NotifiedAction; digest: string; previousDigest?: string } | undefined {
-  if (event.upstream !== null) return undefined;
+  if (event.upstream !== null) {
+    switch (event.action) {
+      case 'seen':
+      case 'moved':
+      case 'imported':
+        return event.to ? { action: 'push', digest: event.to, ...(event.from ? { previousDigest: event.from } : {}) } : undefined;
+      case 'gone':
+      case 'evicted':
+        return event.from ? { action: 'delete', digest: event.from } : undefined;
+      default:
+        return undefined;
+    }
+  }
   switch (event.action) {
     case 'created':
     case 'unchanged':
@@ -40,6 +58,7 @@ function notifiedAs(event: AuditEventContent): { action: NotifiedAction; digest:
     case 'restored':
       return event.to ? { action: 'push', digest: event.to, ...(event.from ? { previousDigest: event.from } : {}) } : undefined;
     case 'deleted':
+    case 'collected':
       return event.from ? { action: 'delete', digest: event.from } : undefined;
     case 'pulled':
       return event.to ? { action: 'pull', digest: event.to } : undefined;
@@ -70,6 +89,7 @@ export class NotificationPayloads implements OutboxPayloads {
         ...(host ? { url: `${origin.scheme ?? 'http'}://${host}/v2/${event.repository}/${kind}/${notified.digest}` } : {}),
         ...(event.tag !== null ? { tag: event.tag } : {}),
         ...(notified.previousDigest ? { previousDigest: notified.previousDigest } : {}),
+        ...(event.upstream !== null ? { upstream: event.upstream } : {}),
       },
       request: { id: event.requestId, addr: event.address, host, method: origin.method ?? null, useragent: event.userAgent },
       actor: { name: event.actor === 'anonymous' ? '' : event.actor },

@@ -9,13 +9,14 @@ import { validateRepositoryName } from '../oci/names.js';
 import { StorageNotFoundError, type ByteRange } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
-import { appendAuditEvents, type OutboxPayloads } from '../metadata/audit.js';
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
+import type { TagLedger } from './tag-ledger.js';
 
 export interface BlobServiceOptions {
   deleteEnabled: boolean;
   audit: AuditSettings;
-  outbox?: OutboxPayloads;
+  /** A blob's unlink is recorded, and notified, as every change is. */
+  ledger: TagLedger;
 }
 
 export class BlobService {
@@ -62,11 +63,9 @@ export class BlobService {
     const digest = parseDigest(digestText);
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     if (!repositoryRow) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
-    await this.stores.metadata.transaction().execute(async (transaction) => {
-      if (!(await unlinkBlob(transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
-      if (!this.options.audit.recordBlobs) return;
-      const event = { target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null } as const;
-      await appendAuditEvents(transaction, [event], { ...origin, instance: this.options.audit.instance }, this.stores.clock.now(), this.options.outbox);
+    await this.options.ledger.change({ repository, tags: [] }, origin, async (change) => {
+      if (!(await unlinkBlob(change.transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
+      if (this.options.audit.recordBlobs) change.record([{ target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null }]);
     });
   }
 

@@ -11,7 +11,8 @@ import {
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from '../metadata/audit.js';
+import { takeBackPendingKey } from '../metadata/gc.js';
+import type { NewAuditEvent } from '../metadata/audit.js';
 import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -22,11 +23,11 @@ import { storagePaths } from '../storage/paths.js';
 import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
 import { withBlobWrite } from './blob-writes.js';
-import { KeyedMutex } from './keyed-mutex.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
-import { recordManifest, type ManifestWriteRules } from './manifest-rows.js';
+import { manifestEvents, writeManifestRows } from './manifest-rows.js';
 import type { ImmutableTags } from './immutable-tags.js';
 import type { TagCaches } from './tag-cache.js';
+import type { TagLedger } from './tag-ledger.js';
 
 export type { ManifestContent } from './manifest-negotiation.js';
 
@@ -41,10 +42,10 @@ export interface ManifestServiceOptions {
   audit: AuditSettings;
   /** Counts pulls by tag and digest (audit.pulls); absent when pulls are not recorded. */
   pulls?: PullCounter;
-  /** Tags that may not move or go (tags.immutable); none when absent. */
-  immutable?: ImmutableTags;
-  /** Notification payloads for the outbox (notifications.endpoints); none when absent. */
-  outbox?: OutboxPayloads;
+  /** Tags that may not move or go (tags.immutable): refused before any byte is written (the ledger checks again). */
+  immutable: ImmutableTags;
+  /** Every change of tags and every manifest event goes through it. */
+  ledger: TagLedger;
   /** Manifests by tag kept in memory; every lookup by tag asks the database when absent. */
   tagCaches?: TagCaches;
 }
@@ -72,33 +73,15 @@ export interface RestoredTag {
 
 /**
  * Manifests and tags. A push writes the manifest bytes (as a content-addressed blob) and the
- * repository's manifest link to storage first, then its rows in one transaction, inside which the
- * tag's storage link is written before the commit.
+ * repository's manifest link to storage first, then its rows through the tag ledger, inside whose
+ * transaction the tag's storage link is written before the commit. A delete removes rows first and
+ * links after the commit.
  */
 export class ManifestService {
-  /** Queues writers of one tag in this process, rather than have them wait on the database. */
-  private readonly tagLocks = new KeyedMutex();
-
   constructor(
     private readonly stores: RegistryStores,
     private readonly options: ManifestServiceOptions,
   ) {}
-
-  /**
-   * Runs a change of tags and then drops what is kept by tag, whatever the outcome: the database's own
-   * signal may come later (PostgreSQL's notification), and a client must read its own write at once.
-   */
-  private async changingTags<T>(change: () => Promise<T>): Promise<T> {
-    try {
-      return await change();
-    } finally {
-      this.options.tagCaches?.changed();
-    }
-  }
-
-  private auditOrigin(origin: RequestOrigin): AuditOrigin {
-    return { ...origin, instance: this.options.audit.instance };
-  }
 
   async put(repository: string, referenceText: string, payload: Buffer, contentType: string | undefined, origin: RequestOrigin): Promise<PutManifestResult> {
     const reference = parseManifestReference(referenceText);
@@ -112,7 +95,7 @@ export class ManifestService {
     const manifest = parseManifest(payload, contentType);
     const existing = await findRepository(this.stores.metadata, repository);
     // Refused before any byte is written; the transaction checks again on the row it locks (a race).
-    if (reference.kind === 'tag' && existing && this.options.immutable?.ruleFor(repository, reference.tag)) {
+    if (reference.kind === 'tag' && existing && this.options.immutable.ruleFor(repository, reference.tag)) {
       const current = await findManifestByReference(this.stores.metadata, repository, { tag: reference.tag });
       if (current && current.digest !== digest.value) this.options.immutable.refuse(repository, reference.tag, 'move');
     }
@@ -148,38 +131,20 @@ export class ManifestService {
     const payloadKey = storagePaths.blobData(digest);
     if ((await storage.stat(payloadKey))?.size !== payload.length) await putSmallObject(storage, payloadKey, payload);
     const linkKey = storagePaths.repositoryManifest(repository, digest);
+    // A delete of the same manifest may still have the link's removal pending: called off first.
+    await takeBackPendingKey(metadata, linkKey);
     if (!(await storage.stat(linkKey))) {
       await putSmallObject(storage, linkKey, Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })));
     }
 
-    const record = {
-      repository,
-      digest: digest.value,
-      payload,
-      manifest,
-      blobDigests,
-      childIds,
-      tags: reference.kind === 'tag' ? [reference.tag] : [],
-    };
-    const rules: ManifestWriteRules = {
-      origin: this.auditOrigin(origin),
-      recordUnchanged: this.options.audit.recordUnchanged,
-      recordPush: this.options.audit.recordManifests,
-      now: this.stores.clock.now(),
-      ...(this.options.immutable ? { immutable: this.options.immutable } : {}),
-      ...(this.options.outbox ? { outbox: this.options.outbox } : {}),
-    };
-    if (reference.kind === 'tag') {
-      await this.changingTags(() =>
-        this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-          recordManifest(metadata, record, rules, () =>
-            putSmallObject(storage, storagePaths.repositoryTag(repository, reference.tag), Buffer.from(digest.value)),
-          ),
-        ),
-      );
-    } else {
-      await recordManifest(metadata, record, rules);
-    }
+    const tags = reference.kind === 'tag' ? [reference.tag] : [];
+    const record = { repository, digest: digest.value, payload, manifest, blobDigests, childIds, tags };
+    const eventRules = { recordUnchanged: this.options.audit.recordUnchanged, recordPush: this.options.audit.recordManifests };
+    await this.options.ledger.change({ repository, tags }, origin, async (change) => {
+      const written = await writeManifestRows(change.transaction, record, change.now);
+      change.record(manifestEvents(record, written, eventRules));
+      for (const tag of tags) await change.writeLink(tag, digest.value);
+    });
   }
 
   /**
@@ -248,20 +213,15 @@ export class ManifestService {
     }
     const reference = parseManifestReference(referenceText);
     const repositoryRow = await this.repositoryOrUnknown(repository);
-    const { storage, metadata } = this.stores;
+    const { metadata } = this.stores;
     if (reference.kind === 'tag') {
-      await this.changingTags(() =>
-        this.tagLocks.run(`${repository}:${reference.tag}`, () =>
-          metadata.transaction().execute(async (transaction) => {
-            const from = await deleteTag(transaction, repositoryRow.id, reference.tag);
-            if (from === undefined) throw manifestUnknown(referenceText);
-            this.options.immutable?.refuse(repository, reference.tag, 'delete');
-            await storage.delete(storagePaths.repositoryTag(repository, reference.tag));
-            const event: NewAuditEvent = { target: 'tag', repository, tag: reference.tag, upstream: null, action: 'deleted', from, to: null, mediaType: null };
-            await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
-          }),
-        ),
-      );
+      const tag = reference.tag;
+      await this.options.ledger.change({ repository, tags: [tag] }, origin, async (change) => {
+        const from = await deleteTag(change.transaction, repositoryRow.id, tag);
+        if (from === undefined) throw manifestUnknown(referenceText);
+        change.record([{ target: 'tag', repository, tag, upstream: null, action: 'deleted', from, to: null, mediaType: null }]);
+        change.removeTagLink(tag);
+      });
       return;
     }
     const manifest = await findManifest(metadata, repositoryRow.id, reference.digest.value);
@@ -273,68 +233,58 @@ export class ManifestService {
         detail: { parents },
       });
     }
-    await this.changingTags(() => metadata.transaction().execute(async (transaction) => {
-      const tags = await deleteManifest(transaction, manifest.id);
-      for (const tag of tags) this.options.immutable?.refuse(repository, tag, 'delete-manifest');
-      for (const tag of tags) await storage.delete(storagePaths.repositoryTag(repository, tag));
-      await storage.delete(storagePaths.repositoryManifest(repository, parseDigest(manifest.digest)));
+    await this.options.ledger.change({ repository, tags: [] }, origin, async (change) => {
+      const tags = await deleteManifest(change.transaction, manifest.id);
       // The tags went with the manifest: each is a deleted tag event.
-      const change = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType, size: manifest.size } as const;
-      const events: NewAuditEvent[] = tags.map((tag) => ({ ...change, target: 'tag', tag }));
-      if (this.options.audit.recordManifests) events.push({ ...change, target: 'manifest', tag: null });
-      await appendAuditEvents(transaction, events, this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
-    }));
+      const gone = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType, size: manifest.size } as const;
+      change.record(tags.map((tag): NewAuditEvent => ({ ...gone, target: 'tag', tag })), 'delete-manifest');
+      if (this.options.audit.recordManifests) change.record([{ ...gone, target: 'manifest', tag: null }]);
+      for (const tag of tags) change.removeTagLink(tag);
+      change.removeManifestLink(parseDigest(manifest.digest));
+    });
   }
 
   /**
    * Deletes a tag for a retention policy: only if it still points at the digest and push the policy
-   * decided on (see deleteTagIfUnchanged), never an immutable one; with its storage link and a
-   * `deleted` event in one transaction. Deletes disabled (storage.delete.enabled) do not stop it: the
+   * decided on (see deleteTagIfUnchanged), never an immutable one; a `deleted` event, and its
+   * storage link removed after the commit. Deletes disabled (storage.delete.enabled) do not stop it: the
    * operator configured the policy. Answers whether it was deleted.
    */
   async deleteTagIfUnchanged(repository: string, tag: string, seen: { digest: string; pushedAt: number }, origin: RequestOrigin, detail: string | null = null): Promise<boolean> {
-    if (this.options.immutable?.ruleFor(repository, tag)) return false;
+    if (this.options.immutable.ruleFor(repository, tag)) return false;
     const repositoryRow = await findRepository(this.stores.metadata, repository);
     if (!repositoryRow) return false;
-    const { storage, metadata } = this.stores;
-    return this.changingTags(() => this.tagLocks.run(`${repository}:${tag}`, () =>
-      metadata.transaction().execute(async (transaction) => {
-        if (!(await deleteTagIfUnchanged(transaction, repositoryRow.id, tag, seen))) return false;
-        await storage.delete(storagePaths.repositoryTag(repository, tag));
-        const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null, detail };
-        await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
-        return true;
-      }),
-    ));
+    return this.options.ledger.change({ repository, tags: [tag] }, origin, async (change) => {
+      if (!(await deleteTagIfUnchanged(change.transaction, repositoryRow.id, tag, seen))) return false;
+      change.record([{ target: 'tag', repository, tag, upstream: null, action: 'deleted', from: seen.digest, to: null, mediaType: null, detail }]);
+      change.removeTagLink(tag);
+      return true;
+    });
   }
 
   /**
    * Points a tag back at a manifest the repository still holds, with a `restored` event naming the
-   * event restored to; like a push, under the tag's lock, with the tag's storage link written before
-   * the commit. A manifest collected meanwhile fails the tag row's foreign key: 404.
+   * event restored to; like a push, through the tag ledger, with the tag's storage link written
+   * before the commit. A manifest collected meanwhile fails the tag row's foreign key: 404.
    */
   async restoreTag(repository: string, tag: string, digest: string, restoredEvent: number, origin: RequestOrigin): Promise<RestoredTag> {
     const repositoryRow = await this.repositoryOrUnknown(repository);
-    const { storage, metadata } = this.stores;
     const gone = () =>
       new RegistryError('MANIFEST_UNKNOWN', {
         message: `${repository}@${digest} is no longer in the repository (deleted, or collected after audit.timemachine): it cannot be restored`,
         detail: { name: repository, digest },
       });
     try {
-      return await this.changingTags(() => this.tagLocks.run(`${repository}:${tag}`, () =>
-        metadata.transaction().execute(async (transaction): Promise<RestoredTag> => {
-          const manifest = await findManifest(transaction, repositoryRow.id, digest);
-          if (!manifest) throw gone();
-          const { previous } = await moveTag(transaction, repositoryRow.id, tag, manifest.id, this.stores.clock.now());
-          if (previous === digest) return { from: previous, to: digest, eventId: null };
-          if (previous !== null) this.options.immutable?.refuse(repository, tag, 'move');
-          await putSmallObject(storage, storagePaths.repositoryTag(repository, tag), Buffer.from(digest));
-          const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, size: manifest.size, restoredEvent };
-          const [eventId] = await appendAuditEvents(transaction, [event], this.auditOrigin(origin), this.stores.clock.now(), this.options.outbox);
-          return { from: previous, to: digest, eventId: eventId ?? null };
-        }),
-      ));
+      return await this.options.ledger.change({ repository, tags: [tag] }, origin, async (change): Promise<RestoredTag> => {
+        const manifest = await findManifest(change.transaction, repositoryRow.id, digest);
+        if (!manifest) throw gone();
+        const { previous } = await moveTag(change.transaction, repositoryRow.id, tag, manifest.id, change.now);
+        if (previous === digest) return { from: previous, to: digest, eventId: null };
+        change.record([{ target: 'tag', repository, tag, upstream: null, action: 'restored', from: previous, to: digest, mediaType: manifest.mediaType, size: manifest.size, restoredEvent }]);
+        await change.writeLink(tag, digest);
+        const [eventId] = await change.appendEvents();
+        return { from: previous, to: digest, eventId: eventId ?? null };
+      });
     } catch (error) {
       if (isForeignKeyViolation(error)) throw gone();
       throw error;

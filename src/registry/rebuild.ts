@@ -8,8 +8,8 @@ import { StorageNotFoundError } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import { getSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
-import { recordManifest } from './manifest-rows.js';
-import { systemOrigin } from '../metadata/audit.js';
+import { manifestEvents, writeManifestRows } from './manifest-rows.js';
+import { appendAuditEvents, noReceivers, systemOrigin } from '../metadata/audit.js';
 import { adoptDistributionTree, findDistributionTree, type AdoptionSummary, type DistributionTree } from './distribution-root.js';
 
 /** Each tag a rebuild finds is a `created` event of the registry itself: the log restarts from what storage holds. */
@@ -144,7 +144,7 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
         }
         for (const [index, blob] of blobs.entries()) await insertBlob(metadata, { digest: blob.digest, size: sizes[index]!.size }, clock.now());
         const tags = [...contents.tags].filter(([, digest]) => digest === entry.digest).map(([tag]) => tag);
-        const id = await recordManifest(metadata, {
+        const record = {
           repository,
           digest: entry.digest,
           payload: entry.payload,
@@ -152,7 +152,14 @@ export async function rebuildMetadata(stores: RegistryStores, onProgress?: (prog
           blobDigests: [...new Set(blobs.map((blob) => blob.digest))],
           childIds: childDigests.map((digest) => ids.get(digest)!),
           tags,
-        }, { origin: systemOrigin('rebuild'), recordUnchanged: false, recordPush: false, now: clock.now() });
+        };
+        const { id } = await metadata.transaction().execute(async (transaction) => {
+          const now = clock.now();
+          const written = await writeManifestRows(transaction, record, now);
+          // Re-recorded history, not a change: receivers heard of these pushes when they happened.
+          await appendAuditEvents(transaction, manifestEvents(record, written, { recordUnchanged: false, recordPush: false }), systemOrigin('rebuild'), now, noReceivers);
+          return written;
+        });
         ids.set(entry.digest, id);
         recordedThisRepository++;
         summary.manifests++;

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import supertest from 'supertest';
 import { GarbageCollector } from '../../src/gc/collector.js';
 import { insertMirrorManifest, importMirrorTag } from '../../src/metadata/mirror.js';
-import { systemOrigin } from '../../src/metadata/audit.js';
+import { noReceivers, systemOrigin } from '../../src/metadata/audit.js';
 import { basic, fetchToken, passwords, writeTestPolicy } from '../helpers/auth.js';
 import { allManifestTypes, imageManifest, pushManifest, type TestManifest } from '../helpers/images.js';
 import { binary, envelopeCode } from '../helpers/push.js';
@@ -312,8 +312,8 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
       const from = { upstream: 'central', repository: 'library/alpine' };
       const [first, second] = [imageManifest(), imageManifest()];
       for (const manifest of [first, second]) await insertMirrorManifest(registry.metadata.db, from, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, payload: manifest.bytes }, Date.now());
-      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', first.digest, Date.now() - 1000, systemOrigin('import'), Date.now()));
-      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', second.digest, Date.now(), systemOrigin('import'), Date.now()));
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', first.digest, Date.now() - 1000, systemOrigin('import'), Date.now(), noReceivers));
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.19', second.digest, Date.now(), systemOrigin('import'), Date.now(), noReceivers));
       await push(registry.request, 'team/app', 'v1', imageManifest());
       const mirrored = await events(registry.request, '?source=mirror');
       assert.deepEqual(mirrored.map((event) => [event.upstream, event.repository, event.tag, event.action, event.from, event.to]), [
@@ -338,7 +338,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
       const from = { upstream: 'docker.io', repository: 'library/alpine' };
       const image = imageManifest();
       await insertMirrorManifest(registry.metadata.db, from, { digest: image.digest, mediaType: image.mediaType, size: image.bytes.length, payload: image.bytes }, Date.now());
-      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.20', image.digest, Date.now(), systemOrigin('import'), Date.now()));
+      await registry.metadata.db.transaction().execute((transaction) => importMirrorTag(transaction, from, '3.20', image.digest, Date.now(), systemOrigin('import'), Date.now(), noReceivers));
       for (const path of [
         '/api/v1/repositories/docker.io/library/alpine/-/tags/3.20/history',
         '/api/v1/repositories/docker.io/alpine/-/tags/3.20/history',
@@ -367,7 +367,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
       await db.updateTable('repository_blobs').set((eb) => ({ created_at: eb('created_at', '-', 2 * hour) })).execute();
       const stores = { storage: registry.storage, metadata: db, clock: registry.clock };
 
-      const kept = await new GarbageCollector(stores, silent, null, 14 * 24 * hour).run({ dryRun: false, untagged: true, graceMs: hour });
+      const kept = await new GarbageCollector(stores, silent, null, 14 * 24 * hour, noReceivers).run({ dryRun: false, untagged: true, graceMs: hour });
       assert.equal(kept.manifests, 0, 'the manifest prod pointed at a moment ago stays (14 days by default)');
       assert.deepEqual(
         kept.kept.timeMachine,
@@ -378,7 +378,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
       await restore(registry.request, 'team/app', 'prod', { digest: old.digest }).expect(200);
       await restore(registry.request, 'team/app', 'prod', { digest: current.digest }).expect(200);
 
-      const collected = await new GarbageCollector(stores, silent, null, 0).run({ dryRun: false, untagged: true, graceMs: hour });
+      const collected = await new GarbageCollector(stores, silent, null, 0, noReceivers).run({ dryRun: false, untagged: true, graceMs: hour });
       assert.equal(collected.manifests, 1, 'with no time machine the old manifest goes');
       const [event] = await events(registry.request, '?action=collected');
       assert.deepEqual([event?.target, event?.from, event?.actor, event?.authMethod], ['manifest', old.digest, 'system$gc', 'system']);

@@ -4,7 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import { GarbageCollector, type GcReport } from '../../src/gc/collector.js';
 import { openMetadataDatabase } from '../../src/metadata/database.js';
 import { acquireGcLock, releaseGcLock } from '../../src/metadata/gc.js';
-import { MirrorCacheImport } from '../../src/mirror/cache-import.js';
+import { linkMirrorBlob } from '../../src/metadata/mirror.js';
+import { noReceivers } from '../../src/metadata/audit.js';
+import { storeVerifiedBlob } from '../../src/registry/verified-blob.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import { rebuildMetadata } from '../../src/registry/rebuild.js';
 import { storagePaths } from '../../src/storage/paths.js';
@@ -23,7 +25,7 @@ const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as Co
 const storesOf = (registry: TestRegistry) => registry.stores;
 /** A collection with an hour's grace and no time machine (audit.timemachine 0: the audit tests cover it). */
 const collect = (registry: TestRegistry, options: Partial<{ dryRun: boolean; untagged: boolean; graceMs: number }> = {}): Promise<GcReport> =>
-  new GarbageCollector(storesOf(registry), silent, null, 0).run({ dryRun: false, untagged: false, graceMs: hour, ...options });
+  new GarbageCollector(storesOf(registry), silent, null, 0, noReceivers).run({ dryRun: false, untagged: false, graceMs: hour, ...options });
 
 /** Moves every recorded time back, as if all that exists had been pushed and used long ago. */
 async function ageEverything(registry: TestRegistry, by: number): Promise<void> {
@@ -104,7 +106,9 @@ describe('garbage collection: what is live stays, what nothing refers to goes', 
     await pushBlob(request, 'team/app', unlinked);
     await request.delete(`/v2/team/app/blobs/${unlinked.digest}`).expect(202);
     await pushBlob(request, 'team/app', headed);
-    await new MirrorCacheImport(storesOf(registry)).putBlob({ upstream: 'docker.io', repository: 'library/alpine' }, cached.digest, cached.bytes.length, Readable.from([cached.bytes]));
+    // As a mirror fetch or a carried-in bundle leaves it: verified bytes, linked into the upstream repository's cache.
+    await storeVerifiedBlob(storesOf(registry), parseDigest(cached.digest), cached.bytes.length, Readable.from([cached.bytes]));
+    await linkMirrorBlob(registry.metadata.db, { upstream: 'docker.io', repository: 'library/alpine' }, cached.digest, registry.clock.now());
     await ageEverything(registry, 2 * hour);
     // After the push long ago: a client HEADs a layer it is about to name, another uploads one.
     await request.head(`/v2/team/app/blobs/${headed.digest}`).expect(200);

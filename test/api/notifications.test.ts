@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { imageManifest, pushManifest } from '../helpers/images.js';
+import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
 import { pushBlob } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { mirrorConfigFor, startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const secret = 'receiver-shared-secret';
 
@@ -234,5 +235,79 @@ describe('the notification outbox is bounded by notifications.retention', () => 
     } finally {
       await registry.close();
     }
+  });
+});
+
+/**
+ * Every writer notifies and records as a push does (the tag ledger): a restore, a garbage collection
+ * of untagged manifests, and a mirror's cached tags first seen, moved upstream and gone upstream.
+ */
+describe('every writer sends webhooks and writes audit events: restore, GC of untagged manifests, mirror tag moves', () => {
+  let registry: TestRegistry;
+  let upstream: TestUpstream;
+  let receiver: WebhookReceiver;
+  before(async () => {
+    receiver = await startWebhookReceiver();
+    upstream = await startTestUpstream();
+    registry = await createTestRegistry({
+      // No time machine: a manifest untagged a moment ago is garbage at once (grace=0s below).
+      audit: { timeMachineMs: 0 },
+      mirror: mirrorConfigFor(upstream, { repositories: ['team-a/**'], ttl: '0s' }),
+      notifications: { endpoints: [{ name: 'ci', url: receiver.url, backoff: '50ms' }] },
+    });
+  });
+  after(async () => {
+    await registry?.close();
+    await upstream?.close();
+    await receiver?.close();
+  });
+
+  const delivered = () => receiver.accepted.flatMap((request) => request.events);
+  const audited = async (query: string) =>
+    ((await registry.request.get(`/api/v1/audit/events?${query}`).expect(200)).body as { events: Array<{ action: string; tag: string | null; from: string | null; to: string | null; upstream: string | null }> }).events;
+
+  it('a restore over HTTP and a collection of the manifest it left untagged', async () => {
+    const first = imageManifest();
+    const second = imageManifest();
+    await pushManifest(registry.request, 'team/svc', 'prod', first);
+    await pushManifest(registry.request, 'team/svc', 'prod', second);
+    await registry.request.post('/api/v1/repositories/team/svc/tags/prod/restore').set('Content-Type', 'application/json').send({ digest: first.digest }).expect(200);
+    await receiver.waitFor(3);
+    const restored = delivered()[2]!;
+    assert.deepEqual([restored.action, restored.target.tag, restored.target.digest, restored.target.previousDigest], ['push', 'prod', first.digest, second.digest]);
+
+    const started = await registry.request.post('/api/v1/gc?dryrun=false&untagged=true&grace=0s').expect(202);
+    for (let state = 'running'; state === 'running'; ) {
+      state = ((await registry.request.get(`/api/v1/gc/${(started.body as { id: number }).id}`).expect(200)).body as { state: string }).state;
+    }
+    await receiver.waitFor(4);
+    const collected = delivered()[3]!;
+    assert.deepEqual([collected.action, collected.target.repository, collected.target.digest, collected.target.tag], ['delete', 'team/svc', second.digest, undefined]);
+    const events = await audited('repository=team/svc&action=collected');
+    assert.deepEqual(events.map((event) => event.from), [second.digest]);
+  });
+
+  it('a mirrored tag first seen, moved upstream and gone upstream', async () => {
+    const one = imageManifest();
+    const two = imageManifest();
+    const agent = await upstream.pusher(['repository:team-a/app:pull,push,delete']);
+    await pushManifest(agent, 'team-a/app', 'v1', one);
+    const before = delivered().length;
+    await registry.request.get('/v2/central/team-a/app/manifests/v1').set('Accept', allManifestTypes).expect(200);
+    await pushManifest(agent, 'team-a/app', 'v1', two);
+    await registry.request.get('/v2/central/team-a/app/manifests/v1').set('Accept', allManifestTypes).expect(200);
+    await agent.delete('/v2/team-a/app/manifests/v1').expect(202);
+    await registry.request.get('/v2/central/team-a/app/manifests/v1').set('Accept', allManifestTypes).expect(404);
+    await receiver.waitFor(before + 3);
+    assert.deepEqual(
+      delivered().slice(before).map((event) => [event.action, event.target.upstream, event.target.repository, event.target.tag, event.target.digest, event.target.previousDigest]),
+      [
+        ['push', 'central', 'team-a/app', 'v1', one.digest, undefined],
+        ['push', 'central', 'team-a/app', 'v1', two.digest, one.digest],
+        ['delete', 'central', 'team-a/app', 'v1', two.digest, undefined],
+      ],
+    );
+    const events = await audited('repository=team-a/app&tag=v1');
+    assert.deepEqual(events.map((event) => [event.action, event.upstream]), [['gone', 'central'], ['moved', 'central'], ['seen', 'central']]);
   });
 });

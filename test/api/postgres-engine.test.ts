@@ -44,6 +44,42 @@ describe('the registry on a PostgreSQL metadata database', { skip }, () => {
     assert.deepEqual((await registry.request.get('/v2/pg/app/tags/list').expect(200)).body, { name: 'pg/app', tags: [] });
   });
 
+  it('two replicas, one deleting a tag while the other pushes it again: the storage link always matches the row', async () => {
+    // Race closed (see finishPendingKey): a delete's link removal after its commit must not remove
+    // the link a push on another replica has just written; nothing orders them but the database.
+    const other = await registry.replica();
+    try {
+      const images = Array.from({ length: 2 }, () => imageManifest({ layerSize: 50 }));
+      for (const image of images) await pushManifest(registry.request, 'pg/flap', image.digest, image);
+      for (let round = 0; round < 15; round++) {
+        const image = images[round % 2]!;
+        await registry.request.put('/v2/pg/flap/manifests/latest').set('Content-Type', ociManifestType).send(image.bytes.toString()).expect(201);
+        // Several of each at once, from both replicas, so that pushes wait on a delete's row lock.
+        const replies = await Promise.all(
+          Array.from({ length: 8 }, (_, index) => {
+            const replica = index % 4 < 2 ? registry : other;
+            return index % 2 === 0
+              ? replica.request.delete('/v2/pg/flap/manifests/latest').then((reply) => ({ kind: 'delete', status: reply.status }))
+              : replica.request.put('/v2/pg/flap/manifests/latest').set('Content-Type', ociManifestType).send(images[(round + index) % 2]!.bytes.toString()).then((reply) => ({ kind: 'push', status: reply.status }));
+          }),
+        );
+        for (const reply of replies) assert.ok(reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201, `${reply.kind}: ${reply.status}`);
+        const head = await registry.request.head('/v2/pg/flap/manifests/latest').set('Accept', allManifestTypes);
+        const link = await registry.storage.stat('repositories/pg/flap/_tags/latest');
+        if (head.status === 404) {
+          assert.equal(link, null, `round ${round}: no tag row, no link`);
+        } else {
+          const bytes: Buffer[] = [];
+          for await (const chunk of await registry.storage.read('repositories/pg/flap/_tags/latest')) bytes.push(chunk as Buffer);
+          assert.equal(Buffer.concat(bytes).toString(), head.headers['docker-content-digest'], `round ${round}: the link names the tag's digest`);
+        }
+        assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').select('key').execute(), []);
+      }
+    } finally {
+      await other.close();
+    }
+  });
+
   it('20 clients pushing one tag at once leave it consistent', async () => {
     const manifests = Array.from({ length: 20 }, () => imageManifest({ layerSize: 50 }));
     for (const manifest of manifests) await pushManifest(registry.request, 'pg/race', manifest.digest, manifest);

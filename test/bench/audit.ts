@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AuditService } from '../../src/audit/audit-service.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent } from '../../src/metadata/audit.js';
+import { appendAuditEvents, noReceivers, type AuditOrigin, type NewAuditEvent } from '../../src/metadata/audit.js';
 import { canonicalEvent } from '../../src/metadata/audit-hash.js';
 import { openMetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
 import { insertManifest } from '../../src/metadata/manifests.js';
@@ -70,7 +70,7 @@ async function moveRate(writers: MetadataDb[], repository: string, repositoryId:
           const { previous } = await moveTag(transaction, repositoryId, tag, target.id, Date.now());
           if (!audited || previous === target.digest) return;
           const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: previous === null ? 'created' : 'moved', from: previous, to: target.digest, mediaType: null };
-          await appendAuditEvents(transaction, [event], origin, Date.now());
+          await appendAuditEvents(transaction, [event], origin, Date.now(), noReceivers);
         });
       }
     }),
@@ -104,7 +104,7 @@ async function bench(label: string, url: string): Promise<void> {
       for (let index = start; index < Math.min(eventCount, start + batch); index++) {
         events.push({ target: 'tag', repository: `team-${index % 100}/app`, tag: `v${(index >> 7) % 20}`, upstream: null, action: 'moved', from: digestOf(index - 1), to: digestOf(index), mediaType: 'application/vnd.oci.image.manifest.v1+json' });
       }
-      await appendAuditEvents(db, events, { ...origin, actor: `user-${start % 5}` }, Date.now() - (eventCount - start) * 1000);
+      await appendAuditEvents(db, events, { ...origin, actor: `user-${start % 5}` }, Date.now() - (eventCount - start) * 1000, noReceivers);
     }
     const bulkSeconds = Number(process.hrtime.bigint() - bulkStarted) / 1e9;
     const audit = new AuditService(db, null, systemClock);

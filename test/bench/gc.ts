@@ -12,6 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { GarbageCollector, type GcReport } from '../../src/gc/collector.js';
+import { noReceivers } from '../../src/metadata/audit.js';
 import { openMetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
@@ -94,7 +95,7 @@ async function collectOnce(root: string, databaseUrl: string, data: Dataset): Pr
   try {
     await insertRows(database.db, data);
     const storage = await FilesystemDriver.open(root);
-    return await new GarbageCollector({ storage, metadata: database.db, clock: systemClock }, pino({ level: 'silent' }), null, defaultTimeMachineMs).run({ dryRun: false, untagged: false, graceMs: hour });
+    return await new GarbageCollector({ storage, metadata: database.db, clock: systemClock }, pino({ level: 'silent' }), null, defaultTimeMachineMs, noReceivers).run({ dryRun: false, untagged: false, graceMs: hour });
   } finally {
     await database.close();
   }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AuditService } from '../../src/audit/audit-service.js';
-import { appendAuditEvents, listAuditEvents, pruneAuditEvents, readAuditChainHead, systemOrigin, type NewAuditEvent } from '../../src/metadata/audit.js';
+import { appendAuditEvents, listAuditEvents, noReceivers, pruneAuditEvents, readAuditChainHead, systemOrigin, type NewAuditEvent } from '../../src/metadata/audit.js';
 import { engineOf, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
 import { insertManifest } from '../../src/metadata/manifests.js';
 import { ensureRepository } from '../../src/metadata/repositories.js';
 import { findTag, moveTag } from '../../src/metadata/tags.js';
-import { recordManifest, type ManifestWriteRules } from '../../src/registry/manifest-rows.js';
+import { manifestEvents, writeManifestRows } from '../../src/registry/manifest-rows.js';
 import { parseManifest } from '../../src/oci/manifest.js';
 import { imageManifest } from '../helpers/images.js';
 import { testBlob } from '../helpers/blobs.js';
@@ -27,7 +27,7 @@ async function moveWithEvent(db: MetadataDb, repository: string, repositoryId: n
     const { previous } = await moveTag(transaction, repositoryId, tag, manifest.id, Date.now());
     if (previous === manifest.digest) return;
     const event: NewAuditEvent = { target: 'tag', repository, tag, upstream: null, action: previous === null ? 'created' : 'moved', from: previous, to: manifest.digest, mediaType: null };
-    await appendAuditEvents(transaction, [event], origin(actor), Date.now());
+    await appendAuditEvents(transaction, [event], origin(actor), Date.now(), noReceivers);
   });
 }
 
@@ -50,11 +50,14 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
     it('writes a tag change and its event in one transaction: a change that fails leaves neither', async () => {
       const image = imageManifest();
       const manifest = parseManifest(image.bytes, image.mediaType);
-      const audited: ManifestWriteRules = { origin: origin('alice'), recordUnchanged: false, recordPush: false, now: Date.now() };
+      const record = { repository: 'audit/fail', digest: image.digest, payload: image.bytes, manifest, blobDigests: image.blobs.map((blob) => blob.digest), childIds: [], tags: ['prod'] };
       const headBefore = await readAuditChainHead(database.db);
       // Its blobs were never recorded: the manifest's blob rows fail their foreign keys.
       await assert.rejects(
-        recordManifest(database.db, { repository: 'audit/fail', digest: image.digest, payload: image.bytes, manifest, blobDigests: image.blobs.map((blob) => blob.digest), childIds: [], tags: ['prod'] }, audited),
+        database.db.transaction().execute(async (transaction) => {
+          const written = await writeManifestRows(transaction, record, Date.now());
+          await appendAuditEvents(transaction, manifestEvents(record, written, { recordUnchanged: false, recordPush: false }), origin('alice'), Date.now(), noReceivers);
+        }),
       );
       assert.deepEqual(await readAuditChainHead(database.db), headBefore, 'the chain did not move');
       assert.deepEqual(await listAuditEvents(database.db, { repository: 'audit/fail' }, 10), []);
@@ -65,7 +68,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       await assert.rejects(
         database.db.transaction().execute(async (transaction) => {
           await moveTag(transaction, repository.id, 'prod', first.id, Date.now());
-          await appendAuditEvents(transaction, [{ target: 'tag', repository: 'audit/rollback', tag: 'prod', upstream: null, action: 'created', from: null, to: first.digest, mediaType: null }], origin('alice'), Date.now());
+          await appendAuditEvents(transaction, [{ target: 'tag', repository: 'audit/rollback', tag: 'prod', upstream: null, action: 'created', from: null, to: first.digest, mediaType: null }], origin('alice'), Date.now(), noReceivers);
           throw new Error('the storage link could not be written');
         }),
         /storage link/,
@@ -74,7 +77,11 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       assert.deepEqual(await listAuditEvents(database.db, { repository: 'audit/rollback' }, 10), []);
       assert.deepEqual(await readAuditChainHead(database.db), headBefore);
 
-      await recordManifest(database.db, { repository: 'audit/ok', digest: image.digest, payload: image.bytes, manifest, blobDigests: [], childIds: [], tags: ['prod'] }, audited);
+      const succeeding = { ...record, repository: 'audit/ok', blobDigests: [] };
+      await database.db.transaction().execute(async (transaction) => {
+        const written = await writeManifestRows(transaction, succeeding, Date.now());
+        await appendAuditEvents(transaction, manifestEvents(succeeding, written, { recordUnchanged: false, recordPush: false }), origin('alice'), Date.now(), noReceivers);
+      });
       const [created] = await listAuditEvents(database.db, { repository: 'audit/ok' }, 10);
       assert.equal(created?.action, 'created');
       assert.equal(created?.to, image.digest);
@@ -165,7 +172,7 @@ export function auditContract(name: string, make: () => Promise<DatabaseUnderTes
       assert.ok(verified.ok, JSON.stringify(verified.problem));
       assert.equal(verified.events, 1);
       assert.deepEqual(verified.cut?.id, head.lastId);
-      await appendAuditEvents(database.db, [{ target: 'tag', repository: 'audit/prune', tag: 'x', upstream: null, action: 'created', from: null, to: 'sha256:00', mediaType: null }], systemOrigin('test'), Date.now());
+      await appendAuditEvents(database.db, [{ target: 'tag', repository: 'audit/prune', tag: 'x', upstream: null, action: 'created', from: null, to: 'sha256:00', mediaType: null }], systemOrigin('test'), Date.now(), noReceivers);
       assert.ok((await audit.verify()).ok);
     });
   });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { findBlob, findLinkedBlob, findLinkedBlobSizes, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
-import { openMetadataDatabase, type MetadataDatabase } from '../../src/metadata/database.js';
+import { engineOf, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
 import {
   countManifests,
   deleteManifest,
@@ -32,6 +33,7 @@ import {
 } from '../../src/metadata/mirror.js';
 import {
   acquireGcLock,
+  addPending,
   claimBlobWrite,
   currentGcHolder,
   deleteGarbageBlobs,
@@ -40,21 +42,33 @@ import {
   findGarbageBlobs,
   findGarbageManifests,
   findUnrecordedDigests,
+  finishPendingKey,
   isPendingDeletion,
   listPending,
   releaseBlobWrite,
   releaseGcLock,
   renewGcLock,
+  takeBackPendingKey,
   touchBlob,
 } from '../../src/metadata/gc.js';
 import { deleteTag, findTag, listTags, moveTag } from '../../src/metadata/tags.js';
-import { systemOrigin } from '../../src/metadata/audit.js';
+import { noReceivers, systemOrigin } from '../../src/metadata/audit.js';
 import { advanceUpload, deleteUpload, findUpload, insertUploadWithinLimits } from '../../src/metadata/uploads.js';
 import { testBlob } from '../helpers/blobs.js';
 
 export interface DatabaseUnderTest {
   url: string;
   cleanup(): Promise<void>;
+}
+
+/** PostgreSQL: until another session of this database waits on a lock (the step a race test needs to have happened). */
+async function waitForLockWait(db: MetadataDb): Promise<void> {
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const { rows } = await sql<{ waiting: number }>`select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(db);
+    if ((rows[0]?.waiting ?? 0) > 0) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error('no session came to wait on the lock');
 }
 
 /** A digest of fresh random bytes: distinct for every call. */
@@ -203,6 +217,55 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await findTag(database.db, repository.id, 'latest'), undefined);
     });
 
+    it('a link removal a delete left pending and a writer of the same key are ordered: the writer waits for the removal, or the removal finds nothing', async () => {
+      // Removal first: it holds its claim of the key while it removes the object; the writer's take-back waits for it.
+      const key = `repositories/contract/_tags/${randomDigest().slice(7, 19)}`;
+      await addPending(database.db, [{ key, digest: null }], Date.now());
+      let entered!: () => void;
+      const removing = new Promise<void>((resolve) => (entered = resolve));
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let removed = false;
+      const removal = finishPendingKey(database.db, key, async () => {
+        entered();
+        await held;
+        removed = true;
+      });
+      await removing;
+      const writer = database.db.transaction().execute(async (transaction) => {
+        await takeBackPendingKey(transaction, key);
+        // Here the writer writes the link again: the removal must be over.
+        return removed;
+      });
+      if (engineOf(database.db) === 'postgres') await waitForLockWait(database.db);
+      release();
+      assert.equal(await removal, true, 'the removal found its row and removed the object');
+      assert.equal(await writer, true, 'the writer went on only once the removal had finished');
+
+      // Writer first: the removal, started while the writer's transaction is open, finds nothing to remove.
+      await addPending(database.db, [{ key, digest: null }], Date.now());
+      let writing!: () => void;
+      const writerIn = new Promise<void>((resolve) => (writing = resolve));
+      let commit!: () => void;
+      const committing = new Promise<void>((resolve) => (commit = resolve));
+      const second = database.db.transaction().execute(async (transaction) => {
+        await takeBackPendingKey(transaction, key);
+        writing();
+        await committing;
+      });
+      await writerIn;
+      let removedAgain = false;
+      const late = finishPendingKey(database.db, key, async () => {
+        removedAgain = true;
+      });
+      if (engineOf(database.db) === 'postgres') await waitForLockWait(database.db);
+      commit();
+      await second;
+      assert.equal(await late, false);
+      assert.equal(removedAgain, false, 'the link the writer wrote stays');
+      assert.deepEqual(await listPending(database.db, 10), []);
+    });
+
     it('lists tags and repositories in byte order, page by page', async () => {
       const repository = await ensureRepository(database.db, 'order/repo', Date.now());
       const manifest = await insertManifest(database.db, {
@@ -242,15 +305,15 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.deepEqual({ ...found, payload: Buffer.from(found!.payload) }, manifest);
       assert.equal(await findMirrorManifest(database.db, other, manifest.digest), undefined);
 
-      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 1000), undefined);
-      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 2000), manifest.digest);
+      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 1000, noReceivers), undefined);
+      assert.equal(await setMirrorTag(database.db, from, 'latest', manifest.digest, 2000, noReceivers), manifest.digest);
       assert.deepEqual(await findMirrorTag(database.db, from, 'latest'), { digest: manifest.digest, checkedAt: 2000 });
       const moved = randomDigest();
-      assert.equal(await setMirrorTag(database.db, from, 'latest', moved, 3000), manifest.digest);
+      assert.equal(await setMirrorTag(database.db, from, 'latest', moved, 3000, noReceivers), manifest.digest);
       assert.deepEqual(await findMirrorTag(database.db, from, 'latest'), { digest: moved, checkedAt: 3000 });
-      await deleteMirrorTag(database.db, from, 'latest', 4000);
+      await deleteMirrorTag(database.db, from, 'latest', 4000, noReceivers);
       assert.equal(await findMirrorTag(database.db, from, 'latest'), undefined);
-      await deleteMirrorTag(database.db, from, 'latest', 5000);
+      await deleteMirrorTag(database.db, from, 'latest', 5000, noReceivers);
       const history = await listMirrorTagHistory(database.db, { ...from, tag: 'latest', limit: 10 });
       assert.deepEqual(
         history.map((event) => [event.upstream, event.repository, event.tag, event.from, event.to, event.at, event.action]),
@@ -292,12 +355,12 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       const [first, second, third] = [randomDigest(), randomDigest(), randomDigest()];
       const manifest = (digest: string) => ({ digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, payload: Buffer.from('{}') });
       for (const digest of [first, second, third]) await insertMirrorManifest(database.db, from, manifest(digest), Date.now());
-      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, systemOrigin('import'), 50_000), 'created');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, systemOrigin('import'), 51_000), 'unchanged');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1000, systemOrigin('import'), 50_000, noReceivers), 'created');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', first, 1500, systemOrigin('import'), 51_000, noReceivers), 'unchanged');
       assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: first, checkedAt: 1500 }, 'a later sighting of the same digest refreshes the check');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 3000, systemOrigin('import'), 52_000), 'moved');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', third, 2000, systemOrigin('import'), 53_000), 'kept-newer', 'seen at 2000, the cache saw 3000');
-      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 2500, systemOrigin('import'), 54_000), 'unchanged');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 3000, systemOrigin('import'), 52_000, noReceivers), 'moved');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', third, 2000, systemOrigin('import'), 53_000, noReceivers), 'kept-newer', 'seen at 2000, the cache saw 3000');
+      assert.equal(await importMirrorTag(database.db, from, '1.36', second, 2500, systemOrigin('import'), 54_000, noReceivers), 'unchanged');
       assert.deepEqual(await findMirrorTag(database.db, from, '1.36'), { digest: second, checkedAt: 3000 }, 'an older sighting does not turn the check back');
       const history = await listMirrorTagHistory(database.db, { ...from, limit: 10 });
       assert.deepEqual(
@@ -307,7 +370,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
           [null, first, 50_000, 'imported'],
         ],
       );
-      await setMirrorTag(database.db, from, 'latest', third, 4000);
+      await setMirrorTag(database.db, from, 'latest', third, 4000, noReceivers);
       assert.deepEqual(
         (await listCachedTags(database.db, from.upstream)).map((row) => [row.repository, row.tag, row.digest, row.checkedAt]),
         [
@@ -402,7 +465,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       await moveTag(database.db, repository.id, 'late', retagged.id, Date.now());
       const candidates = (await findGarbageManifests(database.db, cutoff - 1, cutoff)).filter((row) => garbage.includes(row.digest));
       const refs = [...candidates, { id: retagged.id, repository: 'gc/repo', digest: retagged.digest }];
-      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, { origin: systemOrigin('gc', lease.holder), detail: null }, (row) => `links/${row.digest}`, Date.now());
+      const deleted = await deleteGarbageManifests(database.db, refs, cutoff, cutoff, lease, { origin: systemOrigin('gc', lease.holder), detail: null, outbox: noReceivers }, (row) => `links/${row.digest}`, Date.now());
       assert.deepEqual(deleted.map((row) => row.digest).sort(), [untagged.digest, untaggedReferrer.digest].sort());
       assert.ok((await findManifest(database.db, repository.id, retagged.digest)) !== undefined);
       assert.deepEqual((await listPending(database.db, 100)).map((entry) => entry.key).sort(), [`links/${untagged.digest}`, `links/${untaggedReferrer.digest}`].sort());

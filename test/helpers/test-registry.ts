@@ -50,6 +50,8 @@ export interface TestRegistry {
   listen(port?: number): Promise<{ server: Server; port: number }>;
   /** Builds a new app on the same storage root and database file, as a restart would. */
   restart(): Promise<void>;
+  /** A second app on the same storage and database, with its own connections and locks: another replica (PostgreSQL). */
+  replica(): Promise<{ request: supertest.Agent; close(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -216,6 +218,17 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
     async restart() {
       await closeCurrent();
       current = await open();
+    },
+    async replica() {
+      const other = await open();
+      return {
+        request: other.request,
+        async close() {
+          await other.registry.services.notifications?.stop();
+          await other.metadata.close();
+          if (other.storage instanceof S3Driver) other.storage.destroy();
+        },
+      };
     },
     async close() {
       await closeCurrent();
