@@ -15,6 +15,7 @@ import { meteredStorage } from './metrics/metered-storage.js';
 import type { RegistryMetrics } from './metrics/registry-metrics.js';
 import { MirrorCacheImport } from './mirror/cache-import.js';
 import { MirrorService } from './mirror/mirror-service.js';
+import { RepositoryContents } from './mirror/mirrored-content.js';
 import { mirrorSettings, type MirrorSettings } from './mirror/settings.js';
 import { NotificationDeliverer } from './notifications/deliverer.js';
 import { NotificationPayloads } from './notifications/payload.js';
@@ -115,6 +116,7 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
   const listings = new ListingService(stores, undefined, tagCaches?.tagLists, listedUpstreams);
   const collector = new GarbageCollector(stores, logger, settings.mirror, audit.timeMachineMs, outbox);
   const referrers = new ReferrersService(stores);
+  const mirror = settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, ledger, logger) : null;
   const services: RegistryServices = {
     blobs,
     uploads: new UploadService(stores, settings.limits.uploads),
@@ -122,7 +124,8 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     referrers,
     listings,
     browsing: new BrowsingService(stores, listedUpstreams),
-    mirror: settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, ledger, logger) : null,
+    mirror,
+    content: new RepositoryContents({ manifests, blobs, listings, referrers }, mirror),
     mirrorCache: settings.mirror ? new MirrorCacheImport(stores, ledger) : null,
     gc: { collector, metadata, defaults: settings.gc },
     audit: new AuditService(metadata, manifests, clock),

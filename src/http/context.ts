@@ -14,6 +14,7 @@ import type { RetentionService } from '../retention/retention-service.js';
 import type { NotificationDeliverer } from '../notifications/deliverer.js';
 import type { Readiness } from '../health/readiness.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
+import type { RepositoryContents } from '../mirror/mirrored-content.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
 export interface RegistryState {
@@ -52,6 +53,8 @@ export interface RegistryServices {
   browsing: BrowsingService;
   /** The pull-through mirror, when upstreams are configured. */
   mirror: MirrorService | null;
+  /** What a request's name reads, local or mirrored: the read handlers go through it. */
+  content: RepositoryContents;
   /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */
   mirrorCache: MirrorCacheImport | null;
   /** Garbage collection, started over HTTP by operators. */

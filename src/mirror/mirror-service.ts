@@ -10,7 +10,8 @@ import { negotiateManifest, type ManifestContent } from '../registry/manifest-ne
 import type { ManifestService } from '../registry/manifests.js';
 import { referrersIndex, type ReferrersIndex, type ReferrersService } from '../registry/referrers.js';
 import { MirrorAddressing, type MirrorTarget } from './addressing.js';
-import { MirroredBlobs, type MirroredBlob } from './mirrored-blobs.js';
+import { MirroredBlobs } from './mirrored-blobs.js';
+import type { BlobOpening } from '../registry/repository-content.js';
 import type { TagLedger } from '../registry/tag-ledger.js';
 import { MirroredManifests } from './mirrored-manifests.js';
 import { MirroredReferrers } from './mirrored-referrers.js';
@@ -19,7 +20,6 @@ import type { MirrorSettings } from './settings.js';
 import type { UpstreamStatus } from './upstream-health.js';
 import { Upstreams } from './upstreams.js';
 
-export type { MirroredBlob } from './mirrored-blobs.js';
 
 const localMisses = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'BLOB_UNKNOWN']);
 
@@ -135,7 +135,7 @@ export class MirrorService {
    * GET of a blob: local or cached bytes, else a share of the one upstream fetch of it; without
    * `streamWhileFetching` (a range request) the fetch is waited for and the stored bytes answered.
    */
-  async openBlob(target: MirrorTarget, localName: string, digestText: string, via?: string, options = { streamWhileFetching: true }): Promise<MirroredBlob> {
+  async openBlob(target: MirrorTarget, localName: string, digestText: string, via?: string, options = { streamWhileFetching: true }): Promise<BlobOpening> {
     const local = await this.tryLocal(target, () => this.local.blobs.stat(localName, digestText));
     if (local) return { kind: 'stored', blob: local };
     return this.blobs.open(target, parseDigest(digestText), via, options);

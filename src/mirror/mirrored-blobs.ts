@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { BlobOpening } from '../registry/repository-content.js';
 import type { Logger } from 'pino';
 import { findBlob, insertBlob } from '../metadata/blobs.js';
 import { isForeignKeyViolation } from '../metadata/database.js';
@@ -14,10 +14,6 @@ import { SingleFlight } from './single-flight.js';
 import { upstreamRepository, type Upstreams } from './upstreams.js';
 
 /** What the mirror answers for a blob: bytes already here, or a stream of an upstream fetch in progress. */
-export type MirroredBlob =
-  | { kind: 'stored'; blob: BlobDescriptor }
-  | { kind: 'fetching'; digest: string; size: number | null; stream: Readable };
-
 function blobUnknownUpstream(target: MirrorTarget, digest: string): RegistryError {
   return new RegistryError('BLOB_UNKNOWN', {
     message: `upstream ${target.upstream.name} has no blob ${digest} in ${target.repository}`,
@@ -57,7 +53,7 @@ export class MirroredBlobs {
    * GET: cached bytes, else a share of the one upstream fetch of it; without `streamWhileFetching`
    * (a range request) the fetch is waited for and the stored bytes answered.
    */
-  async open(target: MirrorTarget, digest: Digest, via: string | undefined, options: { streamWhileFetching: boolean }): Promise<MirroredBlob> {
+  async open(target: MirrorTarget, digest: Digest, via: string | undefined, options: { streamWhileFetching: boolean }): Promise<BlobOpening> {
     const health = this.upstreams.health(target);
     const cached = await findMirrorBlob(this.stores.metadata, upstreamRepository(target), digest.value);
     if (cached) {

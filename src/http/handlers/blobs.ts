@@ -1,5 +1,4 @@
 import { RegistryError } from '../../oci/errors.js';
-import type { BlobDescriptor } from '../../registry/context.js';
 import type { RegistryContext, RegistryServices } from '../context.js';
 import { interpretRangeHeader } from '../range.js';
 import { decodeSegment, requestOrigin, respondEmpty } from '../request-parts.js';
@@ -15,14 +14,11 @@ function setContentHeaders(ctx: RegistryContext, blob: { digest: string }): void
   ctx.set('X-Content-Type-Options', 'nosniff');
 }
 
-export function blobHandlers({ blobs, mirror }: RegistryServices) {
+export function blobHandlers({ blobs, content }: RegistryServices) {
+  const contentOf = (ctx: RegistryContext, params: RouteParams) => content.of(params, ctx.get('via') || undefined);
   return {
     async head(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const digest = decodeSegment(params.reference);
-      const blob =
-        params.mirror && mirror
-          ? await mirror.statBlob(params.mirror, params.repository, digest, ctx.get('via') || undefined)
-          : await blobs.stat(params.repository, digest);
+      const blob = await contentOf(ctx, params).statBlob(decodeSegment(params.reference));
       setContentHeaders(ctx, blob);
       ctx.status = 200;
       ctx.type = 'application/octet-stream';
@@ -30,24 +26,18 @@ export function blobHandlers({ blobs, mirror }: RegistryServices) {
     },
 
     async get(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const digest = decodeSegment(params.reference);
-      let blob: BlobDescriptor;
-      if (params.mirror && mirror) {
-        const ranged = ctx.get('range') !== '';
-        const mirrored = await mirror.openBlob(params.mirror, params.repository, digest, ctx.get('via') || undefined, { streamWhileFetching: !ranged });
-        if (mirrored.kind === 'fetching') {
-          // Bytes arriving from upstream, shared with every client asking meanwhile.
-          setContentHeaders(ctx, mirrored);
-          ctx.status = 200;
-          ctx.body = mirrored.stream;
-          ctx.type = 'application/octet-stream';
-          if (mirrored.size !== null) ctx.length = mirrored.size;
-          return;
-        }
-        blob = mirrored.blob;
-      } else {
-        blob = await blobs.stat(params.repository, digest);
+      const ranged = ctx.get('range') !== '';
+      const opened = await contentOf(ctx, params).openBlob(decodeSegment(params.reference), { streamWhileFetching: !ranged });
+      if (opened.kind === 'fetching') {
+        // Bytes arriving from upstream, shared with every client asking meanwhile.
+        setContentHeaders(ctx, opened);
+        ctx.status = 200;
+        ctx.body = opened.stream;
+        ctx.type = 'application/octet-stream';
+        if (opened.size !== null) ctx.length = opened.size;
+        return;
       }
+      const { blob } = opened;
       const wanted = interpretRangeHeader(ctx.get('range') || undefined, blob.size);
       if (wanted.kind === 'unsatisfiable') {
         throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${blob.size}` } });

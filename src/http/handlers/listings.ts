@@ -10,12 +10,12 @@ function linkNextPage(ctx: RegistryContext, result: PageResult): void {
   if (result.more && last !== undefined) setNextPageLink(ctx, { limit: result.entries.length, last, keep: ['ns'] });
 }
 
-export function listingHandlers({ listings, referrers, mirror }: RegistryServices) {
+export function listingHandlers({ listings, content }: RegistryServices) {
   return {
-    async tags(ctx: RegistryContext, { repository, mirror: target }: RouteParams): Promise<void> {
-      const result = target && mirror ? await mirror.tags(target, repository, pagination(ctx)) : await listings.tags(repository, pagination(ctx));
+    async tags(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const result = await content.of(params, ctx.get('via') || undefined).tags(pagination(ctx));
       linkNextPage(ctx, result);
-      ctx.body = { name: repository, tags: result.entries };
+      ctx.body = { name: params.repository, tags: result.entries };
     },
 
     async catalog(ctx: RegistryContext): Promise<void> {
@@ -24,11 +24,9 @@ export function listingHandlers({ listings, referrers, mirror }: RegistryService
       ctx.body = { repositories: result.entries };
     },
 
-    async referrers(ctx: RegistryContext, { repository, reference, mirror: target }: RouteParams): Promise<void> {
+    async referrers(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const artifactType = queryParameter(ctx, 'artifactType') || undefined;
-      const digest = decodeSegment(reference);
-      const index =
-        target && mirror ? await mirror.referrers(target, repository, digest, artifactType, ctx.get('via') || undefined) : await referrers.list(repository, digest, artifactType);
+      const index = await content.of(params, ctx.get('via') || undefined).referrers(decodeSegment(params.reference), artifactType);
       if (artifactType) ctx.set('OCI-Filters-Applied', 'artifactType');
       ctx.body = index;
       ctx.type = mediaTypes.ociIndex;

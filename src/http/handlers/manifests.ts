@@ -16,15 +16,12 @@ function notModified(ctx: RegistryContext, digest: string): boolean {
   return header !== '' && header.split(',').some((value) => [digest, `"${digest}"`].includes(value.trim()));
 }
 
-export function manifestHandlers({ manifests, mirror }: RegistryServices) {
+export function manifestHandlers({ manifests, content }: RegistryServices) {
   // Reads are passed on to the pull counter (audit.pulls), which decides what is a pull of a tag.
-  const fetch = (ctx: RegistryContext, params: RouteParams) => {
-    const accepted = acceptedMediaTypes(ctx.req.headers.accept);
-    const reference = decodeSegment(params.reference);
-    return params.mirror && mirror
-      ? mirror.manifest(params.mirror, params.repository, reference, accepted, ctx.get('via') || undefined)
-      : manifests.get(params.repository, reference, accepted, { method: ctx.method === 'HEAD' ? 'HEAD' : 'GET', origin: () => requestOrigin(ctx) });
-  };
+  const fetch = (ctx: RegistryContext, params: RouteParams) =>
+    content
+      .of(params, ctx.get('via') || undefined)
+      .manifest(decodeSegment(params.reference), acceptedMediaTypes(ctx.req.headers.accept), { method: ctx.method === 'HEAD' ? 'HEAD' : 'GET', origin: () => requestOrigin(ctx) });
 
   return {
     async head(ctx: RegistryContext, params: RouteParams): Promise<void> {
