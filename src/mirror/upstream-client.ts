@@ -1,5 +1,5 @@
 import type { ReadableStream as WebReadableStream, ReadableStreamDefaultReader } from 'node:stream/web';
-import { parseChallenge } from '../auth/challenge.js';
+import { discard, RegistryClient, RemoteTokenError, RemoteUnreachableError, type RemoteReply } from '../remote/registry-client.js';
 import type { UpstreamHealth } from './upstream-health.js';
 import type { UpstreamSettings } from './settings.js';
 import type { Clock } from '../clock.js';
@@ -82,45 +82,51 @@ async function errorMessageOf(response: Response): Promise<string> {
   }
 }
 
-function discard(response: Response): void {
-  response.body?.cancel().catch(() => {});
-}
-
 /**
- * Requests to one upstream registry, with the Docker token flow (401 challenge → realm → bearer
- * token, cached per scope until it expires), Basic credentials, a timeout on each answer, the
- * circuit breaker of its health, and our Via.
+ * Requests to one upstream registry through the shared registry client (the Docker token flow,
+ * Basic credentials, a timeout on each answer), with the circuit breaker of its health and our Via.
  */
 export class UpstreamClient {
-  private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
-  /** The upstream asked for Basic credentials once: send them up front from then on. */
-  private basicChallenged = false;
+  private readonly remote: RegistryClient;
 
   constructor(
     readonly settings: UpstreamSettings,
     readonly health: UpstreamHealth,
     private readonly instanceId: string,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.remote = new RegistryClient({
+      baseUrl: settings.url,
+      credentials: settings.credentials,
+      timeoutMs: settings.timeoutMs,
+      userAgent: 'oci-registry-mirror',
+      redirect: 'follow',
+      clock,
+      onRequest: () => this.health.counters.upstreamRequests++,
+    });
+  }
 
   async request(method: 'GET' | 'HEAD', path: string, request: UpstreamRequest): Promise<UpstreamReply> {
     const wait = this.health.waitMs();
     if (wait > 0) throw new UpstreamUnavailableError(this.settings.name, `not asked again for ${Math.ceil(wait / 1000)}s after failures`, wait);
     const scope = `repository:${request.repository}:pull`;
-    const url = `${this.settings.url}/v2/${path}`;
-    let sent = await this.send(method, url, request, scope);
-    if (sent.response.status === 401) {
-      const challenge = parseChallenge(sent.response.headers.get('www-authenticate'));
-      discard(sent.response);
-      if (challenge?.scheme === 'bearer' && challenge.params.realm) {
-        await this.fetchToken(challenge.params, scope);
-        sent = await this.send(method, url, request, scope);
-      } else if (challenge?.scheme === 'basic' && this.settings.credentials?.kind === 'basic') {
-        this.basicChallenged = true;
-        sent = await this.send(method, url, request, scope);
+    const headers: Record<string, string> = { Via: `${request.via ? `${request.via}, ` : ''}1.1 ${this.instanceId}` };
+    if (request.accept) headers.Accept = request.accept;
+    let reply: RemoteReply;
+    try {
+      reply = await this.remote.send(method, `${this.settings.url}/v2/${path}`, { scopes: [scope], headers });
+    } catch (error) {
+      if (error instanceof RemoteUnreachableError) {
+        this.health.failed(error.reason);
+        throw new UpstreamUnavailableError(this.settings.name, error.reason);
       }
+      if (error instanceof RemoteTokenError) {
+        if (error.status >= 500) this.health.failed(`token service answered ${error.status}`);
+        throw new UpstreamUnavailableError(this.settings.name, error.reason);
+      }
+      throw error;
     }
-    const { response, controller } = sent;
+    const { response } = reply;
     if (response.status === 429) {
       discard(response);
       const retryAfter = parseRetryAfter(response.headers.get('retry-after'), this.clock.now());
@@ -139,75 +145,6 @@ export class UpstreamClient {
     }
     const body = method === 'GET' && response.body ? new UpstreamBody(response.body as WebReadableStream<Uint8Array>) : null;
     if (!body) discard(response);
-    return { status: response.status, headers: response.headers, body, cancel: (reason) => controller.abort(reason) };
+    return { status: response.status, headers: response.headers, body, cancel: reply.cancel };
   }
-
-  private async send(method: string, url: string, request: UpstreamRequest, scope: string): Promise<{ response: Response; controller: AbortController }> {
-    const headers = new Headers({ 'User-Agent': 'oci-registry-mirror', Via: `${request.via ? `${request.via}, ` : ''}1.1 ${this.instanceId}` });
-    if (request.accept) headers.set('Accept', request.accept);
-    const authorization = this.authorization(scope);
-    if (authorization) headers.set('Authorization', authorization);
-    this.health.counters.upstreamRequests++;
-    return this.fetchWithTimeout(url, { method, headers, redirect: 'follow' });
-  }
-
-  private authorization(scope: string): string | null {
-    const cached = this.tokens.get(scope);
-    if (cached && cached.expiresAt > this.clock.now()) return `Bearer ${cached.token}`;
-    const credentials = this.settings.credentials;
-    if (credentials?.kind === 'bearer') return `Bearer ${credentials.token}`;
-    if (credentials?.kind === 'basic' && this.basicChallenged) return basicHeader(credentials.username, credentials.password);
-    return null;
-  }
-
-  private async fetchToken(challenge: Record<string, string>, scope: string): Promise<void> {
-    const tokenUrl = new URL(challenge.realm ?? '');
-    if (challenge.service) tokenUrl.searchParams.set('service', challenge.service);
-    tokenUrl.searchParams.set('scope', challenge.scope ?? scope);
-    const headers = new Headers({ 'User-Agent': 'oci-registry-mirror' });
-    const credentials = this.settings.credentials;
-    if (credentials?.kind === 'basic') {
-      headers.set('Authorization', basicHeader(credentials.username, credentials.password));
-      tokenUrl.searchParams.set('account', credentials.username);
-    }
-    const { response } = await this.fetchWithTimeout(tokenUrl.toString(), { method: 'GET', headers });
-    if (!response.ok) {
-      discard(response);
-      if (response.status >= 500) this.health.failed(`token service answered ${response.status}`);
-      throw new UpstreamUnavailableError(this.settings.name, `its token service answered ${response.status} for ${scope}`);
-    }
-    const reply = (await response.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    const token = typeof reply.token === 'string' ? reply.token : typeof reply.access_token === 'string' ? reply.access_token : '';
-    if (token === '') throw new UpstreamUnavailableError(this.settings.name, 'its token service answered without a token');
-    // The spec's default lifetime is 60 s; renew a little early.
-    const lifetimeMs = (typeof reply.expires_in === 'number' && reply.expires_in > 0 ? reply.expires_in : 60) * 1000;
-    this.tokens.set(scope, { token, expiresAt: this.clock.now() + Math.max(0, lifetimeMs - 10_000) });
-  }
-
-  /** fetch with the upstream's timeout on the answer's headers; network failures count against its health. */
-  private async fetchWithTimeout(url: string, init: RequestInit): Promise<{ response: Response; controller: AbortController }> {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.settings.timeoutMs} ms`)), this.settings.timeoutMs);
-    try {
-      const response = await fetch(url, { ...init, signal: controller.signal });
-      return { response, controller };
-    } catch (error) {
-      const reason = describeFetchError(error, controller.signal);
-      this.health.failed(reason);
-      throw new UpstreamUnavailableError(this.settings.name, reason);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-function basicHeader(username: string, password: string): string {
-  return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-}
-
-function describeFetchError(error: unknown, signal: AbortSignal): string {
-  if (signal.aborted) return signal.reason instanceof Error ? signal.reason.message : 'timed out';
-  // undici's 'fetch failed' hides the reason in its cause: 'getaddrinfo ENOTFOUND host', 'connect ECONNREFUSED …'.
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.message || cause?.code || (error as Error).message;
 }

@@ -1,9 +1,14 @@
 import type { Readable } from 'node:stream';
 import type { ImportedTagOutcome } from '../metadata/mirror.js';
 import { parseChallenge } from '../auth/challenge.js';
+import { systemClock, type Clock } from '../clock.js';
+import { RegistryClient, RemoteTokenError, RemoteUnreachableError } from '../remote/registry-client.js';
 import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
 
 type Body = Buffer | Readable | undefined;
+
+/** How long the registry may take to answer a request once it is sent (a whole blob's upload first). */
+const answerTimeoutMs = 60_000;
 
 type MirrorDestination = Extract<ImportDestination, { kind: 'mirror' }>;
 
@@ -26,15 +31,25 @@ function actingFor(destination: ImportDestination): string {
  * grant, as the registry's challenge names them.
  */
 export class HttpImportTarget implements ImportTarget {
-  private readonly tokens = new Map<string, string>();
-  private basic = false;
+  private readonly remote: RegistryClient;
   /** Where each blob was pushed first, to mount it into other repositories. */
   private readonly pushedTo = new Map<string, string>();
 
   constructor(
     private readonly baseUrl: string,
     private readonly credentials: { username: string; password: string } | null,
-  ) {}
+    clock: Clock = systemClock,
+  ) {
+    this.remote = new RegistryClient({
+      baseUrl,
+      credentials: credentials ? { kind: 'basic', ...credentials } : null,
+      timeoutMs: answerTimeoutMs,
+      userAgent: 'oci-registry-import',
+      // An upload's Location is the registry's to give; a redirect is not what an import expects.
+      redirect: 'manual',
+      clock,
+    });
+  }
 
   async refusal(destination: ImportDestination): Promise<string | null> {
     if (destination.kind === 'local') return null;
@@ -127,68 +142,27 @@ export class HttpImportTarget implements ImportTarget {
   }
 
   /**
-   * One request on behalf of a local repository or a mirrored one (`actingFor`); a 401 is answered
-   * with credentials and retried when the body can be sent again.
+   * One request on behalf of a local repository (push on it) or a mirrored one (what the registry's
+   * challenge names), through the shared registry client: a 401 is answered with credentials and
+   * retried, a streamed body sent once credentials are settled.
    */
   private async send(method: string, pathOrUrl: string, acting: string, body?: Body, headers: Record<string, string> = {}): Promise<Response> {
-    const url = new URL(pathOrUrl, this.baseUrl).toString();
-    const attempt = () => {
-      const all = new Headers(headers);
-      const token = this.tokens.get(acting);
-      if (token) all.set('Authorization', `Bearer ${token}`);
-      else if (this.basic && this.credentials) all.set('Authorization', basicHeader(this.credentials));
-      const init: RequestInit & { duplex?: 'half' } = { method, headers: all, redirect: 'manual' };
-      if (body !== undefined) {
-        init.body = Buffer.isBuffer(body) ? body : (body as unknown as ReadableStream<Uint8Array>);
-        if (!Buffer.isBuffer(body)) init.duplex = 'half';
-      }
-      return fetch(url, init);
-    };
-    // A streamed body can be sent once only: make sure of the credentials first.
-    if (body !== undefined && !Buffer.isBuffer(body) && !this.tokens.has(acting) && !this.basic) {
-      // A GET of the same URL (an upload's status, a cached blob's) draws the challenge, if any.
-      const probe = await this.send('GET', url, acting);
-      await probe.body?.cancel();
+    const scopes = acting.startsWith('mirror:') ? [] : [`repository:${acting}:pull,push`];
+    let response: Response;
+    try {
+      ({ response } = await this.remote.send(method, pathOrUrl, { scopes, tokenKey: acting, headers, ...(body !== undefined ? { body } : {}) }));
+    } catch (error) {
+      if (error instanceof RemoteUnreachableError) throw new ImportError(`${this.baseUrl}: ${error.reason}`);
+      if (error instanceof RemoteTokenError) throw new ImportError(`${this.baseUrl}: could not get a token: ${error.reason}`);
+      throw error;
     }
-    let response = await attempt();
-    if (response.status === 401 && (body === undefined || Buffer.isBuffer(body))) {
+    if (response.status === 401) {
+      const challenge = parseChallenge(response.headers.get('www-authenticate'));
       await response.body?.cancel();
-      await this.answerChallenge(response, acting);
-      response = await attempt();
+      if (challenge?.scheme === 'basic' && !this.credentials) throw new ImportError(`${this.baseUrl} asks for credentials: pass --creds USER:PASSWORD`);
+      if (challenge?.scheme !== 'basic' && (challenge?.scheme !== 'bearer' || !challenge.params.realm)) throw new ImportError(`${this.baseUrl} answered 401 without a challenge we can follow`);
     }
     if (method === 'HEAD') await response.body?.cancel();
     return response;
   }
-
-  /** A local repository's token asks for push on it besides what the challenge names; a mirrored one's for what the challenge names. */
-  private async answerChallenge(response: Response, acting: string): Promise<void> {
-    const challenge = parseChallenge(response.headers.get('www-authenticate'));
-    if (challenge?.scheme === 'basic') {
-      if (!this.credentials) throw new ImportError(`${this.baseUrl} asks for credentials: pass --creds USER:PASSWORD`);
-      this.basic = true;
-      return;
-    }
-    if (challenge?.scheme !== 'bearer' || !challenge.params.realm) throw new ImportError(`${this.baseUrl} answered 401 without a challenge we can follow`);
-    const tokenUrl = new URL(challenge.params.realm);
-    if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
-    const scopes = new Set((challenge.params.scope ?? '').split(' ').filter((scope) => scope !== ''));
-    if (!acting.startsWith('mirror:')) scopes.add(`repository:${acting}:pull,push`);
-    for (const scope of scopes) tokenUrl.searchParams.append('scope', scope);
-    const scope = [...scopes].join(' ');
-    const headers = new Headers();
-    if (this.credentials) {
-      headers.set('Authorization', basicHeader(this.credentials));
-      tokenUrl.searchParams.set('account', this.credentials.username);
-    }
-    const reply = await fetch(tokenUrl, { headers });
-    if (!reply.ok) throw new ImportError(`${tokenUrl.origin} refused a token for ${scope}: ${reply.status}`);
-    const json = (await reply.json()) as { token?: string; access_token?: string };
-    const token = json.token ?? json.access_token;
-    if (!token) throw new ImportError(`${tokenUrl.origin} answered without a token`);
-    this.tokens.set(acting, token);
-  }
-}
-
-function basicHeader(credentials: { username: string; password: string }): string {
-  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
 }

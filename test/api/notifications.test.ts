@@ -287,6 +287,21 @@ describe('every writer sends webhooks and writes audit events: restore, GC of un
     assert.deepEqual(events.map((event) => event.from), [second.digest]);
   });
 
+  it('an import into the mirror cache over HTTP (what `registry import --to` sends)', async () => {
+    const image = imageManifest();
+    const before = delivered().length;
+    const cache = (what: string) => `/api/v1/mirror/cache/team-a/carried/${what}?ns=central`;
+    for (const blob of image.blobs) {
+      await registry.request.put(cache(`blobs/${blob.digest}`)).set('Content-Type', 'application/octet-stream').send(blob.bytes).expect(201);
+    }
+    await registry.request.put(cache('manifests/1.0')).set('Content-Type', image.mediaType).send(image.bytes.toString()).expect(201);
+    await receiver.waitFor(before + 1);
+    const [imported] = delivered().slice(before);
+    assert.deepEqual([imported!.action, imported!.target.upstream, imported!.target.repository, imported!.target.tag, imported!.target.digest], ['push', 'central', 'team-a/carried', '1.0', image.digest]);
+    const events = await audited('repository=team-a/carried&tag=1.0');
+    assert.deepEqual(events.map((event) => [event.action, event.upstream]), [['imported', 'central']]);
+  });
+
   it('a mirrored tag first seen, moved upstream and gone upstream', async () => {
     const one = imageManifest();
     const two = imageManifest();
