@@ -103,10 +103,10 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
   const pulls = audit.recordPulls ? new PullRecorder(metadata, audit.instance, logger, clock, outbox) : null;
   const tagCaches = deps.tagChanges ? createTagCaches(deps.tagChanges) : undefined;
   const ledger = new TagLedger(stores, { instance: audit.instance, outbox, immutable: settings.immutableTags, tagCaches: tagCaches ?? null, logger });
-  const blobs = new BlobService(stores, { deleteEnabled: settings.deleteEnabled, audit, ledger });
+  const blobs = new BlobService(stores, { deleteEnabled: settings.deleteEnabled, recordDeletes: audit.recordBlobs, ledger });
   const manifests = new ManifestService(stores, {
     deleteEnabled: settings.deleteEnabled,
-    audit,
+    events: { recordUnchanged: audit.recordUnchanged, recordPush: audit.recordManifests },
     immutable: settings.immutableTags,
     ledger,
     ...(pulls ? { pulls } : {}),

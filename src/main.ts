@@ -7,8 +7,8 @@ import { auditCommand, type AuditSubcommand } from './cli/audit-command.js';
 import { commandHelp, overviewHelp, parseCommandLine, UsageError, usageHint } from './cli/command-line.js';
 import { eventFilterKeys } from './audit/filters.js';
 import { readFileSync } from 'node:fs';
-import { configSchema, formatDefault, isLeaf, isNamedSections, type SchemaNode } from './config/schema.js';
-import { envNameOf } from './config/load.js';
+import { formatDefault } from './config/schema.js';
+import { configurationReference, referenceEntries } from './config/reference.js';
 import { ProgressBar } from './cli/progress.js';
 import { exportCommand, importCommand, mirrorSyncCommand } from './cli/transfer-commands.js';
 import { RegistryError } from './oci/errors.js';
@@ -23,19 +23,10 @@ import { StartupError } from './listen.js';
 import { openStores } from './stores.js';
 import { systemClock } from './clock.js';
 
-function printConfigKeys(node: SchemaNode, keyPath: string[] = []): void {
-  if (isLeaf(node)) {
-    const shown = JSON.stringify(formatDefault(node));
-    const envName = envNameOf(keyPath).replace('__NAME__', '_<NAME>_');
-    process.stdout.write(`${keyPath.join('.')}  (${envName}, default ${shown})\n    ${node.doc}\n`);
-    return;
+function printConfigKeys(): void {
+  for (const entry of referenceEntries()) {
+    process.stdout.write(`${entry.key}  (${entry.variable}, default ${JSON.stringify(formatDefault(entry.leaf))})\n    ${entry.leaf.doc}\n`);
   }
-  if (isNamedSections(node)) {
-    process.stdout.write(`${keyPath.join('.')}.<name>\n    ${node.doc}\n`);
-    printConfigKeys(node.entry, [...keyPath, '<name>']);
-    return;
-  }
-  for (const [key, child] of Object.entries(node)) printConfigKeys(child, [...keyPath, key]);
 }
 
 async function main(): Promise<void> {
@@ -53,7 +44,8 @@ async function main(): Promise<void> {
   const flag = (name: string) => values[name] === true;
   const json = flag('json');
   if (command.id === 'config-keys') {
-    printConfigKeys(configSchema);
+    if (flag('markdown')) process.stdout.write(configurationReference());
+    else printConfigKeys();
     return;
   }
   if (command.id === 'auth-robot') {
@@ -154,7 +146,7 @@ async function main(): Promise<void> {
     logger.warn({ variables: notes.unknownVariables }, 'environment variables that set no configuration key (misspelt? `registry config-keys` lists the keys); ignored');
   }
   if (notes.ignoredKeys.length > 0) {
-    logger.info({ keys: notes.ignoredKeys }, "Distribution's keys accepted and ignored here (see the README's Coming from Distribution)");
+    logger.info({ keys: notes.ignoredKeys }, "Distribution's keys accepted and ignored here (see docs/coming-from-distribution.md)");
   }
   // pino writes asynchronously: a line still in flight (the last requests') is lost to a bare
   // process.exit. But a log reader that stopped reading must not keep the process: a second at most.

@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { ConfigError } from '../config/load.js';
 import { formatDuration } from '../config/values.js';
 import type { RegistryConfig } from '../config/schema.js';
-import type { AuditOrigin } from '../metadata/audit.js';
 
 /** What the audit log records beyond tag changes, and how long it keeps what. */
 export interface AuditSettings {
@@ -35,8 +34,7 @@ export function auditSettings(config: RegistryConfig): AuditSettings {
   };
 }
 
-/** What a request says about who sent it; the service adds its instance. */
-export type RequestOrigin = Omit<AuditOrigin, 'instance'>;
+export type { RequestOrigin } from '../metadata/audit.js';
 
 export const anonymousActor = 'anonymous';
 

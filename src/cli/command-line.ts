@@ -85,6 +85,8 @@ export const commands: readonly CommandSpec[] = [
     synopsis: '',
     summary: 'list every configuration key, its environment variable and default',
     description: 'Every key of the configuration file, the REGISTRY_* variable that overrides it, its default and what it does.',
+    options: { markdown: { type: 'boolean' } },
+    optionHelp: { markdown: 'as docs/configuration.md (the reference generated from the schema)' },
     readsConfig: false,
   }),
   command({

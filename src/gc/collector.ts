@@ -23,7 +23,7 @@ import {
 } from '../metadata/gc.js';
 import { engineOf } from '../metadata/database.js';
 import { systemOrigin, type OutboxPayloads } from '../metadata/audit.js';
-import type { RequestOrigin } from '../audit/settings.js';
+import type { RequestOrigin } from '../metadata/audit.js';
 import { parseDigest } from '../oci/digest.js';
 import type { RegistryStores } from '../registry/context.js';
 import type { MirrorSettings } from '../mirror/settings.js';

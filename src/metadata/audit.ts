@@ -20,6 +20,9 @@ export interface AuditOrigin {
   scheme?: string | null;
 }
 
+/** What a request says about who sent it; the service adds its instance. */
+export type RequestOrigin = Omit<AuditOrigin, 'instance'>;
+
 /**
  * Builds the notification (webhook) payload of an event, or null when the event is not notified;
  * the payload goes into the outbox in the event's transaction, under its id.

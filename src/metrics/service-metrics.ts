@@ -1,11 +1,18 @@
 import { countGcRunsByState, lastSucceededGcReport } from '../metadata/gc.js';
 import { countUploads } from '../metadata/uploads.js';
-import type { RegistryServices } from '../http/context.js';
+import type { MirrorService } from '../mirror/mirror-service.js';
+import type { NotificationDeliverer } from '../notifications/deliverer.js';
 import type { MetadataDb } from '../metadata/database.js';
 import type { RegistryMetrics } from './registry-metrics.js';
 
 /** Series whose values live elsewhere (the database, the mirror, the webhook deliverer), read at each scrape. */
-export function registerServiceMetrics(metrics: RegistryMetrics, services: RegistryServices, metadata: MetadataDb): void {
+/** The services whose figures are read (those configured). */
+export interface MeasuredServices {
+  notifications: NotificationDeliverer | null;
+  mirror: MirrorService | null;
+}
+
+export function registerServiceMetrics(metrics: RegistryMetrics, services: MeasuredServices, metadata: MetadataDb): void {
   metrics.gaugeFrom('registry_uploads_in_progress', 'Upload sessions started and not yet finished or cancelled (all replicas)', [], async () => {
     return [{ labels: {}, value: await countUploads(metadata) }];
   });

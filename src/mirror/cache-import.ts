@@ -17,7 +17,7 @@ import { parseManifestReference } from '../oci/reference.js';
 import type { RegistryStores } from '../registry/context.js';
 import type { TagLedger } from '../registry/tag-ledger.js';
 import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
-import { systemOrigin, type RequestOrigin } from '../audit/settings.js';
+import { systemOrigin, type RequestOrigin } from '../metadata/audit.js';
 
 export interface CachedManifestResult {
   digest: string;

@@ -9,12 +9,13 @@ import { validateRepositoryName } from '../oci/names.js';
 import { StorageNotFoundError, type ByteRange } from '../storage/driver.js';
 import { storagePaths } from '../storage/paths.js';
 import type { BlobDescriptor, RegistryStores } from './context.js';
-import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
+import type { RequestOrigin } from '../metadata/audit.js';
 import type { TagLedger } from './tag-ledger.js';
 
 export interface BlobServiceOptions {
   deleteEnabled: boolean;
-  audit: AuditSettings;
+  /** Blob deletes are audit events (audit.blobs). */
+  recordDeletes: boolean;
   /** A blob's unlink is recorded, and notified, as every change is. */
   ledger: TagLedger;
 }
@@ -65,7 +66,7 @@ export class BlobService {
     if (!repositoryRow) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
     await this.options.ledger.change({ repository, tags: [] }, origin, async (change) => {
       if (!(await unlinkBlob(change.transaction, repositoryRow.id, digest.value))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest: digest.value } });
-      if (this.options.audit.recordBlobs) change.record([{ target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null }]);
+      if (this.options.recordDeletes) change.record([{ target: 'blob', repository, tag: null, upstream: null, action: 'deleted', from: digest.value, to: null, mediaType: null }]);
     });
   }
 

@@ -12,8 +12,7 @@ import {
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
 import { takeBackPendingKey } from '../metadata/gc.js';
-import type { NewAuditEvent } from '../metadata/audit.js';
-import type { AuditSettings, RequestOrigin } from '../audit/settings.js';
+import type { NewAuditEvent, RequestOrigin } from '../metadata/audit.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, requireTrueSizes, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
@@ -24,7 +23,7 @@ import { putSmallObject } from '../storage/small-objects.js';
 import type { RegistryStores } from './context.js';
 import { withBlobWrite } from './blob-writes.js';
 import { manifestUnknown, negotiateManifest, type ManifestContent } from './manifest-negotiation.js';
-import { manifestEvents, writeManifestRows } from './manifest-rows.js';
+import { manifestEvents, writeManifestRows, type ManifestEventRules } from './manifest-rows.js';
 import type { ImmutableTags } from './immutable-tags.js';
 import type { TagCaches } from './tag-cache.js';
 import type { TagLedger } from './tag-ledger.js';
@@ -39,7 +38,8 @@ export interface PutManifestResult {
 
 export interface ManifestServiceOptions {
   deleteEnabled: boolean;
-  audit: AuditSettings;
+  /** Which manifest events are recorded beside tag moves (audit.unchanged, audit.manifests). */
+  events: ManifestEventRules;
   /** Counts pulls by tag and digest (audit.pulls); absent when pulls are not recorded. */
   pulls?: PullCounter;
   /** Tags that may not move or go (tags.immutable): refused before any byte is written (the ledger checks again). */
@@ -139,7 +139,7 @@ export class ManifestService {
 
     const tags = reference.kind === 'tag' ? [reference.tag] : [];
     const record = { repository, digest: digest.value, payload, manifest, blobDigests, childIds, tags };
-    const eventRules = { recordUnchanged: this.options.audit.recordUnchanged, recordPush: this.options.audit.recordManifests };
+    const eventRules = this.options.events;
     await this.options.ledger.change({ repository, tags }, origin, async (change) => {
       const written = await writeManifestRows(change.transaction, record, change.now);
       change.record(manifestEvents(record, written, eventRules));
@@ -238,7 +238,7 @@ export class ManifestService {
       // The tags went with the manifest: each is a deleted tag event.
       const gone = { repository, upstream: null, action: 'deleted', from: manifest.digest, to: null, mediaType: manifest.mediaType, size: manifest.size } as const;
       change.record(tags.map((tag): NewAuditEvent => ({ ...gone, target: 'tag', tag })), 'delete-manifest');
-      if (this.options.audit.recordManifests) change.record([{ ...gone, target: 'manifest', tag: null }]);
+      if (this.options.events.recordPush) change.record([{ ...gone, target: 'manifest', tag: null }]);
       for (const tag of tags) change.removeTagLink(tag);
       change.removeManifestLink(parseDigest(manifest.digest));
     });

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { RequestOrigin } from '../audit/settings.js';
+import type { RequestOrigin } from '../metadata/audit.js';
 import type { BlobService } from './blobs.js';
 import type { BlobDescriptor } from './context.js';
 import type { ListingService, Page, PageResult } from './listings.js';

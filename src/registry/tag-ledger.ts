@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
-import type { RequestOrigin } from '../audit/settings.js';
-import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads } from '../metadata/audit.js';
+import { appendAuditEvents, type AuditOrigin, type NewAuditEvent, type OutboxPayloads, type RequestOrigin } from '../metadata/audit.js';
 import type { MetadataExecutor } from '../metadata/database.js';
 import { addPending, finishPendingKey, takeBackPendingKey } from '../metadata/gc.js';
 import type { Digest } from '../oci/digest.js';

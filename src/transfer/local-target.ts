@@ -9,7 +9,7 @@ import type { RegistryStores } from '../registry/context.js';
 import type { ManifestService } from '../registry/manifests.js';
 import { holdsBlob, storeVerifiedBlob } from '../registry/verified-blob.js';
 import { ImportError, type ImportDestination, type ImportTarget } from './import.js';
-import { systemOrigin, type RequestOrigin } from '../audit/settings.js';
+import { systemOrigin, type RequestOrigin } from '../metadata/audit.js';
 
 /** `registry import` writes as the registry itself (the person at the terminal is not known to it). */
 const importOrigin: RequestOrigin = systemOrigin('import');

@@ -332,7 +332,7 @@ describe('audit log: optional events, the mirror\'s tags in the same stream, and
     }
   });
 
-  it('a mirrored tag\'s history answers under every name clients use for it: the README\'s docker.io/library/alpine, the prefix, ?ns=', async () => {
+  it('a mirrored tag\'s history answers under every name clients use for it: docs/mirror.md\'s docker.io/library/alpine, the prefix, ?ns=', async () => {
     const registry = await createTestRegistry({ mirror: { default: 'docker.io', upstreams: { 'docker.io': { url: 'http://127.0.0.1:1', prefix: 'dockerhub' } } } });
     try {
       const from = { upstream: 'docker.io', repository: 'library/alpine' };

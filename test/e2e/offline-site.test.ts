@@ -20,7 +20,7 @@ const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update
 type Image = BlobDescriptor & { layers: BlobDescriptor[]; config: BlobDescriptor };
 
 /**
- * The offline-site story as an operator lives it, with the commands the README gives: a connected
+ * The offline-site story as an operator lives it, with the commands docs/mirror.md gives: a connected
  * site mirrors Docker Hub (here a third registry, named docker.io in the configuration, holding
  * images pushed with skopeo), syncs a list and exports a bundle; an offline site whose configuration
  * names the same upstream at an address it cannot reach imports it; then docker (registry-mirrors),

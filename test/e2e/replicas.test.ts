@@ -50,7 +50,7 @@ for (const storage of ['filesystem', 's3'] as const) {
       }
       const database = await createTestDatabase();
       drop = database.drop;
-      // With S3: the README's deployment example, config/s3-postgres.yaml, pointed at the test's S3
+      // With S3: docs/deployment.md's example, config/s3-postgres.yaml, pointed at the test's S3
       // server and database. Each replica has its own local directory: only the bucket and the
       // database are shared.
       const env = {

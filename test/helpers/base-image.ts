@@ -5,7 +5,7 @@ import { run } from './tools.js';
 
 /**
  * A stand-in for the official Node.js slim image, for building docker/Dockerfile where Docker Hub
- * cannot be reached, made by the script the README gives users for that (docker/make-base.sh,
+ * cannot be reached, made by the script docs/deployment.md gives users for that (docker/make-base.sh,
  * `npm run image:base`), against the test's private daemon.
  */
 export async function buildStandInNodeImage(daemon: DockerDaemon, tag: string): Promise<void> {

@@ -43,10 +43,10 @@ describe('error catalogue', () => {
     assert.deepEqual(statuses.get(416), ['RANGE_INVALID']);
   });
 
-  it('the README lists every code with its one status', async () => {
+  it('docs/errors.md lists every code with its one status', async () => {
     const { readFile } = await import('node:fs/promises');
-    const readme = await readFile('README.md', 'utf8');
-    const listed = Object.fromEntries([...readme.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((match) => [match[1]!, Number(match[2])]));
+    const catalogue = await readFile('docs/errors.md', 'utf8');
+    const listed = Object.fromEntries([...catalogue.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((match) => [match[1]!, Number(match[2])]));
     assert.deepEqual(listed, Object.fromEntries(Object.entries(errorCatalogue).map(([code, entry]) => [code, entry.status])));
   });
 });
