@@ -116,6 +116,7 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
   const listings = new ListingService(stores, undefined, tagCaches?.tagLists, listedUpstreams);
   const collector = new GarbageCollector(stores, logger, settings.mirror, audit.timeMachineMs, outbox);
   const referrers = new ReferrersService(stores);
+  const browsing = new BrowsingService(stores, listedUpstreams);
   const mirror = settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, ledger, logger) : null;
   const services: RegistryServices = {
     blobs,
@@ -123,9 +124,9 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     manifests,
     referrers,
     listings,
-    browsing: new BrowsingService(stores, listedUpstreams),
+    browsing,
     mirror,
-    content: new RepositoryContents({ manifests, blobs, listings, referrers }, mirror),
+    content: new RepositoryContents({ manifests, blobs, listings, referrers, browsing }, mirror),
     mirrorCache: settings.mirror ? new MirrorCacheImport(stores, ledger) : null,
     gc: { collector, metadata, defaults: settings.gc },
     audit: new AuditService(metadata, manifests, clock),

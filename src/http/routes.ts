@@ -101,8 +101,8 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'gc.list', method: 'GET', pattern: paths.gcRuns, scoped: false, access: 'operator', handle: gc.list },
     { name: 'gc.show', method: 'GET', pattern: paths.gcRun, scoped: false, access: 'operator', handle: gc.show },
   ];
-  const audit = auditHandlers(services.audit);
-  const browsing = browsingHandlers(services.browsing);
+  const audit = auditHandlers(services.audit, services.content);
+  const browsing = browsingHandlers(services.browsing, services.content);
   const tagRoutes: Route[] = [
     { name: 'audit.tag.history', method: 'GET', pattern: paths.tagHistory, scoped, access: 'audit', handle: audit.history },
     { name: 'audit.tag.restore', method: 'POST', pattern: paths.tagRestore, scoped, access: 'push', alsoAsk: () => [auditAccess], handle: audit.restore },

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { isRecycling } from '../storage/driver.js';
+import { isRecycling } from '../storage/recycling.js';
 import type { RegistryContext } from './context.js';
 
 /**

@@ -116,6 +116,15 @@ export interface BlobRef {
  * audit.timemachine must find its manifest, so every digest an audit event moved a local tag from or
  * to since then is live), not a child of a live index, not a referrer of a live subject, transitively.
  */
+/**
+ * The time machine's condition on an audit event `a` joined to its repository `r` and a manifest
+ * `m`: a local tag moved from or to the manifest since `taggedSince`. The mark and the re-check at
+ * delete time both keep what it names.
+ */
+function movedByTagSince(taggedSince: number): RawBuilder<unknown> {
+  return sql`m.repository_id = r.id and m.digest in (a.from_digest, a.to_digest) and a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null`;
+}
+
 function liveManifests(cutoff: number, taggedSince: number): RawBuilder<unknown> {
   return sql`
     edges(from_id, to_id) as (
@@ -128,8 +137,7 @@ function liveManifests(cutoff: number, taggedSince: number): RawBuilder<unknown>
       union select id from manifests where created_at >= ${cutoff} or used_at >= ${cutoff}
       union select m.id from audit_events a
         join repositories r on r.name = a.repository
-        join manifests m on m.repository_id = r.id and m.digest in (a.from_digest, a.to_digest)
-        where a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null
+        join manifests m on ${movedByTagSince(taggedSince)}
       union select e.to_id from edges e join live on e.from_id = live.id
     )`;
 }
@@ -247,11 +255,7 @@ export async function deleteGarbageManifests(
       )
       select distinct up.origin as id from up join manifests m on m.id = up.id
       where m.created_at >= ${cutoff} or m.used_at >= ${cutoff} or exists (select 1 from tags t where t.manifest_id = m.id)
-        or exists (
-          select 1 from audit_events a join repositories r on r.name = a.repository
-          where r.id = m.repository_id and (a.from_digest = m.digest or a.to_digest = m.digest)
-            and a.at >= ${taggedSince} and a.target = 'tag' and a.upstream is null
-        )`.execute(transaction);
+        or exists (select 1 from audit_events a join repositories r on r.name = a.repository where ${movedByTagSince(taggedSince)})`.execute(transaction);
     const named = await transaction.selectFrom('manifest_children').select('child_id').distinct().where('child_id', 'in', ids).execute();
     const keep = new Set([...live.map((row) => Number(row.id)), ...named.map((row) => Number(row.child_id))]);
     const existing = new Set((await transaction.selectFrom('manifests').select('id').where('id', 'in', ids).execute()).map((row) => Number(row.id)));

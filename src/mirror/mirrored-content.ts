@@ -2,7 +2,8 @@ import type { BlobDescriptor } from '../registry/context.js';
 import type { Page, PageResult } from '../registry/listings.js';
 import type { ManifestContent } from '../registry/manifests.js';
 import type { ReferrersIndex } from '../registry/referrers.js';
-import { LocalContent, type BlobOpening, type LocalServices, type RepositoryContent } from '../registry/repository-content.js';
+import type { BrowsePage, TagSummary } from '../registry/browsing.js';
+import { LocalContent, type BlobOpening, type LocalServices, type RepositoryContent, type TagHistorySubject, type TagTableQuery } from '../registry/repository-content.js';
 import type { MirrorTarget } from './addressing.js';
 import type { MirrorService } from './mirror-service.js';
 
@@ -15,6 +16,7 @@ import type { MirrorService } from './mirror-service.js';
 export class MirroredContent implements RepositoryContent {
   constructor(
     private readonly mirror: MirrorService,
+    private readonly local: LocalServices,
     private readonly target: MirrorTarget,
     private readonly name: string,
     /** The client request's Via header, passed upstream (loop detection). */
@@ -40,6 +42,15 @@ export class MirroredContent implements RepositoryContent {
   referrers(digest: string, artifactType?: string): Promise<ReferrersIndex> {
     return this.mirror.referrers(this.target, this.name, digest, artifactType, this.via);
   }
+
+  /** The tags cached from the upstream repository (what the mirror holds, not the upstream's whole list). */
+  tagTable(query: TagTableQuery): Promise<BrowsePage<TagSummary>> {
+    return this.local.browsing.cachedTags({ upstream: this.target.upstream.name, repository: this.target.repository }, query);
+  }
+
+  historyOf(tag: string): TagHistorySubject {
+    return { repository: this.target.repository, tag, upstream: this.target.upstream.name };
+  }
 }
 
 /** The content a request's name addresses: the mirror's when the route resolved it to an upstream, else the local repository's. */
@@ -51,6 +62,6 @@ export class RepositoryContents {
 
   /** `name` as the route resolved it: the repository, and the upstream repository it addresses, if any. */
   of(name: { repository: string; mirror: MirrorTarget | null }, via: string | undefined): RepositoryContent {
-    return name.mirror && this.mirror ? new MirroredContent(this.mirror, name.mirror, name.repository, via) : new LocalContent(name.repository, this.local);
+    return name.mirror && this.mirror ? new MirroredContent(this.mirror, this.local, name.mirror, name.repository, via) : new LocalContent(name.repository, this.local);
   }
 }

@@ -11,7 +11,6 @@ import {
 } from '../metadata/manifests.js';
 import { findRepository, type RepositoryRow } from '../metadata/repositories.js';
 import { deleteTag, deleteTagIfUnchanged, moveTag } from '../metadata/tags.js';
-import { takeBackPendingKey } from '../metadata/gc.js';
 import type { NewAuditEvent, RequestOrigin } from '../metadata/audit.js';
 import { digestBytes, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -72,10 +71,10 @@ export interface RestoredTag {
 }
 
 /**
- * Manifests and tags. A push writes the manifest bytes (as a content-addressed blob) and the
- * repository's manifest link to storage first, then its rows through the tag ledger, inside whose
- * transaction the tag's storage link is written before the commit. A delete removes rows first and
- * links after the commit.
+ * Manifests and tags. A push writes the manifest bytes (as a content-addressed blob) to storage
+ * first, then its rows through the tag ledger, inside whose transaction the manifest's and the tag's
+ * storage links are written before the commit. A delete removes rows first and links after the
+ * commit.
  */
 export class ManifestService {
   constructor(
@@ -127,15 +126,9 @@ export class ManifestService {
     childIds: number[],
     origin: RequestOrigin,
   ): Promise<void> {
-    const { storage, metadata } = this.stores;
+    const { storage } = this.stores;
     const payloadKey = storagePaths.blobData(digest);
     if ((await storage.stat(payloadKey))?.size !== payload.length) await putSmallObject(storage, payloadKey, payload);
-    const linkKey = storagePaths.repositoryManifest(repository, digest);
-    // A delete of the same manifest may still have the link's removal pending: called off first.
-    await takeBackPendingKey(metadata, linkKey);
-    if (!(await storage.stat(linkKey))) {
-      await putSmallObject(storage, linkKey, Buffer.from(JSON.stringify({ mediaType: manifest.mediaType })));
-    }
 
     const tags = reference.kind === 'tag' ? [reference.tag] : [];
     const record = { repository, digest: digest.value, payload, manifest, blobDigests, childIds, tags };
@@ -143,6 +136,8 @@ export class ManifestService {
     await this.options.ledger.change({ repository, tags }, origin, async (change) => {
       const written = await writeManifestRows(change.transaction, record, change.now);
       change.record(manifestEvents(record, written, eventRules));
+      // The links after the rows: a delete of the same manifest or tag is then ordered before or after this change.
+      await change.writeManifestLink(digest, manifest.mediaType);
       for (const tag of tags) await change.writeLink(tag, digest.value);
     });
   }

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { RequestOrigin } from '../metadata/audit.js';
 import type { BlobService } from './blobs.js';
+import type { BrowsePage, BrowsingService, TagSummary } from './browsing.js';
 import type { BlobDescriptor } from './context.js';
 import type { ListingService, Page, PageResult } from './listings.js';
 import type { ManifestContent, ManifestService } from './manifests.js';
@@ -29,6 +30,23 @@ export interface RepositoryContent {
   openBlob(digest: string, options: { streamWhileFetching: boolean }): Promise<BlobOpening>;
   tags(page: Page): Promise<PageResult>;
   referrers(digest: string, artifactType?: string): Promise<ReferrersIndex>;
+  /** The tags with their digests, sizes, pushes and pulls (the web UI's tag table). */
+  tagTable(query: TagTableQuery): Promise<BrowsePage<TagSummary>>;
+  /** Whose events tell a tag's history: the repository's own, or the upstream repository's it mirrors. */
+  historyOf(tag: string): TagHistorySubject;
+}
+
+export interface TagTableQuery {
+  limit: number;
+  last?: string;
+  glob?: string;
+}
+
+export interface TagHistorySubject {
+  repository: string;
+  tag: string;
+  /** The upstream whose cached tag it is; null for a local tag. */
+  upstream: string | null;
 }
 
 /** The services local content is read from. */
@@ -37,6 +55,7 @@ export interface LocalServices {
   blobs: BlobService;
   listings: ListingService;
   referrers: ReferrersService;
+  browsing: BrowsingService;
 }
 
 /** A repository pushed to this registry. */
@@ -64,5 +83,13 @@ export class LocalContent implements RepositoryContent {
 
   referrers(digest: string, artifactType?: string): Promise<ReferrersIndex> {
     return this.services.referrers.list(this.repository, digest, artifactType);
+  }
+
+  tagTable(query: TagTableQuery): Promise<BrowsePage<TagSummary>> {
+    return this.services.browsing.tags(this.repository, query);
+  }
+
+  historyOf(tag: string): TagHistorySubject {
+    return { repository: this.repository, tag, upstream: null };
   }
 }

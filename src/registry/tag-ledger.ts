@@ -158,6 +158,16 @@ export class TagChange {
     await putSmallObject(this.stores.storage, key, Buffer.from(digest));
   }
 
+  /**
+   * Writes the repository's link to a manifest before the commit, unless it is there: a removal of
+   * it a delete left pending is called off first, and one that already ran is undone.
+   */
+  async writeManifestLink(digest: Digest, mediaType: string): Promise<void> {
+    const key = storagePaths.repositoryManifest(this.repository, digest);
+    await takeBackPendingKey(this.transaction, key);
+    if (!(await this.stores.storage.stat(key))) await putSmallObject(this.stores.storage, key, Buffer.from(JSON.stringify({ mediaType })));
+  }
+
   /** Removes a tag's storage link once the change has committed. */
   removeTagLink(tag: string): void {
     this.removals.push({ key: storagePaths.repositoryTag(this.repository, tag), digest: null });
@@ -168,10 +178,15 @@ export class TagChange {
     this.removals.push({ key: storagePaths.repositoryManifest(this.repository, digest), digest: null });
   }
 
-  /** Before the commit: the events, and the removals as pending deletions (a crash after the commit leaves them to GC). */
+  /**
+   * Before the commit: the removals as pending deletions (a crash after the commit leaves them to
+   * GC), then the events. In that order, as a writer takes back a pending link before it appends its
+   * events: the pending rows' locks, then the audit chain's, in every transaction, so two on
+   * PostgreSQL cannot each hold one and wait for the other.
+   */
   async close(): Promise<PendingRemoval[]> {
-    await this.appendEvents();
     await addPending(this.transaction, this.removals, this.now);
+    await this.appendEvents();
     return this.removals;
   }
 }

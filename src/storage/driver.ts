@@ -55,19 +55,6 @@ export interface AppendWriter {
 }
 
 /**
- * A read whose chunks may be handed back when the consumer is done with them (a socket has taken
- * the bytes), so that later reads fill them again: no garbage and no fresh pages per chunk. Only a
- * consumer that knows no reference to a chunk remains may hand it back.
- */
-export interface RecyclingReadable extends Readable {
-  recycle(chunk: Buffer): void;
-}
-
-export function isRecycling(stream: Readable): stream is RecyclingReadable {
-  return typeof (stream as Partial<RecyclingReadable>).recycle === 'function';
-}
-
-/**
  * The blob storage contract every driver implements (filesystem, S3). Keys are relative,
  * slash-separated paths built by storage/paths.ts only.
  */

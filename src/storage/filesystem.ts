@@ -12,8 +12,8 @@ import {
   type AppendWriter,
   type StorageDriver,
   type StorageWriter,
-  type RecyclingReadable,
 } from './driver.js';
+import type { RecyclingReadable } from './recycling.js';
 import { systemClock } from '../clock.js';
 
 const streamChunkSize = 1024 * 1024;

@@ -202,6 +202,8 @@ describe('receivers that answer badly', () => {
       const byName = new Map(endpoints.map((endpoint) => [endpoint.name, endpoint]));
       assert.match(byName.get('endless')!.lastFailure!.reason, /^HTTP 500: receiver overloaded: try later x+$/);
       assert.ok(byName.get('endless')!.lastFailure!.reason.length <= 220, 'the reason keeps a few words of the answer');
+      // The status may say failing before the receiver's side has seen the connection close: wait for that (bounded).
+      for (const closeDeadline = Date.now() + 5_000; closedAt === null && Date.now() < closeDeadline; ) await new Promise((resolve) => setTimeout(resolve, 10));
       assert.ok(closedAt !== null && closedAt < 32 * 1024 * 1024, `the registry hung up after ${closedAt} bytes of 256 MiB`);
       assert.equal(byName.get('moved')!.lastFailure!.reason, 'HTTP 307', 'a redirect is a failure, not followed');
       assert.equal(target.all.length, 0, 'nothing reached where the redirect pointed');

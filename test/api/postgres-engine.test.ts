@@ -4,6 +4,8 @@ import { allManifestTypes, imageManifest, indexOf, ociManifestType, pushManifest
 import { binary, envelopeCode } from '../helpers/push.js';
 import { createTestDatabase, postgresSkipReason } from '../helpers/postgres.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { parseDigest } from '../../src/oci/digest.js';
+import { storagePaths } from '../../src/storage/paths.js';
 
 const skip = await postgresSkipReason();
 if (skip) console.log(`# ${skip}`);
@@ -59,11 +61,11 @@ describe('the registry on a PostgreSQL metadata database', { skip }, () => {
           Array.from({ length: 8 }, (_, index) => {
             const replica = index % 4 < 2 ? registry : other;
             return index % 2 === 0
-              ? replica.request.delete('/v2/pg/flap/manifests/latest').then((reply) => ({ kind: 'delete', status: reply.status }))
-              : replica.request.put('/v2/pg/flap/manifests/latest').set('Content-Type', ociManifestType).send(images[(round + index) % 2]!.bytes.toString()).then((reply) => ({ kind: 'push', status: reply.status }));
+              ? replica.request.delete('/v2/pg/flap/manifests/latest').then((reply) => ({ kind: 'delete', status: reply.status, text: reply.text }))
+              : replica.request.put('/v2/pg/flap/manifests/latest').set('Content-Type', ociManifestType).send(images[(round + index) % 2]!.bytes.toString()).then((reply) => ({ kind: 'push', status: reply.status, text: reply.text }));
           }),
         );
-        for (const reply of replies) assert.ok(reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201, `${reply.kind}: ${reply.status}`);
+        for (const reply of replies) assert.ok(reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201, `${reply.kind}: ${reply.status} ${reply.text}`);
         const head = await registry.request.head('/v2/pg/flap/manifests/latest').set('Accept', allManifestTypes);
         const link = await registry.storage.stat('repositories/pg/flap/_tags/latest');
         if (head.status === 404) {
@@ -73,6 +75,32 @@ describe('the registry on a PostgreSQL metadata database', { skip }, () => {
           for await (const chunk of await registry.storage.read('repositories/pg/flap/_tags/latest')) bytes.push(chunk as Buffer);
           assert.equal(Buffer.concat(bytes).toString(), head.headers['docker-content-digest'], `round ${round}: the link names the tag's digest`);
         }
+        assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').select('key').execute(), []);
+      }
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('two replicas, one deleting a manifest by digest while the other pushes it again: a manifest served has its link in storage', async () => {
+    const other = await registry.replica();
+    try {
+      const image = imageManifest({ layerSize: 50 });
+      await pushManifest(registry.request, 'pg/again', image.digest, image);
+      const link = storagePaths.repositoryManifest('pg/again', parseDigest(image.digest));
+      for (let round = 0; round < 15; round++) {
+        await registry.request.put(`/v2/pg/again/manifests/${image.digest}`).set('Content-Type', ociManifestType).send(image.bytes.toString()).expect(201);
+        const replies = await Promise.all(
+          Array.from({ length: 6 }, (_, index) => {
+            const replica = index % 4 < 2 ? registry : other;
+            return index % 2 === 0
+              ? replica.request.delete(`/v2/pg/again/manifests/${image.digest}`).then((reply) => ({ kind: 'delete', status: reply.status, text: reply.text }))
+              : replica.request.put(`/v2/pg/again/manifests/${image.digest}`).set('Content-Type', ociManifestType).send(image.bytes.toString()).then((reply) => ({ kind: 'push', status: reply.status, text: reply.text }));
+          }),
+        );
+        for (const reply of replies) assert.ok(reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201, `${reply.kind}: ${reply.status} ${reply.text}`);
+        const served = await registry.request.head(`/v2/pg/again/manifests/${image.digest}`).set('Accept', allManifestTypes);
+        assert.equal((await registry.storage.stat(link)) !== null, served.status === 200, `round ${round}: the link is there exactly when the manifest is served (${served.status})`);
         assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').select('key').execute(), []);
       }
     } finally {

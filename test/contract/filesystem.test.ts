@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
-import { isRecycling } from '../../src/storage/driver.js';
+import { isRecycling } from '../../src/storage/recycling.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { storageDriverContract } from './storage-driver-contract.js';
 

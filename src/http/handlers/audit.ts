@@ -5,6 +5,7 @@ import { invalidParameter as invalid } from '../../oci/errors.js';
 import { parseDigest } from '../../oci/digest.js';
 import { RegistryError } from '../../oci/errors.js';
 import { validateTag } from '../../oci/names.js';
+import type { RepositoryContents } from '../../mirror/mirrored-content.js';
 import type { RegistryContext } from '../context.js';
 import { decodeSegment, pageSizeOf, pagination, queryParameter, readSmallBody, requestOrigin, setNextPageLink } from '../request-parts.js';
 import { auditAccess } from '../../auth/scopes.js';
@@ -18,17 +19,12 @@ function wantsLines(ctx: RegistryContext): boolean {
   return format === 'jsonl' || (format !== 'json' && /application\/x-ndjson/i.test(ctx.get('accept')));
 }
 
-/** Local names read local events; a mirrored name reads its upstream's. */
-function tagSubject(params: RouteParams): { repository: string; tag: string; upstream: string | null } {
-  const tag = validateTag(decodeSegment(params.reference));
-  return params.mirror
-    ? { repository: params.mirror.repository, tag, upstream: params.mirror.upstream.name }
-    : { repository: params.repository, tag, upstream: null };
-}
 
 const maxRestoreBody = 4096;
 
-export function auditHandlers(audit: AuditService) {
+export function auditHandlers(audit: AuditService, content: RepositoryContents) {
+  /** Local names read local events; a mirrored name reads its upstream's. */
+  const tagSubject = (params: RouteParams) => content.of(params, undefined).historyOf(validateTag(decodeSegment(params.reference)));
   return {
     /** GET /api/v1/audit/events: newest first, `n` per page, `last` the id of the previous page's last event; or every event as JSON lines, oldest first. */
     async events(ctx: RegistryContext): Promise<void> {

@@ -2,6 +2,7 @@ import type { RepositorySort } from '../../metadata/browsing.js';
 import { invalidParameter as invalid } from '../../oci/errors.js';
 import type { BrowsingService } from '../../registry/browsing.js';
 import { catalogAccess } from '../../auth/scopes.js';
+import type { RepositoryContents } from '../../mirror/mirrored-content.js';
 import type { RegistryContext } from '../context.js';
 import { pageSizeOf, pagination, queryParameter, setNextPageLink } from '../request-parts.js';
 import type { RouteParams } from '../route-types.js';
@@ -12,7 +13,7 @@ const maxPage = 1000;
 const pageSizes = { default: defaultPage, max: maxPage };
 
 /** The web UI's listings under /api/v1 (repositories: all with the catalog grant, else those the caller may pull; a repository's tags: pull), paged like the catalog. */
-export function browsingHandlers(browsing: BrowsingService) {
+export function browsingHandlers(browsing: BrowsingService, content: RepositoryContents) {
   return {
     /** GET /api/v1/repositories?q=&sort=name|pushed&source=local|mirror&n=&last=: repositories with their source, tag count, size and last push. */
     async repositories(ctx: RegistryContext): Promise<void> {
@@ -46,8 +47,7 @@ export function browsingHandlers(browsing: BrowsingService) {
       const limit = pageSizeOf(ctx, pageSizes);
       const { last } = pagination(ctx);
       const query = { limit, ...(last ? { last } : {}), ...(glob ? { glob } : {}) };
-      const target = params.mirror;
-      const page = target ? await browsing.cachedTags({ upstream: target.upstream.name, repository: target.repository }, query) : await browsing.tags(params.repository, query);
+      const page = await content.of(params, undefined).tagTable(query);
       const lastShown = page.rows.at(-1);
       if (page.more && lastShown) setNextPageLink(ctx, { limit, last: lastShown.name, keep: 'all' });
       ctx.body = { name: params.repository, tags: page.rows };
