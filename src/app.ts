@@ -65,6 +65,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     ...(deps.tagChanges ? { tagChanges: deps.tagChanges } : {}),
     ...(deps.lifecycle ? { lifecycle: deps.lifecycle } : {}),
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    databaseAccounts: deps.auth?.databaseAccounts ?? null,
   });
   const mirror = deps.settings.mirror;
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });

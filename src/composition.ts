@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import { AuditService } from './audit/audit-service.js';
+import { AccountService } from './auth/account-service.js';
+import type { DatabaseAccounts } from './auth/database-accounts.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { auditSettings, type AuditSettings } from './audit/settings.js';
 import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
@@ -81,6 +83,8 @@ export interface ServiceDependencies {
   lifecycle?: Lifecycle;
   /** Prometheus metrics: storage calls are timed. */
   metrics?: RegistryMetrics;
+  /** The copy of the accounts sign-in reads (auth on): read again after each change of an account. */
+  databaseAccounts?: DatabaseAccounts | null;
 }
 
 export interface BuiltServices {
@@ -132,6 +136,7 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     audit: new AuditService(metadata, manifests, clock),
     health: new Readiness({ storage, metadata }, deps.lifecycle ?? { draining: false }, audit.instance, clock),
     notifications: notifying ? new NotificationDeliverer(metadata, settings.notifications.endpoints, settings.notifications.retentionMs, logger, clock) : null,
+    accounts: new AccountService(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null),
     retention: new RetentionService(metadata, manifests, settings.retentionPolicies, settings.immutableTags, collector, settings.gc.graceMs, logger, clock),
   };
   return { services, stores, pulls };

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, parseDuration } from './config/load.js';
 import { gcCommand } from './cli/gc-command.js';
+import { accountsCommand, readPasswordFromStdin } from './cli/accounts-command.js';
 import { tagsCheckCommand } from './cli/tags-command.js';
 import { retentionCommand } from './cli/retention-command.js';
 import { auditCommand, type AuditSubcommand } from './cli/audit-command.js';
@@ -73,6 +74,15 @@ async function main(): Promise<void> {
       process.exitCode = await mirrorSyncCommand(config, file, { json });
       return;
     }
+    case 'accounts-create': {
+      if (!flag('password-stdin')) throw new UsageError('accounts create reads the password from standard input: pass --password-stdin', command);
+      const password = await readPasswordFromStdin(process.stdin);
+      process.exitCode = await accountsCommand(config, { kind: 'create', name: positionals[0] ?? '', admin: flag('admin'), password }, { json });
+      return;
+    }
+    case 'accounts-list':
+      process.exitCode = await accountsCommand(config, { kind: 'list' }, { json });
+      return;
     case 'gc': {
       const grace = text('grace');
       process.exitCode = await gcCommand(config, {

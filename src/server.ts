@@ -7,7 +7,7 @@ import { createApp } from './app.js';
 import { registrySettings } from './composition.js';
 import { limitConnections } from './http/connection-limits.js';
 import { systemClock, type Clock } from './clock.js';
-import { openAuth } from './auth/setup.js';
+import { openAuth, type RegistryAuth } from './auth/setup.js';
 import type { RegistryConfig } from './config/schema.js';
 import { listenOn } from './listen.js';
 import { textLine } from './log-format.js';
@@ -91,7 +91,6 @@ function textStream(destination: pino.DestinationStream): pino.DestinationStream
 
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
-  const auth = await openAuth(config);
   const settings = registrySettings(config);
   const { mirror, audit } = settings;
   const debug = config.http.debug;
@@ -101,6 +100,14 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
     logger,
     metrics ? { onQuery: (seconds, engine) => metrics.queryDuration.observe({ engine }, seconds) } : {},
   );
+  let auth: RegistryAuth;
+  try {
+    auth = await openAuth(config, metadata.db);
+  } catch (error) {
+    await metadata.close();
+    closeStorage();
+    throw error;
+  }
   const lifecycle = { draining: false };
   const clock = systemClock;
   const { app, services, pulls } = createApp({

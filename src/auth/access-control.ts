@@ -131,6 +131,8 @@ export class TokenAccessControl implements AccessControl {
       if (error instanceof TokenError) throw this.challenge(request.realm, needed, alsoAsk, 'invalid_token');
       throw error;
     }
+    // A token of an account disabled since it was issued is refused at once, not when it expires.
+    if (this.accounts?.current.directory.refuses(account)) throw this.challenge(request.realm, needed, alsoAsk, 'invalid_token');
     const allows = (type: string, name: string, action: string) =>
       access.some((entry) => entry?.type === type && entry.name === name && Array.isArray(entry.actions) && actionsCover(entry.actions, action));
     const mayPull = (repository: string) => allows('repository', repository, 'pull') || this.policyLetsPull(account, repository);

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { watchFiles } from '../file-watch.js';
 import { AccountDirectory, loadHtpasswd } from './accounts.js';
+import type { DatabaseAccounts } from './database-accounts.js';
 import { loadPolicy, openToAccountsPolicy, type AccessPolicy } from './policy.js';
 
 /** The accounts and rules in force: read together from the policy and htpasswd files. */
@@ -18,10 +19,10 @@ export interface AccountFileNames {
   htpasswd: string;
 }
 
-function readAccounts(files: AccountFileNames, generation: number): Accounts {
+function readAccounts(files: AccountFileNames, generation: number, database: DatabaseAccounts | null): Accounts {
   const policy = files.policy !== '' ? loadPolicy(files.policy) : openToAccountsPolicy;
   const htpasswd = files.htpasswd !== '' ? loadHtpasswd(files.htpasswd) : new Map<string, string>();
-  return { policy, directory: new AccountDirectory(policy, htpasswd), generation };
+  return { policy, directory: new AccountDirectory(policy, htpasswd, database), generation };
 }
 
 /**
@@ -34,18 +35,23 @@ export class AccountFiles {
   private accounts: Accounts;
   private stopWatching: (() => void) | null = null;
 
-  constructor(readonly files: AccountFileNames) {
-    this.accounts = readAccounts(files, 0);
+  constructor(
+    readonly files: AccountFileNames,
+    /** The accounts of the database, beside the files (null: the files alone). */
+    private readonly database: DatabaseAccounts | null = null,
+  ) {
+    this.accounts = readAccounts(files, 0, database);
   }
 
+  /** The files' accounts and rules, with the database's accounts as last read (a change of either is a new generation). */
   get current(): Accounts {
-    return this.accounts;
+    return this.database ? { ...this.accounts, generation: this.accounts.generation + this.database.generation } : this.accounts;
   }
 
   reload(reason: string, logger: Logger): void {
     const names = { policyFile: this.files.policy || null, htpasswdFile: this.files.htpasswd || null };
     try {
-      this.accounts = readAccounts(this.files, this.accounts.generation + 1);
+      this.accounts = readAccounts(this.files, this.accounts.generation + 1, this.database);
       const { policy } = this.accounts;
       logger.info({ reason, ...names, users: policy.users.size, robots: policy.robots.size, rules: policy.rules.length }, 'accounts reloaded');
     } catch (error) {
@@ -54,11 +60,13 @@ export class AccountFiles {
   }
 
   watch(logger: Logger): void {
+    this.database?.watch(logger);
     const watched = [this.files.policy, this.files.htpasswd].filter((file) => file !== '');
     if (watched.length > 0 && !this.stopWatching) this.stopWatching = watchFiles(watched, () => this.reload('file changed', logger));
   }
 
   stop(): void {
+    this.database?.stop();
     this.stopWatching?.();
     this.stopWatching = null;
   }

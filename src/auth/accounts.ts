@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
+import type { DatabaseAccounts, StoredAccount } from './database-accounts.js';
 import { PolicyError, robotPrefix, type AccessPolicy, type Principal } from './policy.js';
 
 /** Compared against when the account is unknown, so that a miss costs as long as a wrong password. */
@@ -31,12 +32,25 @@ export function loadHtpasswd(file: string): Map<string, string> {
   return users;
 }
 
-/** Checks user names and passwords (or robot names and secrets) against the policy and the htpasswd file. */
+/**
+ * Checks user names and passwords (or robot names and secrets) against the policy and the htpasswd
+ * file, then the accounts of the database: a name the files hold is theirs.
+ */
 export class AccountDirectory {
   constructor(
     private readonly policy: AccessPolicy,
     private readonly htpasswd: ReadonlyMap<string, string> = new Map(),
+    private readonly database: DatabaseAccounts | null = null,
   ) {}
+
+  private stored(name: string): StoredAccount | undefined {
+    return this.policy.users.get(name)?.hash !== undefined || this.htpasswd.has(name) ? undefined : this.database?.current.get(name);
+  }
+
+  /** Whether tokens of the account are refused before they expire: an account of the database that is disabled. */
+  refuses(account: string): boolean {
+    return this.stored(account)?.disabled === true;
+  }
 
   /** The principal an account name stands for, if the account still exists (for refresh tokens). */
   principalOf(account: string): Principal | null {
@@ -45,6 +59,8 @@ export class AccountDirectory {
       const robot = this.policy.robots.get(name);
       return robot ? { kind: 'robot', name, groups: robot.groups } : null;
     }
+    const stored = this.stored(account);
+    if (stored) return stored.disabled ? null : { kind: 'user', name: account, groups: [], admin: stored.admin };
     const entry = this.policy.users.get(account);
     if (!entry?.hash && !this.htpasswd.has(account)) return null;
     return { kind: 'user', name: account, groups: entry?.groups ?? [] };
@@ -57,6 +73,11 @@ export class AccountDirectory {
       const robot = this.policy.robots.get(name);
       const matches = await bcrypt.compare(password, robot?.hash ?? missHash);
       return robot && matches ? { kind: 'robot', name, groups: robot.groups } : null;
+    }
+    const stored = this.stored(username);
+    if (stored) {
+      const matches = await bcrypt.compare(password, stored.passwordHash);
+      return matches && !stored.disabled ? { kind: 'user', name: username, groups: [], admin: stored.admin } : null;
     }
     const entry = this.policy.users.get(username);
     const hash = entry?.hash ?? this.htpasswd.get(username);

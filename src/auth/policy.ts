@@ -2,8 +2,8 @@ import { ConfigError, readYamlFile } from '../config/load.js';
 import { globToRegExp } from '../oci/name-patterns.js';
 import { actionsCover, type AccessEntry, type Scope } from './scopes.js';
 
-/** Who is asking: nobody (no credentials), a user, or a robot account (`robot$<name>`). */
-export type Principal = { kind: 'anonymous' } | { kind: 'user' | 'robot'; name: string; groups: readonly string[] };
+/** Who is asking: nobody (no credentials), a user, or a robot account (`robot$<name>`); `admin`: a system admin (an account of the database). */
+export type Principal = { kind: 'anonymous' } | { kind: 'user' | 'robot'; name: string; groups: readonly string[]; admin?: boolean };
 
 export const anonymous: Principal = { kind: 'anonymous' };
 export const robotPrefix = 'robot$';
@@ -181,9 +181,12 @@ function firstRuleGrant(policy: AccessPolicy, principal: Principal, scope: Scope
  * The part of an asked scope the policy grants: rules are tried in order and the first one that
  * applies to the principal and names the resource decides. What anonymous requests are granted,
  * every signed-in account is granted too (a public image is public to everyone), whatever an
- * earlier rule of the account's says. Unknown resource types get nothing.
+ * earlier rule of the account's says. Unknown resource types get nothing. A system admin is granted
+ * whatever it asks.
  */
 export function grant(policy: AccessPolicy, principal: Principal, scope: Scope): AccessEntry {
+  // A system admin may do everything, whatever the rules say.
+  if (principal.kind === 'user' && principal.admin === true) return { type: scope.type, name: scope.name, actions: [...scope.actions] };
   const actions = new Set(firstRuleGrant(policy, principal, scope));
   if (principal.kind !== 'anonymous') for (const action of firstRuleGrant(policy, anonymous, scope)) actions.add(action);
   return { type: scope.type, name: scope.name, actions: [...actions] };

@@ -68,5 +68,7 @@ export const catalogAccess: AccessEntry = { type: 'registry', name: 'catalog', a
 export const auditAccess: AccessEntry = { type: 'registry', name: 'audit', actions: ['*'] };
 /** Operations on the whole registry: garbage collection, retention runs, webhook status. */
 export const operatorAccess: AccessEntry = { type: 'registry', name: 'operator', actions: ['*'] };
+/** Managing accounts: system admins only (no rule of the policy file grants it). */
+export const adminAccess: AccessEntry = { type: 'registry', name: 'admin', actions: ['*'] };
 /** Writing into any mirror cache through the cache-import API (loader accounts). */
 export const mirrorImportAccess: AccessEntry = { type: 'registry', name: 'mirror-import', actions: ['*'] };

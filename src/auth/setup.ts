@@ -2,6 +2,8 @@ import path from 'node:path';
 import type { RegistryConfig } from '../config/schema.js';
 import { BasicAccessControl, openAccess, TokenAccessControl, type AccessControl } from './access-control.js';
 import { AccountFiles } from './account-files.js';
+import { DatabaseAccounts } from './database-accounts.js';
+import type { MetadataDb } from '../metadata/database.js';
 import { loadCertificateBundle, loadSigningKey } from './keys.js';
 import { LoginThrottle } from './throttle.js';
 import { TokenService } from './token-service.js';
@@ -17,18 +19,25 @@ export interface RegistryAuth {
   accountFiles: AccountFiles | null;
   /** Where the built-in token service's signing key is, and whether the registry generated it. */
   signingKey: { file: string; generated: boolean } | null;
+  /** This process's copy of the accounts of the database (null with auth off). */
+  databaseAccounts: DatabaseAccounts | null;
 }
 
-export const noAuth: RegistryAuth = { access: openAccess, tokens: null, tokenRealm: '', accountFiles: null, signingKey: null };
+export const noAuth: RegistryAuth = { access: openAccess, tokens: null, tokenRealm: '', accountFiles: null, signingKey: null, databaseAccounts: null };
 
-/** Builds access control (and the token service) from the auth section; reads every file it names now. */
-export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
+/**
+ * Builds access control (and the token service) from the auth section; reads every file it names
+ * now, and the accounts of the metadata database.
+ */
+export async function openAuth(config: RegistryConfig, metadata: MetadataDb): Promise<RegistryAuth> {
   const auth = config.auth;
   if (auth.mode === 'none') return noAuth;
-  const accountFiles = new AccountFiles({ policy: auth.policy, htpasswd: auth.htpasswd.path });
+  const databaseAccounts = new DatabaseAccounts(metadata);
+  await databaseAccounts.load();
+  const accountFiles = new AccountFiles({ policy: auth.policy, htpasswd: auth.htpasswd.path }, databaseAccounts);
   const throttle = new LoginThrottle();
   if (auth.mode === 'htpasswd') {
-    return { access: new BasicAccessControl(accountFiles, throttle, auth.htpasswd.realm), tokens: null, tokenRealm: '', accountFiles, signingKey: null };
+    return { access: new BasicAccessControl(accountFiles, throttle, auth.htpasswd.realm), tokens: null, tokenRealm: '', accountFiles, signingKey: null, databaseAccounts };
   }
   const token = auth.token;
   const generatedKeyFile = path.join(config.storage.filesystem.rootdirectory, 'auth', 'token-signing-key.pem');
@@ -55,5 +64,6 @@ export async function openAuth(config: RegistryConfig): Promise<RegistryAuth> {
     tokenRealm: token.realm,
     accountFiles: tokens ? accountFiles : null,
     signingKey: signingKey ? { file: token.signingkey || generatedKeyFile, generated: token.signingkey === '' } : null,
+    databaseAccounts,
   };
 }

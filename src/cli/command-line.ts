@@ -37,6 +37,8 @@ export type CommandId =
   | 'metadata-rebuild'
   | 'auth-robot'
   | 'auth-hash'
+  | 'accounts-create'
+  | 'accounts-list'
   | 'gc'
   | 'mirror-sync'
   | 'export'
@@ -113,6 +115,26 @@ export const commands: readonly CommandSpec[] = [
     summary: 'read a password on standard input, print its bcrypt hash',
     description: 'For the password of a user in the access policy: `printf %s "$PASSWORD" | registry auth hash`.',
     readsConfig: false,
+  }),
+  command({
+    id: 'accounts-create',
+    words: ['accounts', 'create'],
+    synopsis: 'NAME [--admin] --password-stdin [--json]',
+    summary: 'create an account of the metadata database (the first system admin too)',
+    description:
+      'The password is read from standard input (its first line), as `docker login --password-stdin` reads it, and kept as a bcrypt hash. Works with the server running (it sees the account within a second) or not. Exit 1 when the name is taken or refused.',
+    options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' }, ...json },
+    optionHelp: { admin: 'a system admin: may do everything', 'password-stdin': 'read the password from standard input (required)', ...jsonHelp },
+    positionals: { min: 1, max: 1 },
+  }),
+  command({
+    id: 'accounts-list',
+    words: ['accounts', 'list'],
+    synopsis: '[--json]',
+    summary: 'list the accounts of the metadata database',
+    description: 'Each account with whether it is a system admin and whether it is disabled; never a password.',
+    options: { ...json },
+    optionHelp: { ...jsonHelp },
   }),
   command({
     id: 'gc',

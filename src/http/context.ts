@@ -14,6 +14,7 @@ import type { RetentionService } from '../retention/retention-service.js';
 import type { NotificationDeliverer } from '../notifications/deliverer.js';
 import type { Readiness } from '../health/readiness.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
+import type { AccountService } from '../auth/account-service.js';
 import type { RepositoryContents } from '../mirror/mirrored-content.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -53,6 +54,8 @@ export interface RegistryServices {
   browsing: BrowsingService;
   /** The pull-through mirror, when upstreams are configured. */
   mirror: MirrorService | null;
+  /** Accounts kept in the database (the accounts API and command). */
+  accounts: AccountService;
   /** What a request's name reads, local or mirrored: the read handlers go through it. */
   content: RepositoryContents;
   /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */

@@ -9,11 +9,11 @@ export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 /**
  * What a route needs when auth is on: nothing (the token endpoint), valid credentials or none at all
  * (`narrowed`: the handler shows what the caller's grants reach), a valid identity (`GET /v2/`),
- * the catalog, the audit log, the operator grant (or either of those two), a write into the mirror
+ * the catalog, the audit log, the operator grant (or either of those two), a system admin, a write into the mirror
  * cache of the route's upstream repository, or actions on the route's repository (push also needs
  * pull, as in Distribution).
  */
-export type RouteAccess = 'public' | 'narrowed' | 'authenticated' | 'catalog' | 'audit' | 'operator' | 'catalog-or-operator' | 'mirror-import' | 'pull' | 'push' | 'delete';
+export type RouteAccess = 'public' | 'narrowed' | 'authenticated' | 'catalog' | 'audit' | 'operator' | 'admin' | 'catalog-or-operator' | 'mirror-import' | 'pull' | 'push' | 'delete';
 
 /** Path parts a route captures: the repository name (validated) and the last segment, raw. */
 export interface RouteParams {

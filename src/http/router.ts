@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import { AccessDeniedError, type AccessControl } from '../auth/access-control.js';
-import { auditAccess, catalogAccess, mirrorImportAccess, operatorAccess, type AccessEntry } from '../auth/scopes.js';
+import { adminAccess, auditAccess, catalogAccess, mirrorImportAccess, operatorAccess, type AccessEntry } from '../auth/scopes.js';
 import type { MirrorAddressing, MirrorTarget } from '../mirror/addressing.js';
 import { RegistryError } from '../oci/errors.js';
 import { validateRepositoryName } from '../oci/names.js';
@@ -27,6 +27,8 @@ function neededAccess(access: Exclude<RouteAccess, 'public'>, repository: string
       return [auditAccess];
     case 'operator':
       return [operatorAccess];
+    case 'admin':
+      return [adminAccess];
     case 'catalog-or-operator':
       return [catalogAccess, operatorAccess];
     case 'mirror-import':

@@ -6,7 +6,8 @@ import { listingHandlers } from './handlers/listings.js';
 import { manifestHandlers } from './handlers/manifests.js';
 import { tokenHandlers } from './handlers/token.js';
 import { mountSourceAccess, uploadHandlers } from './handlers/uploads.js';
-import { auditAccess, catalogAccess } from '../auth/scopes.js';
+import { adminAccess, auditAccess, catalogAccess } from '../auth/scopes.js';
+import { accountHandlers } from './handlers/accounts.js';
 import type { TokenService } from '../auth/token-service.js';
 import { mirrorHandlers } from './handlers/mirror.js';
 import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
@@ -40,6 +41,9 @@ const paths = {
   readyz: /^\/readyz$/,
   retention: /^\/api\/v1\/retention$/,
   notificationStatus: /^\/api\/v1\/notifications\/status$/,
+  accounts: /^\/api\/v1\/accounts$/,
+  // Group 1 is empty (no repository); group 2 is the account's name.
+  account: /^\/api\/v1\/accounts\/()([^/]+)$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
   auditVerify: /^\/api\/v1\/audit\/verify$/,
   // The name ends at `/-/`, which no repository name holds (each of its components starts with a letter or digit).
@@ -133,6 +137,15 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
         { name: 'ui.asset', method: 'GET', pattern: paths.uiAsset, scoped: false, access: 'public', handle: ui.asset },
       ]
     : [];
+  const accounts = accountHandlers(services.accounts);
+  const accountRoutes: Route[] = [
+    { name: 'accounts.create', method: 'POST', pattern: paths.accounts, scoped: false, access: 'admin', handle: accounts.create },
+    { name: 'accounts.list', method: 'GET', pattern: paths.accounts, scoped: false, access: 'admin', handle: accounts.list },
+    { name: 'accounts.show', method: 'GET', pattern: paths.account, scoped: false, access: 'admin', handle: accounts.show },
+    // Any signed-in account: its own password; the handler asks for the admin grant for anything else.
+    { name: 'accounts.change', method: 'PATCH', pattern: paths.account, scoped: false, access: 'authenticated', alsoAsk: () => [adminAccess], handle: accounts.change },
+    { name: 'accounts.delete', method: 'DELETE', pattern: paths.account, scoped: false, access: 'admin', handle: accounts.remove },
+  ];
   const retention = retentionHandlers(services.retention);
   const health = healthHandlers(services.health);
   return [
@@ -153,6 +166,7 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     ...tokenRoutes,
     ...mirrorRoutes,
     ...gcRoutes,
+    ...accountRoutes,
     ...auditRoutes,
     ...browsingRoutes,
     ...uiRoutes,

@@ -30,6 +30,7 @@ import * as notifications from './migrations/0008-notifications.js';
 import * as tagChangeSignals from './migrations/0009-tag-changes.js';
 import * as repositoryPushes from './migrations/0010-repository-pushes.js';
 import * as uploadOwnersReadiness from './migrations/0011-upload-owners-readiness.js';
+import * as accounts from './migrations/0012-accounts.js';
 import type { MetadataSchema } from './schema.js';
 import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
 import type { MetadataEngine } from './engine.js';
@@ -48,6 +49,12 @@ export function engineOf(db: MetadataExecutor): MetadataEngine {
 export function isForeignKeyViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503';
+}
+
+/** A row whose key is taken already (a duplicate name). */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505';
 }
 
 const compiledSqlCache = new WeakMap<object, Map<string, string>>();
@@ -163,6 +170,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0009-tag-changes': (engine) => ({ up: (db) => tagChangeSignals.up(db, engine) }),
   '0010-repository-pushes': (engine) => ({ up: (db) => repositoryPushes.up(db, engine) }),
   '0011-upload-owners-readiness': () => ({ up: (db) => uploadOwnersReadiness.up(db) }),
+  '0012-accounts': () => ({ up: (db) => accounts.up(db) }),
 };
 
 /** The migration the code expects the database to be at. */

@@ -37,6 +37,24 @@ export interface UploadsTable {
   owner: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
+/** An account kept in the database (migration 0012). */
+export interface AccountsTable {
+  name: string;
+  password_hash: string;
+  /** 1: a system admin, who may do everything. */
+  admin: number;
+  /** 1: may not sign in; its tokens are refused. */
+  disabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One row, counted up by every change of accounts: replicas compare it with the copy they hold. */
+export interface DirectoryVersionTable {
+  name: string;
+  value: number;
+}
+
 /** One row per replica, written by a readiness check after a write failed for lack of space. */
 export interface ReadinessProbesTable {
   instance: string;
@@ -242,4 +260,6 @@ export interface MetadataSchema {
   notification_outbox: NotificationOutboxTable;
   notification_endpoints: NotificationEndpointsTable;
   readiness_probes: ReadinessProbesTable;
+  accounts: AccountsTable;
+  directory_version: DirectoryVersionTable;
 }

@@ -36,6 +36,8 @@ export const errorCatalogue = {
   CONFLICT: { status: 409, message: 'the request conflicts with the state of the registry' },
   // Not in the OCI catalogue: an HTTP method no route knows.
   NOT_IMPLEMENTED: { status: 501, message: 'method not implemented' },
+  // Not in the OCI catalogue: an account the registry's API names that does not exist.
+  ACCOUNT_UNKNOWN: { status: 404, message: 'account unknown' },
   // Not in the OCI catalogue: a mirror chain that leads back to this registry (see Via).
   LOOP_DETECTED: { status: 508, message: 'request loop detected' },
   UNKNOWN: { status: 500, message: 'unknown error' },

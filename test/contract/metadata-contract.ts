@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { findBlob, findLinkedBlob, findLinkedBlobSizes, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
-import { engineOf, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
+import { engineOf, isUniqueViolation, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
+import { bumpDirectoryVersion, deleteAccount, findAccount, insertAccount, listAccounts, readDirectoryVersion, updateAccount } from '../../src/metadata/accounts.js';
 import {
   countManifests,
   deleteManifest,
@@ -96,7 +97,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness', '0012-accounts'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -264,6 +265,25 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await late, false);
       assert.equal(removedAgain, false, 'the link the writer wrote stays');
       assert.deepEqual(await listPending(database.db, 10), []);
+    });
+
+    it('keeps accounts: a duplicate name refused, changes counted in the directory version', async () => {
+      const name = `account-${randomDigest().slice(7, 15)}`;
+      const version = await readDirectoryVersion(database.db);
+      await database.db.transaction().execute(async (transaction) => {
+        await insertAccount(transaction, { name, passwordHash: '$2b$04$hash', admin: false }, 1000);
+        await bumpDirectoryVersion(transaction);
+      });
+      assert.equal(await readDirectoryVersion(database.db), version + 1);
+      await assert.rejects(insertAccount(database.db, { name, passwordHash: '$2b$04$other', admin: true }, 2000), (error: unknown) => isUniqueViolation(error));
+      assert.deepEqual(await findAccount(database.db, name), { name, passwordHash: '$2b$04$hash', admin: false, disabled: false, createdAt: 1000, updatedAt: 1000 });
+      assert.equal(await updateAccount(database.db, name, { disabled: true, admin: true }, 3000), true);
+      assert.deepEqual(await findAccount(database.db, name), { name, passwordHash: '$2b$04$hash', admin: true, disabled: true, createdAt: 1000, updatedAt: 3000 });
+      assert.equal(await updateAccount(database.db, 'nobody-at-all', { disabled: true }, 3000), false);
+      assert.ok((await listAccounts(database.db)).some((account) => account.name === name));
+      assert.equal(await deleteAccount(database.db, name), true);
+      assert.equal(await deleteAccount(database.db, name), false);
+      assert.equal(await findAccount(database.db, name), undefined);
     });
 
     it('lists tags and repositories in byte order, page by page', async () => {

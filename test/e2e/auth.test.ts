@@ -61,6 +61,30 @@ describe('token auth with real clients', { skip }, () => {
     assert.deepEqual(tags.Tags, ['v1']);
   });
 
+  it('the first system admin, made on the command line while the server runs, pushes where no rule reaches', async () => {
+    const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(files.directory, 'storage'), REGISTRY_AUTH_MODE: 'token', REGISTRY_AUTH_POLICY: files.policy };
+    const created = await runRegistryCommand(['accounts', 'create', 'root', '--admin', '--password-stdin'], env, undefined, 'root-password-1\n');
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /created system admin root/);
+    const again = await runRegistryCommand(['accounts', 'create', 'root', '--password-stdin'], env, undefined, 'other-password-1\n');
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /account root exists already/);
+    const missing = await runRegistryCommand(['accounts', 'create', 'eve'], env);
+    assert.notEqual(missing.code, 0, 'without --password-stdin nothing is created');
+    const listed = JSON.parse((await runRegistryCommand(['accounts', 'list', '--json'], env)).stdout) as { accounts: Array<{ name: string; admin: boolean }> };
+    assert.deepEqual(listed.accounts.map((account) => [account.name, account.admin]), [['root', true]]);
+    // The server reads the accounts again within a second of the change.
+    for (const deadline = Date.now() + 5_000; ; ) {
+      const probe = await fetch(`http://${host}/auth/token?service=registry`, { headers: { Authorization: `Basic ${Buffer.from('root:root-password-1').toString('base64')}` } });
+      if (probe.status === 200) break;
+      assert.ok(Date.now() < deadline, `the server did not take the new account (${probe.status})`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', 'root:root-password-1', `oci:${layout.directory}:v1`, `docker://${host}/nobody-else/app:v1`);
+    await skopeo('inspect', '--tls-verify=false', '--creds', 'root:root-password-1', `docker://${host}/nobody-else/app:v1`);
+    assert.match(await fails('skopeo', ['inspect', '--tls-verify=false', '--creds', `alice:${passwords.alice}`, `docker://${host}/nobody-else/app:v1`]), /denied|unauthorized|forbidden/i);
+  });
+
   it('a user limited to team-a/** cannot push to team-b/x; a pull-only user cannot push at all', async () => {
     assert.match(
       await fails('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `alice:${passwords.alice}`, `oci:${layout.directory}:v1`, `docker://${host}/team-b/x:v1`]),

@@ -87,9 +87,11 @@ export async function startServerProcess(options: StartOptions): Promise<ServerP
 }
 
 /** Runs the command line (or another entry point of dist/src) to its end (for configuration errors and the like). */
-export function runRegistryCommand(args: string[], env: Record<string, string>, script = mainScript): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runRegistryCommand(args: string[], env: Record<string, string>, script = mainScript, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [script, ...args], { cwd: projectRoot, env: { PATH: process.env.PATH ?? '', ...env } });
+    // What the command reads on standard input (a password for --password-stdin), then its end.
+    child.stdin.end(stdin ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

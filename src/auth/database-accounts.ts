@@ -1,0 +1,86 @@
+import type { Logger } from 'pino';
+import { listAccounts, readDirectoryVersion } from '../metadata/accounts.js';
+import type { MetadataDb } from '../metadata/database.js';
+
+/** An account of the database as sign-in sees it. */
+export interface StoredAccount {
+  name: string;
+  passwordHash: string;
+  admin: boolean;
+  disabled: boolean;
+}
+
+/** How often a replica asks whether the accounts changed: a change elsewhere is seen within this. */
+const checkEveryMs = 1000;
+
+/**
+ * This replica's copy of the accounts kept in the database, so that sign-in and every request's
+ * grants are answered from memory. The copy is read again when the directory's version (counted up
+ * in every transaction that changes an account, whoever makes it: another replica, the command line)
+ * differs from the one it was read at, which is asked every second, and at once after a change made
+ * through this process (`changed`).
+ *
+ * The race it closes: a copy read while a change commits must not be kept as current. The version is
+ * read before the accounts, so a copy can only be older than the version it is filed under, and the
+ * next check reads it again.
+ */
+export class DatabaseAccounts {
+  private accounts: ReadonlyMap<string, StoredAccount> = new Map();
+  private version = Number.NaN;
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<boolean> | null = null;
+  /** Counted up whenever the copy is replaced: what was proven with the old one is proven again. */
+  generation = 0;
+
+  constructor(private readonly metadata: MetadataDb) {}
+
+  /** The copy in force (empty until `load`). */
+  get current(): ReadonlyMap<string, StoredAccount> {
+    return this.accounts;
+  }
+
+  /** Reads the accounts now (at start: a database that cannot be read stops it). */
+  async load(): Promise<void> {
+    await this.refresh();
+  }
+
+  /** Reads the copy again if the version moved; answers whether it did. */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= (async () => {
+      try {
+        const version = await readDirectoryVersion(this.metadata);
+        if (version === this.version) return false;
+        const rows = await listAccounts(this.metadata);
+        this.accounts = new Map(rows.map((row) => [row.name, { name: row.name, passwordHash: row.passwordHash, admin: row.admin, disabled: row.disabled }]));
+        this.version = version;
+        this.generation++;
+        return true;
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /** After a change through this process: read at once, not at the next check. */
+  async changed(): Promise<void> {
+    await this.refresh();
+  }
+
+  /** Checks every second; a check that fails keeps the copy in force and is logged. */
+  watch(logger: Logger): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      this.refresh().then(
+        (moved) => moved && logger.info({ accounts: this.accounts.size }, 'accounts of the database reloaded'),
+        (error: unknown) => logger.warn({ problem: (error as Error).message }, 'accounts of the database not reloaded: the copy in force stays'),
+      );
+    }, checkEveryMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
