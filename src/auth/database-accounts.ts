@@ -62,8 +62,12 @@ export class DatabaseAccounts {
     return this.refreshing;
   }
 
-  /** After a change through this process: read at once, not at the next check. */
+  /**
+   * After a change through this process: read at once, not at the next check. A read already under
+   * way may have begun before the change committed, so it is waited for and another made.
+   */
   async changed(): Promise<void> {
+    await this.refreshing?.catch(() => false);
     await this.refresh();
   }
 
