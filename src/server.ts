@@ -89,6 +89,15 @@ function textStream(destination: pino.DestinationStream): pino.DestinationStream
   };
 }
 
+/** What the start-up line says of who may do what: the source of grants, and the accounts of the database. */
+function accessInForce(policyFile: string, accounts: ReadonlyArray<{ admin: boolean; disabled: boolean }>): Record<string, unknown> {
+  return {
+    grants: policyFile !== '' ? 'the rules of auth.policy' : 'every signed-in account may do everything (no auth.policy)',
+    databaseAccounts: accounts.length,
+    systemAdmins: accounts.filter((account) => account.admin && !account.disabled).length,
+  };
+}
+
 /** Opens both stores, builds the app and listens on http.addr. */
 export async function startRegistry(config: RegistryConfig, logger = createLogger(config)): Promise<RunningRegistry> {
   const settings = registrySettings(config);
@@ -142,6 +151,7 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       database: metadata.engine,
       auth: config.auth.mode,
       ...(auth.accountFiles ? { policyFile: auth.accountFiles.files.policy || null, htpasswdFile: auth.accountFiles.files.htpasswd || null } : {}),
+      ...(auth.databaseAccounts ? accessInForce(auth.accountFiles?.files.policy ?? '', [...auth.databaseAccounts.current.values()]) : {}),
       ...(auth.signingKey ? { tokenSigningKey: auth.signingKey.file, tokenSigningKeyGenerated: auth.signingKey.generated } : {}),
       tls: tls ? { certificate: tls.certificate, clientCertificates: tls.clientCas.length > 0, minimum: tls.minimumTls } : false,
       mirror: mirror ? mirror.upstreams.map((upstream) => `${upstream.name}=${upstream.url} (/v2/${upstream.prefix}/…)`) : [],

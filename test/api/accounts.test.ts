@@ -124,3 +124,33 @@ describe('accounts of the database: a system admin, self-service passwords, disa
     assert.equal(await other.refresh(), false, 'nothing moved since');
   });
 });
+
+describe('accounts of the database in htpasswd mode (HTTP Basic on every request)', () => {
+  let registry: TestRegistry;
+  let files: Awaited<ReturnType<typeof writeTestPolicy>>;
+  before(async () => {
+    files = await writeTestPolicy();
+    registry = await createTestRegistry({ auth: { mode: 'htpasswd', htpasswd: { path: files.htpasswd } } });
+    await registry.registry.services.accounts.create({ name: 'admin', password: 'admin-password-1', admin: true }, bootstrap);
+  });
+  after(async () => {
+    await registry.close();
+    await rm(files.directory, { recursive: true, force: true });
+  });
+
+  it('signs in with Basic, manages accounts as an admin only, and stops a disabled account at its next request', async () => {
+    const asAdmin = basic('admin', 'admin-password-1');
+    await registry.request.post('/api/v1/accounts').set('Authorization', asAdmin).send({ name: 'frank', password: 'frank-password-1' }).expect(201);
+    const asFrank = basic('frank', 'frank-password-1');
+    await registry.request.get('/v2/').set('Authorization', asFrank).expect(200);
+    // No policy file: a signed-in account may push, as before there were accounts in the database.
+    await pushManifest(registry.request.set('Authorization', asFrank), 'frank/app', 'v1', imageManifest());
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/accounts').set('Authorization', asFrank).send({ name: 'gina', password: 'gina-password-1' }).expect(403)), 'DENIED');
+    await registry.request.patch('/api/v1/accounts/frank').set('Authorization', asFrank).send({ password: 'frank-password-2' }).expect(200);
+    await registry.request.get('/v2/').set('Authorization', asFrank).expect(401);
+    const renewed = basic('frank', 'frank-password-2');
+    await registry.request.get('/v2/').set('Authorization', renewed).expect(200);
+    await registry.request.patch('/api/v1/accounts/frank').set('Authorization', asAdmin).send({ disabled: true }).expect(200);
+    await registry.request.get('/v2/').set('Authorization', renewed).expect(401);
+  });
+});

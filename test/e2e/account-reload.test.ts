@@ -75,6 +75,9 @@ describe('the access policy and htpasswd file are reloaded while the registry ru
     const keyFile = path.join(directory, 'storage', 'auth', 'token-signing-key.pem');
     assert.equal(listening?.tokenSigningKey, keyFile);
     assert.equal(listening?.tokenSigningKeyGenerated, true);
+    assert.equal(listening?.grants, 'the rules of auth.policy', 'the mode of access in force');
+    assert.equal(listening?.databaseAccounts, 0);
+    assert.equal(listening?.systemAdmins, 0);
     assert.ok(existsSync(keyFile), 'the key is where the line says');
   });
 
