@@ -66,6 +66,7 @@ export function createApp(deps: AppDependencies): RegistryApp {
     ...(deps.lifecycle ? { lifecycle: deps.lifecycle } : {}),
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
     databaseAccounts: deps.auth?.databaseAccounts ?? null,
+    accountFiles: deps.auth?.accountFiles ?? null,
   });
   const mirror = deps.settings.mirror;
   const app = new Koa<RegistryState>({ proxy: deps.options.trustProxy ?? false });

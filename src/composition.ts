@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import { AuditService } from './audit/audit-service.js';
 import { AccountService } from './auth/account-service.js';
 import type { DatabaseAccounts } from './auth/database-accounts.js';
+import type { Accounts } from './auth/account-files.js';
+import { ProjectService } from './auth/project-service.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { auditSettings, type AuditSettings } from './audit/settings.js';
 import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
@@ -85,6 +87,8 @@ export interface ServiceDependencies {
   metrics?: RegistryMetrics;
   /** The copy of the accounts sign-in reads (auth on): read again after each change of an account. */
   databaseAccounts?: DatabaseAccounts | null;
+  /** The accounts in force, files and database (auth on): a member must be one of them. */
+  accountFiles?: { readonly current: Accounts } | null;
 }
 
 export interface BuiltServices {
@@ -137,6 +141,7 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     health: new Readiness({ storage, metadata }, deps.lifecycle ?? { draining: false }, audit.instance, clock),
     notifications: notifying ? new NotificationDeliverer(metadata, settings.notifications.endpoints, settings.notifications.retentionMs, logger, clock) : null,
     accounts: new AccountService(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null),
+    projects: new ProjectService(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null, deps.accountFiles ?? null),
     retention: new RetentionService(metadata, manifests, settings.retentionPolicies, settings.immutableTags, collector, settings.gc.graceMs, logger, clock),
   };
   return { services, stores, pulls };

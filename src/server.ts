@@ -165,6 +165,9 @@ export async function startRegistry(config: RegistryConfig, logger = createLogge
       'auth is off (auth.mode none) and the registry listens beyond this machine: anyone who can reach the port can push, overwrite and delete images',
     );
   }
+  if (auth.databaseAccounts && auth.accountFiles && auth.accountFiles.files.policy === '' && auth.accountFiles.files.htpasswd === '' && auth.databaseAccounts.current.size === 0) {
+    logger.warn('auth is on and no account exists yet: make the first system admin with `registry accounts create NAME --admin --password-stdin`');
+  }
   auth.accountFiles?.watch(logger);
 
   await services.notifications?.start();

@@ -50,7 +50,7 @@ export function parseEventFilter(value: (key: (typeof eventFilterKeys)[number]) 
   }
   const target = value('target');
   if (target !== undefined) {
-    if (!['tag', 'manifest', 'blob', 'account'].includes(target)) throw invalidParameter('target', 'expected tag, manifest, blob or account', target);
+    if (!['tag', 'manifest', 'blob', 'account', 'project'].includes(target)) throw invalidParameter('target', 'expected tag, manifest, blob, account or project', target);
     filter.target = target;
   }
   const since = value('since');

@@ -3,7 +3,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { RegistryError } from '../oci/errors.js';
 import type { AccountDirectory } from './accounts.js';
 import type { Accounts } from './account-files.js';
-import { accountOf, anonymous, grant, type Principal } from './policy.js';
+import { grantFor } from './grants.js';
+import { accountOf, anonymous, type Principal } from './policy.js';
 import { actionsCover, formatScope, type AccessEntry } from './scopes.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenError, type TokenVerifier } from './tokens.js';
@@ -71,7 +72,7 @@ function permits(needed: NeededAccess, allows: RequestGrant['allows']): boolean 
 }
 
 function policyAllowsPull(accounts: Accounts, principal: Principal, repository: string): boolean {
-  return grant(accounts.policy, principal, { type: 'repository', name: repository, actions: ['pull'] }).actions.length > 0;
+  return grantFor(accounts, principal, { type: 'repository', name: repository, actions: ['pull'] }).actions.length > 0;
 }
 
 function quoted(value: string): string {
@@ -186,7 +187,7 @@ export class BasicAccessControl implements AccessControl {
       if (!proven) throw challenge();
       principal = proven;
     }
-    const allows = (type: string, name: string, action: string) => grant(accounts.policy, principal, { type, name, actions: [action] }).actions.length > 0;
+    const allows = (type: string, name: string, action: string) => grantFor(accounts, principal, { type, name, actions: [action] }).actions.length > 0;
     const mayPull = (repository: string) => policyAllowsPull(accounts, principal, repository);
     const result: RequestGrant = { account: accountOf(principal), method: principal.kind === 'anonymous' ? 'none' : 'basic', unrestricted: false, allows, mayPull };
     const permitted = needed ? permits(needed, allows) : principal.kind !== 'anonymous';

@@ -8,6 +8,8 @@ import { loadPolicy, openToAccountsPolicy, type AccessPolicy } from './policy.js
 export interface Accounts {
   policy: AccessPolicy;
   directory: AccountDirectory;
+  /** The accounts and projects of the database (null: the files alone). */
+  database: DatabaseAccounts | null;
   /** Goes up with every reload, so that what was proven with the old files is proven again. */
   generation: number;
 }
@@ -22,7 +24,7 @@ export interface AccountFileNames {
 function readAccounts(files: AccountFileNames, generation: number, database: DatabaseAccounts | null): Accounts {
   const policy = files.policy !== '' ? loadPolicy(files.policy) : openToAccountsPolicy;
   const htpasswd = files.htpasswd !== '' ? loadHtpasswd(files.htpasswd) : new Map<string, string>();
-  return { policy, directory: new AccountDirectory(policy, htpasswd, database), generation };
+  return { policy, directory: new AccountDirectory(policy, htpasswd, database), database, generation };
 }
 
 /**

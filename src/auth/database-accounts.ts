@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { listAccounts, readDirectoryVersion } from '../metadata/accounts.js';
+import { listMembers, listProjects } from '../metadata/projects.js';
 import type { MetadataDb } from '../metadata/database.js';
 
 /** An account of the database as sign-in sees it. */
@@ -8,6 +9,17 @@ export interface StoredAccount {
   passwordHash: string;
   admin: boolean;
   disabled: boolean;
+}
+
+/** A project's roles, from the least to the most it may do. */
+export const projectRoles = ['guest', 'developer', 'maintainer', 'admin'] as const;
+export type ProjectRole = (typeof projectRoles)[number];
+
+/** A project as grants see it: who may pull it without a role, and each member's role. */
+export interface StoredProject {
+  name: string;
+  public: boolean;
+  members: ReadonlyMap<string, ProjectRole>;
 }
 
 /** How often a replica asks whether the accounts changed: a change elsewhere is seen within this. */
@@ -26,6 +38,7 @@ const checkEveryMs = 1000;
  */
 export class DatabaseAccounts {
   private accounts: ReadonlyMap<string, StoredAccount> = new Map();
+  private projectCopy: ReadonlyMap<string, StoredProject> = new Map();
   private version = Number.NaN;
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<boolean> | null = null;
@@ -39,6 +52,11 @@ export class DatabaseAccounts {
     return this.accounts;
   }
 
+  /** The projects with their members, as last read. */
+  get projects(): ReadonlyMap<string, StoredProject> {
+    return this.projectCopy;
+  }
+
   /** Reads the accounts now (at start: a database that cannot be read stops it). */
   async load(): Promise<void> {
     await this.refresh();
@@ -50,8 +68,14 @@ export class DatabaseAccounts {
       try {
         const version = await readDirectoryVersion(this.metadata);
         if (version === this.version) return false;
-        const rows = await listAccounts(this.metadata);
+        const [rows, projects, members] = await Promise.all([listAccounts(this.metadata), listProjects(this.metadata), listMembers(this.metadata)]);
         this.accounts = new Map(rows.map((row) => [row.name, { name: row.name, passwordHash: row.passwordHash, admin: row.admin, disabled: row.disabled }]));
+        const memberships = new Map<string, Map<string, ProjectRole>>();
+        for (const member of members) {
+          if (!memberships.has(member.project)) memberships.set(member.project, new Map());
+          memberships.get(member.project)!.set(member.account, member.role as ProjectRole);
+        }
+        this.projectCopy = new Map(projects.map((project) => [project.name, { name: project.name, public: project.public, members: memberships.get(project.name) ?? new Map() }]));
         this.version = version;
         this.generation++;
         return true;

@@ -1,7 +1,8 @@
 import { RegistryError } from '../oci/errors.js';
 import { checkLogin } from './access-control.js';
 import type { Accounts } from './account-files.js';
-import { accountOf, anonymous, grant, type Principal } from './policy.js';
+import { grantFor } from './grants.js';
+import { accountOf, anonymous, type Principal } from './policy.js';
 import { parseScopes } from './scopes.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenError, type TokenIssuer, type TokenVerifier } from './tokens.js';
@@ -74,7 +75,7 @@ export class TokenService {
     const accounts = this.deps.accounts.current;
     const principal = await this.principalOf(request, accounts);
     const account = accountOf(principal);
-    const access = parseScopes(request.scopes).map((scope) => grant(accounts.policy, principal, scope));
+    const access = parseScopes(request.scopes).map((scope) => grantFor(accounts, principal, scope));
     const issued = this.deps.issuer.accessToken(account, this.deps.service, access);
     const response: TokenResponse = {
       token: issued.token,

@@ -158,9 +158,6 @@ function checked(config: RegistryConfig, cwd: string): RegistryConfig {
     throw new ConfigError('storage.redirect.enabled: redirects need a storage that presigns URLs (set storage.s3.bucket)');
   }
   const auth = config.auth;
-  if (auth.mode !== 'none' && auth.policy === '' && auth.htpasswd.path === '' && !(auth.mode === 'token' && !auth.token.builtin)) {
-    throw new ConfigError(`auth.mode: ${auth.mode} needs accounts: set auth.htpasswd.path or auth.policy`);
-  }
   if (auth.mode === 'token' && !auth.token.builtin && auth.token.rootcertbundle === '' && auth.token.jwks === '') {
     throw new ConfigError('auth.token: with builtin false, tokens need an issuer to trust: set auth.token.rootcertbundle or auth.token.jwks');
   }

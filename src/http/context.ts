@@ -15,6 +15,7 @@ import type { NotificationDeliverer } from '../notifications/deliverer.js';
 import type { Readiness } from '../health/readiness.js';
 import type { MirrorService } from '../mirror/mirror-service.js';
 import type { AccountService } from '../auth/account-service.js';
+import type { ProjectService } from '../auth/project-service.js';
 import type { RepositoryContents } from '../mirror/mirrored-content.js';
 
 /** What middleware and handlers record about a request, read by the request log. */
@@ -56,6 +57,8 @@ export interface RegistryServices {
   mirror: MirrorService | null;
   /** Accounts kept in the database (the accounts API and command). */
   accounts: AccountService;
+  /** Projects and their members (the projects API). */
+  projects: ProjectService;
   /** What a request's name reads, local or mirrored: the read handlers go through it. */
   content: RepositoryContents;
   /** Imports into the mirror cache (bundles carried to an offline site), when upstreams are configured. */

@@ -8,6 +8,7 @@ import { tokenHandlers } from './handlers/token.js';
 import { mountSourceAccess, uploadHandlers } from './handlers/uploads.js';
 import { adminAccess, auditAccess, catalogAccess } from '../auth/scopes.js';
 import { accountHandlers } from './handlers/accounts.js';
+import { projectHandlers } from './handlers/projects.js';
 import type { TokenService } from '../auth/token-service.js';
 import { mirrorHandlers } from './handlers/mirror.js';
 import { mirrorCacheHandlers } from './handlers/mirror-cache.js';
@@ -42,6 +43,13 @@ const paths = {
   retention: /^\/api\/v1\/retention$/,
   notificationStatus: /^\/api\/v1\/notifications\/status$/,
   accounts: /^\/api\/v1\/accounts$/,
+  projects: /^\/api\/v1\/projects$/,
+  // Group 1 is empty (no repository); group 2 is the project's name.
+  project: /^\/api\/v1\/projects\/()([^/]+)$/,
+  projectMembers: /^\/api\/v1\/projects\/()([^/]+)\/members$/,
+  // Group 2 is `<project>/members/<account>`.
+  projectMember: /^\/api\/v1\/projects\/()([^/]+\/members\/[^/]+)$/,
+  me: /^\/api\/v1\/me$/,
   // Group 1 is empty (no repository); group 2 is the account's name.
   account: /^\/api\/v1\/accounts\/()([^/]+)$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
@@ -146,6 +154,19 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'accounts.change', method: 'PATCH', pattern: paths.account, scoped: false, access: 'authenticated', alsoAsk: () => [adminAccess], handle: accounts.change },
     { name: 'accounts.delete', method: 'DELETE', pattern: paths.account, scoped: false, access: 'admin', handle: accounts.remove },
   ];
+  const projects = projectHandlers(services.projects);
+  // The project service says who may: system admins, a project's admins, its members, anyone for a public one.
+  const projectRoutes: Route[] = [
+    { name: 'projects.list', method: 'GET', pattern: paths.projects, scoped: false, access: 'narrowed', handle: projects.list },
+    { name: 'projects.create', method: 'POST', pattern: paths.projects, scoped: false, access: 'authenticated', alsoAsk: () => [adminAccess], handle: projects.create },
+    { name: 'projects.show', method: 'GET', pattern: paths.project, scoped: false, access: 'narrowed', handle: projects.show },
+    { name: 'projects.change', method: 'PATCH', pattern: paths.project, scoped: false, access: 'authenticated', handle: projects.change },
+    { name: 'projects.delete', method: 'DELETE', pattern: paths.project, scoped: false, access: 'authenticated', alsoAsk: () => [adminAccess], handle: projects.remove },
+    { name: 'projects.members', method: 'GET', pattern: paths.projectMembers, scoped: false, access: 'authenticated', handle: projects.members },
+    { name: 'projects.member.set', method: 'PUT', pattern: paths.projectMember, scoped: false, access: 'authenticated', handle: projects.setMember },
+    { name: 'projects.member.delete', method: 'DELETE', pattern: paths.projectMember, scoped: false, access: 'authenticated', handle: projects.removeMember },
+    { name: 'me', method: 'GET', pattern: paths.me, scoped: false, access: 'authenticated', handle: projects.me },
+  ];
   const retention = retentionHandlers(services.retention);
   const health = healthHandlers(services.health);
   return [
@@ -167,6 +188,7 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     ...mirrorRoutes,
     ...gcRoutes,
     ...accountRoutes,
+    ...projectRoutes,
     ...auditRoutes,
     ...browsingRoutes,
     ...uiRoutes,

@@ -41,8 +41,8 @@ export function systemOrigin(name: string, instance: string | null = null): Audi
 
 /** An event to append: what changed. Its id, time and hashes are given when it is appended. */
 export interface NewAuditEvent {
-  /** `account`: a change of an account of the database (repository '', the account in `detail`). */
-  target: 'tag' | 'manifest' | 'blob' | 'account';
+  /** `account`, `project`: a change of an account or a project of the database (repository '', what changed in `detail`). */
+  target: 'tag' | 'manifest' | 'blob' | 'account' | 'project';
   repository: string;
   tag: string | null;
   upstream: string | null;

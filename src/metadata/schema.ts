@@ -49,6 +49,25 @@ export interface AccountsTable {
   updated_at: number;
 }
 
+/** A project: the first path component of repository names (migration 0013). */
+export interface ProjectsTable {
+  name: string;
+  /** 1: anyone may pull, signed in or not. */
+  public: number;
+  /** Bytes its repositories may hold; null: no quota. */
+  quota_storage: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** An account's role in a project: guest, developer, maintainer or admin. */
+export interface ProjectMembersTable {
+  project: string;
+  account: string;
+  role: string;
+  created_at: number;
+}
+
 /** One row, counted up by every change of accounts: replicas compare it with the copy they hold. */
 export interface DirectoryVersionTable {
   name: string;
@@ -262,4 +281,6 @@ export interface MetadataSchema {
   readiness_probes: ReadinessProbesTable;
   accounts: AccountsTable;
   directory_version: DirectoryVersionTable;
+  projects: ProjectsTable;
+  project_members: ProjectMembersTable;
 }

@@ -36,8 +36,8 @@ export interface NotificationEvent {
  * push, one gone upstream or evicted a delete; a manifest garbage collection removes is a delete.
  */
 function notifiedAs(event: AuditEventContent): { action: NotifiedAction; digest: string; previousDigest?: string } | undefined {
-  // Changes of accounts are audit events, not content: no receiver of Distribution's events expects them.
-  if (event.target === 'account') return undefined;
+  // Changes of accounts and projects are audit events, not content: no receiver of Distribution's events expects them.
+  if (event.target === 'account' || event.target === 'project') return undefined;
   if (event.upstream !== null) {
     switch (event.action) {
       case 'seen':

@@ -38,6 +38,8 @@ export const errorCatalogue = {
   NOT_IMPLEMENTED: { status: 501, message: 'method not implemented' },
   // Not in the OCI catalogue: an account the registry's API names that does not exist.
   ACCOUNT_UNKNOWN: { status: 404, message: 'account unknown' },
+  // Not in the OCI catalogue: a project the registry's API names that does not exist, or that the caller may not see.
+  PROJECT_UNKNOWN: { status: 404, message: 'project unknown' },
   // Not in the OCI catalogue: a mirror chain that leads back to this registry (see Via).
   LOOP_DETECTED: { status: 508, message: 'request loop detected' },
   UNKNOWN: { status: 500, message: 'unknown error' },

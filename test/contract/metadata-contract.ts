@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { findBlob, findLinkedBlob, findLinkedBlobSizes, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
 import { engineOf, isUniqueViolation, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
+import { countProjectRepositories, deleteMember, deleteProject, findProject, insertProject, listMembers, setMember, updateProject } from '../../src/metadata/projects.js';
 import { bumpDirectoryVersion, deleteAccount, findAccount, insertAccount, listAccounts, readDirectoryVersion, updateAccount } from '../../src/metadata/accounts.js';
 import {
   countManifests,
@@ -97,7 +98,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness', '0012-accounts'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness', '0012-accounts', '0013-projects'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -284,6 +285,30 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await deleteAccount(database.db, name), true);
       assert.equal(await deleteAccount(database.db, name), false);
       assert.equal(await findAccount(database.db, name), undefined);
+    });
+
+    it('keeps projects and members; counts a project\'s repositories by their first component (library: names of one)', async () => {
+      const suffix = randomDigest().slice(7, 13);
+      const name = `p_${suffix}`;
+      await insertProject(database.db, { name, public: false, quotaStorage: 1024 }, 1000);
+      await assert.rejects(insertProject(database.db, { name, public: true, quotaStorage: null }, 2000), (error: unknown) => isUniqueViolation(error));
+      assert.deepEqual(await findProject(database.db, name), { name, public: false, quotaStorage: 1024, createdAt: 1000, updatedAt: 1000 });
+      await updateProject(database.db, name, { public: true, quotaStorage: null }, 3000);
+      assert.deepEqual(await findProject(database.db, name), { name, public: true, quotaStorage: null, createdAt: 1000, updatedAt: 3000 });
+      assert.equal(await setMember(database.db, { project: name, account: 'dana', role: 'guest' }, 4000), null);
+      assert.equal(await setMember(database.db, { project: name, account: 'dana', role: 'developer' }, 5000), 'guest');
+      assert.deepEqual((await listMembers(database.db)).filter((member) => member.project === name), [{ project: name, account: 'dana', role: 'developer' }]);
+      for (const repository of [`${name}/app`, `${name}/team/tool`, `pX${suffix}/other`, `${name}x/near`]) await ensureRepository(database.db, repository, Date.now());
+      assert.equal(await countProjectRepositories(database.db, name), 2, 'the _ of the name is taken literally, and a longer first component is another project');
+      const libraryBefore = await countProjectRepositories(database.db, 'library');
+      await ensureRepository(database.db, `alpine${suffix}`, Date.now());
+      assert.equal(await countProjectRepositories(database.db, 'library'), libraryBefore + 1);
+      assert.equal(await deleteMember(database.db, name, 'dana'), 'developer');
+      assert.equal(await deleteMember(database.db, name, 'dana'), null);
+      await setMember(database.db, { project: name, account: 'erin', role: 'admin' }, 6000);
+      await deleteProject(database.db, name);
+      assert.equal(await findProject(database.db, name), undefined);
+      assert.deepEqual((await listMembers(database.db)).filter((member) => member.project === name), []);
     });
 
     it('lists tags and repositories in byte order, page by page', async () => {

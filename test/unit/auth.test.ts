@@ -204,10 +204,12 @@ describe('auth configuration', () => {
     assert.equal(config.token.service, 'registry.example.com');
   });
 
+  it('takes auth on without a policy or htpasswd file: the accounts are the database\'s (made with registry accounts create)', () => {
+    for (const mode of ['token', 'htpasswd']) assert.equal(resolveConfig({ auth: { mode } }, {}, '/srv').auth.mode, mode);
+  });
+
   it('refuses auth settings that cannot work', () => {
     const cases: Array<[unknown, RegExp]> = [
-      [{ auth: { mode: 'token' } }, /auth\.mode: token needs accounts/],
-      [{ auth: { mode: 'htpasswd' } }, /auth\.mode: htpasswd needs accounts/],
       [{ auth: { mode: 'token', token: { builtin: false } } }, /with builtin false, tokens need an issuer/],
       [{ auth: { mode: 'token', token: { builtin: false, jwks: '/x.json' } } }, /auth\.token\.realm: with builtin false/],
       [{ auth: { mode: 'ldap' } }, /auth\.mode: expected one of none, token, htpasswd/],
@@ -226,7 +228,7 @@ describe('Basic auth', () => {
       }
     }
     const directory = new CountingDirectory(openToAccountsPolicy, new Map([['alice', bcrypt.hashSync('pw', 4)]]));
-    const access = new BasicAccessControl({ current: { policy: openToAccountsPolicy, directory, generation: 0 } }, new LoginThrottle(), 'registry');
+    const access = new BasicAccessControl({ current: { policy: openToAccountsPolicy, directory, database: null, generation: 0 } }, new LoginThrottle(), 'registry');
     const header = (password: string) => `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
     const needed = [{ type: 'repository', name: 'team/app', actions: ['pull', 'push'] }];
     for (let request = 0; request < 5; request++) {

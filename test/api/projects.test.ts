@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { claimsOf, fetchToken } from '../helpers/auth.js';
+import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
+import { envelopeCode } from '../helpers/push.js';
+import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+
+const bootstrap = { actor: 'system$command-line', authMethod: 'system', address: null, userAgent: null, requestId: null };
+const password = (name: string) => `${name}-password-1`;
+
+/**
+ * A registry run on database accounts alone (no policy file): projects with members and roles as
+ * Harbor has them, managed over /api/v1/projects by a system admin and a project's admin, with
+ * docker's token flow.
+ */
+describe('projects, members and roles', () => {
+  let registry: TestRegistry;
+  const token = (name: string, scopes: string[]) => fetchToken(registry.request, [name, password(name)], scopes);
+  const asUser = async (name: string, scopes: string[] = []) => `Bearer ${await token(name, scopes)}`;
+  const grantedActions = async (name: string | null, repository: string) => {
+    const issued = await fetchToken(registry.request, name ? [name, password(name)] : null, [`repository:${repository}:pull,push,delete`]);
+    return ((claimsOf(issued).access as Array<{ actions: string[] }>)[0]?.actions ?? []).sort();
+  };
+
+  before(async () => {
+    registry = await createTestRegistry({ auth: { mode: 'token' } });
+    await registry.registry.services.accounts.create({ name: 'root', password: password('root'), admin: true }, bootstrap);
+    const root = await asUser('root', ['registry:admin:*']);
+    for (const name of ['dana', 'erin', 'frank', 'gina']) await registry.request.post('/api/v1/accounts').set('Authorization', root).send({ name, password: password(name) }).expect(201);
+    await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'team-x' }).expect(201);
+    await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'pub', public: true, quota: { storage: 1_000_000 } }).expect(201);
+    for (const [account, role] of [['gina', 'admin'], ['dana', 'developer'], ['erin', 'guest']] as const) {
+      await registry.request.put(`/api/v1/projects/team-x/members/${account}`).set('Authorization', root).send({ role }).expect(200);
+    }
+  });
+  after(async () => {
+    await registry.close();
+  });
+
+  it('grants by role inside a project; outside projects, every signed-in account may still do everything', async () => {
+    assert.deepEqual(await grantedActions('gina', 'team-x/app'), ['delete', 'pull', 'push']);
+    assert.deepEqual(await grantedActions('dana', 'team-x/app'), ['pull', 'push']);
+    assert.deepEqual(await grantedActions('erin', 'team-x/app'), ['pull']);
+    assert.deepEqual(await grantedActions('frank', 'team-x/app'), [], 'a signed-in non-member gets nothing inside a project');
+    assert.deepEqual(await grantedActions(null, 'team-x/app'), []);
+    assert.deepEqual(await grantedActions(null, 'pub/tool'), ['pull'], 'a public project: anyone pulls');
+    assert.deepEqual(await grantedActions('frank', 'pub/tool'), ['pull']);
+    assert.deepEqual(await grantedActions('frank', 'elsewhere/app'), ['delete', 'pull', 'push'], 'outside projects the old default stays');
+    assert.deepEqual(await grantedActions('root', 'team-x/app'), ['delete', 'pull', 'push']);
+
+    const image = imageManifest();
+    await pushManifest(registry.request.set('Authorization', await asUser('dana', ['repository:team-x/app:pull,push'])), 'team-x/app', 'v1', image);
+    const erin = await asUser('erin', ['repository:team-x/app:pull,push']);
+    await registry.request.get('/v2/team-x/app/manifests/v1').set('Authorization', erin).set('Accept', allManifestTypes).expect(200);
+    assert.equal(envelopeCode(await registry.request.put('/v2/team-x/app/manifests/v2').set('Authorization', erin).set('Content-Type', image.mediaType).send(image.bytes.toString()).expect(403)), 'DENIED');
+  });
+
+  it('one-component names belong to the project library, as in Harbor', async () => {
+    const root = await asUser('root', ['registry:admin:*']);
+    assert.deepEqual(await grantedActions('frank', 'alpine'), ['delete', 'pull', 'push'], 'before there is a library project');
+    await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'library' }).expect(201);
+    assert.deepEqual(await grantedActions('frank', 'alpine'), []);
+    assert.deepEqual(await grantedActions('root', 'alpine'), ['delete', 'pull', 'push']);
+  });
+
+  it('no escalation: a developer cannot make themself admin, a project admin manages only their project, only system admins create and delete projects', async () => {
+    const dana = await asUser('dana');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/team-x/members/dana').set('Authorization', dana).send({ role: 'admin' }).expect(403)), 'DENIED');
+    assert.equal(envelopeCode(await registry.request.patch('/api/v1/projects/team-x').set('Authorization', dana).send({ public: true }).expect(403)), 'DENIED');
+    const gina = await asUser('gina', ['registry:admin:*']);
+    await registry.request.put('/api/v1/projects/team-x/members/frank').set('Authorization', gina).send({ role: 'guest' }).expect(200);
+    assert.equal(envelopeCode(await registry.request.patch('/api/v1/projects/pub').set('Authorization', gina).send({ public: false }).expect(403)), 'DENIED');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/pub/members/gina').set('Authorization', gina).send({ role: 'admin' }).expect(403)), 'DENIED');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects').set('Authorization', gina).send({ name: 'ginas' }).expect(403)), 'DENIED');
+    assert.equal(envelopeCode(await registry.request.delete('/api/v1/projects/team-x').set('Authorization', gina).expect(403)), 'DENIED');
+    // A private project the caller is not in does not exist for it.
+    assert.equal(envelopeCode(await registry.request.get('/api/v1/projects/library').set('Authorization', gina).expect(404)), 'PROJECT_UNKNOWN');
+    assert.deepEqual((await registry.request.get('/api/v1/projects/team-x/members').set('Authorization', gina).expect(200)).body.members, [
+      { account: 'dana', role: 'developer' },
+      { account: 'erin', role: 'guest' },
+      { account: 'frank', role: 'guest' },
+      { account: 'gina', role: 'admin' },
+    ]);
+  });
+
+  it('a member removed while holding a token: the old token lasts its lifetime, the next one grants nothing', async () => {
+    const held = await asUser('erin', ['repository:team-x/app:pull']);
+    await registry.request.delete('/api/v1/projects/team-x/members/erin').set('Authorization', await asUser('gina')).expect(204);
+    await registry.request.head('/v2/team-x/app/manifests/v1').set('Authorization', held).set('Accept', allManifestTypes).expect(200);
+    assert.deepEqual(await grantedActions('erin', 'team-x/app'), []);
+  });
+
+  it('lists what each caller sees, pages it, and says who I am', async () => {
+    const names = async (authorization: string | null, query = '') => {
+      const call = registry.request.get(`/api/v1/projects${query}`);
+      if (authorization) call.set('Authorization', authorization);
+      return ((await call.expect(200)).body.projects as Array<{ name: string }>).map((project) => project.name);
+    };
+    assert.deepEqual(await names(await asUser('root')), ['library', 'pub', 'team-x']);
+    assert.deepEqual(await names(await asUser('dana')), ['pub', 'team-x']);
+    assert.deepEqual(await names(await asUser('erin')), ['pub']);
+    const first = await registry.request.get('/api/v1/projects?n=1').set('Authorization', await asUser('root')).expect(200);
+    assert.deepEqual(first.body.projects.map((project: { name: string }) => project.name), ['library']);
+    assert.match(first.headers.link ?? '', /last=library/);
+    assert.deepEqual(await names(await asUser('root'), '?q=ea'), ['team-x']);
+    const pub = (await registry.request.get('/api/v1/projects/pub').set('Authorization', await asUser('erin')).expect(200)).body as { quota: { storage: number } };
+    assert.equal(pub.quota.storage, 1_000_000);
+    assert.deepEqual((await registry.request.get('/api/v1/me').set('Authorization', await asUser('dana')).expect(200)).body, { name: 'dana', admin: false, projects: [{ name: 'team-x', role: 'developer' }] });
+  });
+
+  it('refuses bad input with the reason and stores nothing', async () => {
+    const root = await asUser('root', ['registry:admin:*']);
+    const before = (await registry.request.get('/api/v1/projects').set('Authorization', root).expect(200)).body;
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'Bad Name' }).expect(400)), 'REQUEST_INVALID');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'pub' }).expect(409)), 'CONFLICT');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'q', quota: { storage: -1 } }).expect(400)), 'PARAMETER_INVALID');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/team-x/members/dana').set('Authorization', root).send({ role: 'owner' }).expect(400)), 'PARAMETER_INVALID');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/team-x/members/nobody').set('Authorization', root).send({ role: 'guest' }).expect(404)), 'ACCOUNT_UNKNOWN');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/no-such/members/dana').set('Authorization', root).send({ role: 'guest' }).expect(404)), 'PROJECT_UNKNOWN');
+    assert.deepEqual((await registry.request.get('/api/v1/projects').set('Authorization', root).expect(200)).body, before);
+  });
+
+  it('a project holding repositories is deleted only with force; its repositories then fall outside any project', async () => {
+    const root = await asUser('root', ['registry:admin:*', 'registry:audit:*']);
+    const refused = await registry.request.delete('/api/v1/projects/team-x').set('Authorization', root).expect(409);
+    assert.equal(envelopeCode(refused), 'CONFLICT');
+    assert.deepEqual(await grantedActions('frank', 'team-x/app'), ['pull']);
+    await registry.request.delete('/api/v1/projects/team-x?force=true').set('Authorization', root).expect(204);
+    assert.deepEqual(await grantedActions('frank', 'team-x/app'), ['delete', 'pull', 'push']);
+    const events = (await registry.request.get('/api/v1/audit/events?target=project&n=100').set('Authorization', root).expect(200)).body.events as Array<{ action: string; actor: string; detail: { project: string } }>;
+    const teamX = events.filter((event) => event.detail.project === 'team-x').map((event) => [event.action, event.actor]).reverse();
+    assert.deepEqual(teamX, [
+      ['created', 'root'],
+      ['member-set', 'root'],
+      ['member-set', 'root'],
+      ['member-set', 'root'],
+      ['member-set', 'gina'],
+      ['member-removed', 'gina'],
+      ['deleted', 'root'],
+    ]);
+  });
+});
