@@ -47,8 +47,16 @@ export class AccountDirectory {
     return this.policy.users.get(name)?.hash !== undefined || this.htpasswd.has(name) ? undefined : this.database?.current.get(name);
   }
 
-  /** Whether tokens of the account are refused before they expire: an account of the database that is disabled. */
+  /**
+   * Whether tokens of the account are refused before they expire: an account of the database that is
+   * disabled; a robot of a project (`robot$<project>+<name>`) that is disabled, expired or gone.
+   */
   refuses(account: string): boolean {
+    if (account.startsWith(robotPrefix)) {
+      const name = account.slice(robotPrefix.length);
+      if (this.policy.robots.has(name) || !this.database) return false;
+      return name.includes('+') && this.database.liveRobot(account) === undefined;
+    }
     return this.stored(account)?.disabled === true;
   }
 
@@ -57,7 +65,8 @@ export class AccountDirectory {
     if (account.startsWith(robotPrefix)) {
       const name = account.slice(robotPrefix.length);
       const robot = this.policy.robots.get(name);
-      return robot ? { kind: 'robot', name, groups: robot.groups } : null;
+      if (robot) return { kind: 'robot', name, groups: robot.groups };
+      return this.database?.liveRobot(account) ? { kind: 'robot', name, groups: [] } : null;
     }
     const stored = this.stored(account);
     if (stored) return stored.disabled ? null : { kind: 'user', name: account, groups: [], admin: stored.admin };
@@ -71,8 +80,11 @@ export class AccountDirectory {
     if (username.startsWith(robotPrefix)) {
       const name = username.slice(robotPrefix.length);
       const robot = this.policy.robots.get(name);
-      const matches = await bcrypt.compare(password, robot?.hash ?? missHash);
-      return robot && matches ? { kind: 'robot', name, groups: robot.groups } : null;
+      const stored = robot ? undefined : this.database?.robots.get(username);
+      const matches = await bcrypt.compare(password, robot?.hash ?? stored?.secretHash ?? missHash);
+      if (robot) return matches ? { kind: 'robot', name, groups: robot.groups } : null;
+      // A robot of the database signs in while it is enabled and unexpired.
+      return stored && matches && this.database?.liveRobot(username) ? { kind: 'robot', name, groups: [] } : null;
     }
     const stored = this.stored(username);
     if (stored) {

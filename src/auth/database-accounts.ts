@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { listAccounts, readDirectoryVersion } from '../metadata/accounts.js';
-import { listMembers, listProjects } from '../metadata/projects.js';
+import { listMembers, listProjects, listRobots } from '../metadata/projects.js';
+import { globToRegExp } from '../oci/name-patterns.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { MetadataDb } from '../metadata/database.js';
 
 /** An account of the database as sign-in sees it. */
@@ -22,6 +24,17 @@ export interface StoredProject {
   members: ReadonlyMap<string, ProjectRole>;
 }
 
+/** A robot of a project as sign-in and grants see it: its access as patterns over whole repository names. */
+export interface StoredRobot {
+  /** `robot$<project>+<name>`. */
+  name: string;
+  project: string;
+  secretHash: string;
+  access: Array<{ repositories: RegExp[]; actions: readonly string[] }>;
+  expiresAt: number | null;
+  disabled: boolean;
+}
+
 /** How often a replica asks whether the accounts changed: a change elsewhere is seen within this. */
 const checkEveryMs = 1000;
 
@@ -39,13 +52,29 @@ const checkEveryMs = 1000;
 export class DatabaseAccounts {
   private accounts: ReadonlyMap<string, StoredAccount> = new Map();
   private projectCopy: ReadonlyMap<string, StoredProject> = new Map();
+  private robotCopy: ReadonlyMap<string, StoredRobot> = new Map();
   private version = Number.NaN;
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<boolean> | null = null;
   /** Counted up whenever the copy is replaced: what was proven with the old one is proven again. */
   generation = 0;
 
-  constructor(private readonly metadata: MetadataDb) {}
+  constructor(
+    private readonly metadata: MetadataDb,
+    /** Robots expire by it. */
+    readonly clock: Clock = systemClock,
+  ) {}
+
+  /** The robots of projects, by their whole name, as last read. */
+  get robots(): ReadonlyMap<string, StoredRobot> {
+    return this.robotCopy;
+  }
+
+  /** A robot that may sign in and whose tokens count now: not disabled, not expired. */
+  liveRobot(name: string): StoredRobot | undefined {
+    const robot = this.robotCopy.get(name);
+    return robot && !robot.disabled && (robot.expiresAt === null || robot.expiresAt > this.clock.now()) ? robot : undefined;
+  }
 
   /** The copy in force (empty until `load`). */
   get current(): ReadonlyMap<string, StoredAccount> {
@@ -68,7 +97,21 @@ export class DatabaseAccounts {
       try {
         const version = await readDirectoryVersion(this.metadata);
         if (version === this.version) return false;
-        const [rows, projects, members] = await Promise.all([listAccounts(this.metadata), listProjects(this.metadata), listMembers(this.metadata)]);
+        const [rows, projects, members, robots] = await Promise.all([listAccounts(this.metadata), listProjects(this.metadata), listMembers(this.metadata), listRobots(this.metadata)]);
+        this.robotCopy = new Map(
+          robots.map((robot) => [
+            robot.name,
+            {
+              name: robot.name,
+              project: robot.project,
+              secretHash: robot.secretHash,
+              // Globs are written inside the project: `app`, `tools/*` → team-x/app, team-x/tools/*.
+              access: robot.access.map((entry) => ({ repositories: entry.repositories.map((glob) => globToRegExp(`${robot.project}/${glob}`)), actions: entry.actions })),
+              expiresAt: robot.expiresAt,
+              disabled: robot.disabled,
+            },
+          ]),
+        );
         this.accounts = new Map(rows.map((row) => [row.name, { name: row.name, passwordHash: row.passwordHash, admin: row.admin, disabled: row.disabled }]));
         const memberships = new Map<string, Map<string, ProjectRole>>();
         for (const member of members) {

@@ -1,6 +1,6 @@
 import type { Accounts } from './account-files.js';
 import type { ProjectRole } from './database-accounts.js';
-import { allowed, grant, openToAccountsPolicy, type Principal } from './policy.js';
+import { allowed, grant, openToAccountsPolicy, robotPrefix, type Principal } from './policy.js';
 import type { AccessEntry, Scope } from './scopes.js';
 
 /** What each role of a project may do to its repositories (managing the project is checked apart). */
@@ -26,6 +26,15 @@ export function projectOf(repository: string): string {
  */
 export function grantFor(accounts: Accounts, principal: Principal, scope: Scope): AccessEntry {
   if (principal.kind === 'user' && principal.admin === true) return { type: scope.type, name: scope.name, actions: [...scope.actions] };
+  // A robot of a project may use its access, inside its project, and nothing else (not even a public project's pulls).
+  const robotName = principal.kind === 'robot' ? `${robotPrefix}${principal.name}` : '';
+  if (principal.kind === 'robot' && !accounts.policy.robots.has(principal.name) && accounts.database?.robots.has(robotName)) {
+    const robot = accounts.database.liveRobot(robotName);
+    if (!robot || scope.type !== 'repository' || projectOf(scope.name) !== robot.project) return { type: scope.type, name: scope.name, actions: [] };
+    const actions = new Set<string>();
+    for (const entry of robot.access) if (entry.repositories.some((pattern) => pattern.test(scope.name))) for (const action of allowed(entry.actions, scope.actions)) actions.add(action);
+    return { type: scope.type, name: scope.name, actions: [...actions] };
+  }
   const project = scope.type === 'repository' ? accounts.database?.projects.get(projectOf(scope.name)) : undefined;
   if (!project) return grant(accounts.policy, principal, scope);
   const actions = new Set(accounts.policy === openToAccountsPolicy ? [] : grant(accounts.policy, principal, scope).actions);

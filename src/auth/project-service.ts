@@ -2,7 +2,27 @@ import type { Clock } from '../clock.js';
 import { bumpDirectoryVersion } from '../metadata/accounts.js';
 import { appendAuditEvents, type NewAuditEvent, type OutboxPayloads, type RequestOrigin } from '../metadata/audit.js';
 import { isUniqueViolation, type MetadataDb, type MetadataExecutor } from '../metadata/database.js';
-import { countProjectRepositories, deleteMember, deleteProject, findProject, insertProject, listMembers, listProjects, setMember, updateProject, type ProjectRow } from '../metadata/projects.js';
+import { randomBytes } from 'node:crypto';
+import {
+  countProjectRepositories,
+  deleteMember,
+  deleteProject,
+  deleteRobot,
+  findProject,
+  insertProject,
+  insertRobot,
+  listMembers,
+  listProjects,
+  listRobots,
+  setMember,
+  updateProject,
+  updateRobot,
+  type ProjectRow,
+  type RobotRow,
+} from '../metadata/projects.js';
+import { parseDuration } from '../config/values.js';
+import { hashSecret } from './secrets.js';
+import { robotPrefix } from './policy.js';
 import { RegistryError } from '../oci/errors.js';
 import type { Accounts } from './account-files.js';
 import { projectRoles, type DatabaseAccounts, type ProjectRole } from './database-accounts.js';
@@ -20,6 +40,44 @@ export interface ProjectView {
 export interface Caller {
   account: string;
   admin: boolean;
+}
+
+/** A robot as the API shows it: never its secret, which is answered once, when made or refreshed. */
+export interface RobotView {
+  name: string;
+  access: Array<{ repositories: string[]; actions: string[] }>;
+  expiresAt: string | null;
+  disabled: boolean;
+  createdAt: string;
+}
+
+const robotActions = new Set(['pull', 'push', 'delete']);
+const robotShortName = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+
+function robotView(row: RobotRow): RobotView {
+  return { name: row.name, access: row.access, expiresAt: row.expiresAt === null ? null : new Date(row.expiresAt).toISOString(), disabled: row.disabled, createdAt: new Date(row.createdAt).toISOString() };
+}
+
+/** `robot$<project>+<name>` from the short name or the whole one. */
+export function robotNameOf(project: string, name: string): string {
+  return name.startsWith(robotPrefix) ? name : `${robotPrefix}${project}+${name}`;
+}
+
+/** Checks a robot's access as the API takes it: [{repositories: [globs inside the project], actions: [pull, push, delete]}]. */
+function checkAccess(access: unknown): Array<{ repositories: string[]; actions: string[] }> {
+  const invalid = (reason: string) => new RegistryError('REQUEST_INVALID', { message: `access: ${reason}` });
+  if (!Array.isArray(access) || access.length === 0) throw invalid('expected [{"repositories": [globs], "actions": [pull, push, delete]}]');
+  return access.map((entry: unknown, index) => {
+    const { repositories, actions, ...rest } = (entry ?? {}) as { repositories?: unknown; actions?: unknown };
+    if (Object.keys(rest).length > 0) throw invalid(`[${index}]: only repositories and actions`);
+    if (!Array.isArray(repositories) || repositories.length === 0 || !repositories.every((glob) => typeof glob === 'string' && glob !== '' && !glob.startsWith('/'))) {
+      throw invalid(`[${index}].repositories: globs inside the project (app, tools/*, **)`);
+    }
+    if (!Array.isArray(actions) || actions.length === 0 || !actions.every((action) => typeof action === 'string' && robotActions.has(action))) {
+      throw invalid(`[${index}].actions: pull, push or delete`);
+    }
+    return { repositories: repositories as string[], actions: [...new Set(actions as string[])] };
+  });
 }
 
 /** A project's name is one path component of a repository name. */
@@ -157,6 +215,74 @@ export class ProjectService {
       const before = await deleteMember(transaction, name, account);
       if (before === null) throw new RegistryError('ACCOUNT_UNKNOWN', { message: `${account} is not a member of project ${name}`, detail: { name: account } });
       return { action: 'member-removed', detail: { account, before, after: null } };
+    });
+  }
+
+  /** Managing a project's robots: its maintainers and admins, and system admins. */
+  private async robotManager(caller: Caller, project: string): Promise<void> {
+    await this.visible(caller, project);
+    const role = this.roleOf(project, caller.account);
+    if (!caller.admin && role !== 'maintainer' && role !== 'admin') throw denied(caller, `manage the robots of project ${project} (it needs the maintainer or admin role)`);
+  }
+
+  private async robotOf(project: string, name: string): Promise<RobotRow> {
+    const whole = robotNameOf(project, name);
+    const robot = (await listRobots(this.metadata, project)).find((row) => row.name === whole);
+    if (!robot) throw new RegistryError('ACCOUNT_UNKNOWN', { message: `no robot ${whole} in project ${project}`, detail: { name: whole } });
+    return robot;
+  }
+
+  async robots(caller: Caller, project: string): Promise<RobotView[]> {
+    await this.robotManager(caller, project);
+    return (await listRobots(this.metadata, project)).map(robotView);
+  }
+
+  /** A new robot; its secret is answered here once and kept only as a hash. `expiresIn`: a duration (30d) or never. */
+  async createRobot(caller: Caller, project: string, input: { name: string; access: unknown; expiresIn?: string }, origin: RequestOrigin): Promise<{ name: string; secret: string; expiresAt: string | null }> {
+    await this.robotManager(caller, project);
+    if (!robotShortName.test(input.name) || input.name.length > 64) throw new RegistryError('REQUEST_INVALID', { message: `robot name ${JSON.stringify(input.name.slice(0, 80))}: lower-case letters and digits, separated by . _ or -, at most 64` });
+    const access = checkAccess(input.access);
+    let lifetimeMs: number | null = null;
+    if (input.expiresIn !== undefined && input.expiresIn !== 'never') {
+      try {
+        lifetimeMs = parseDuration(input.expiresIn, 'expiresIn');
+      } catch {
+        throw new RegistryError('REQUEST_INVALID', { message: `expiresIn: a duration such as 30d or 12h, or never` });
+      }
+    }
+    const name = robotNameOf(project, input.name);
+    const secret = randomBytes(32).toString('base64url');
+    const expiresAt = lifetimeMs === null ? null : this.clock.now() + lifetimeMs;
+    try {
+      await this.changing(origin, project, async (transaction, now) => {
+        await insertRobot(transaction, { name, project, secretHash: hashSecret(secret), access, expiresAt }, now);
+        return { action: 'robot-created', detail: { robot: name, access, expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString() } };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new RegistryError('CONFLICT', { message: `robot ${name} exists already`, detail: { name } });
+      throw error;
+    }
+    return { name, secret, expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString() };
+  }
+
+  /** `refresh`: a new secret (answered once; the old one stops working); `disabled`: it may not sign in, its tokens are refused. */
+  async changeRobot(caller: Caller, project: string, name: string, patch: { refresh?: boolean; disabled?: boolean }, origin: RequestOrigin): Promise<RobotView & { secret?: string }> {
+    await this.robotManager(caller, project);
+    const before = await this.robotOf(project, name);
+    const secret = patch.refresh === true ? randomBytes(32).toString('base64url') : undefined;
+    await this.changing(origin, project, async (transaction, now) => {
+      await updateRobot(transaction, before.name, { ...(secret !== undefined ? { secretHash: hashSecret(secret) } : {}), ...(patch.disabled !== undefined ? { disabled: patch.disabled } : {}) }, now);
+      return { action: 'robot-changed', detail: { robot: before.name, before: { disabled: before.disabled }, after: { disabled: patch.disabled ?? before.disabled }, ...(secret !== undefined ? { secret: 'refreshed' } : {}) } };
+    });
+    return { ...robotView(await this.robotOf(project, name)), ...(secret !== undefined ? { secret } : {}) };
+  }
+
+  async deleteRobot(caller: Caller, project: string, name: string, origin: RequestOrigin): Promise<void> {
+    await this.robotManager(caller, project);
+    const before = await this.robotOf(project, name);
+    await this.changing(origin, project, async (transaction) => {
+      await deleteRobot(transaction, before.name);
+      return { action: 'robot-deleted', detail: { robot: before.name } };
     });
   }
 

@@ -4,6 +4,7 @@ import { BasicAccessControl, openAccess, TokenAccessControl, type AccessControl 
 import { AccountFiles } from './account-files.js';
 import { DatabaseAccounts } from './database-accounts.js';
 import type { MetadataDb } from '../metadata/database.js';
+import { systemClock, type Clock } from '../clock.js';
 import { loadCertificateBundle, loadSigningKey } from './keys.js';
 import { LoginThrottle } from './throttle.js';
 import { TokenService } from './token-service.js';
@@ -29,10 +30,10 @@ export const noAuth: RegistryAuth = { access: openAccess, tokens: null, tokenRea
  * Builds access control (and the token service) from the auth section; reads every file it names
  * now, and the accounts of the metadata database.
  */
-export async function openAuth(config: RegistryConfig, metadata: MetadataDb): Promise<RegistryAuth> {
+export async function openAuth(config: RegistryConfig, metadata: MetadataDb, clock: Clock = systemClock): Promise<RegistryAuth> {
   const auth = config.auth;
   if (auth.mode === 'none') return noAuth;
-  const databaseAccounts = new DatabaseAccounts(metadata);
+  const databaseAccounts = new DatabaseAccounts(metadata, clock);
   await databaseAccounts.load();
   const accountFiles = new AccountFiles({ policy: auth.policy, htpasswd: auth.htpasswd.path }, databaseAccounts);
   const throttle = new LoginThrottle();

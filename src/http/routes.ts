@@ -50,6 +50,9 @@ const paths = {
   // Group 2 is `<project>/members/<account>`.
   projectMember: /^\/api\/v1\/projects\/()([^/]+\/members\/[^/]+)$/,
   me: /^\/api\/v1\/me$/,
+  // Group 2 is `<project>/robots` and `<project>/robots/<robot>`.
+  projectRobots: /^\/api\/v1\/projects\/()([^/]+\/robots)$/,
+  projectRobot: /^\/api\/v1\/projects\/()([^/]+\/robots\/[^/]+)$/,
   // Group 1 is empty (no repository); group 2 is the account's name.
   account: /^\/api\/v1\/accounts\/()([^/]+)$/,
   auditEvents: /^\/api\/v1\/audit\/events$/,
@@ -165,6 +168,10 @@ export function registryRoutes(services: RegistryServices, tokenService: TokenSe
     { name: 'projects.members', method: 'GET', pattern: paths.projectMembers, scoped: false, access: 'authenticated', handle: projects.members },
     { name: 'projects.member.set', method: 'PUT', pattern: paths.projectMember, scoped: false, access: 'authenticated', handle: projects.setMember },
     { name: 'projects.member.delete', method: 'DELETE', pattern: paths.projectMember, scoped: false, access: 'authenticated', handle: projects.removeMember },
+    { name: 'projects.robots', method: 'GET', pattern: paths.projectRobots, scoped: false, access: 'authenticated', handle: projects.robots },
+    { name: 'projects.robot.create', method: 'POST', pattern: paths.projectRobots, scoped: false, access: 'authenticated', handle: projects.createRobot },
+    { name: 'projects.robot.change', method: 'PATCH', pattern: paths.projectRobot, scoped: false, access: 'authenticated', handle: projects.changeRobot },
+    { name: 'projects.robot.delete', method: 'DELETE', pattern: paths.projectRobot, scoped: false, access: 'authenticated', handle: projects.deleteRobot },
     { name: 'me', method: 'GET', pattern: paths.me, scoped: false, access: 'authenticated', handle: projects.me },
   ];
   const retention = retentionHandlers(services.retention);

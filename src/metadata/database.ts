@@ -32,6 +32,7 @@ import * as repositoryPushes from './migrations/0010-repository-pushes.js';
 import * as uploadOwnersReadiness from './migrations/0011-upload-owners-readiness.js';
 import * as accounts from './migrations/0012-accounts.js';
 import * as projects from './migrations/0013-projects.js';
+import * as robots from './migrations/0014-robots.js';
 import type { MetadataSchema } from './schema.js';
 import { postgresTagChanges, sqliteTagChanges, unknownTagChanges, type TagChanges } from './tag-changes.js';
 import type { MetadataEngine } from './engine.js';
@@ -173,6 +174,7 @@ const migrations: Record<string, (engine: MetadataEngine) => Migration> = {
   '0011-upload-owners-readiness': () => ({ up: (db) => uploadOwnersReadiness.up(db) }),
   '0012-accounts': () => ({ up: (db) => accounts.up(db) }),
   '0013-projects': () => ({ up: (db) => projects.up(db) }),
+  '0014-robots': () => ({ up: (db) => robots.up(db) }),
 };
 
 /** The migration the code expects the database to be at. */

@@ -55,8 +55,9 @@ export async function updateProject(db: MetadataExecutor, name: string, change: 
     .execute();
 }
 
-/** Deletes a project and its members (the foreign key cascades). */
+/** Deletes a project with its members and robots. */
 export async function deleteProject(db: MetadataExecutor, name: string): Promise<void> {
+  await db.deleteFrom('robots').where('project', '=', name).execute();
   await db.deleteFrom('project_members').where('project', '=', name).execute();
   await db.deleteFrom('projects').where('name', '=', name).execute();
 }
@@ -91,4 +92,56 @@ export async function deleteMember(db: MetadataExecutor, project: string, accoun
 /** Every membership of every project (the directory's copy holds them all). */
 export async function listMembers(db: MetadataExecutor): Promise<MemberRow[]> {
   return db.selectFrom('project_members').select(['project', 'account', 'role']).orderBy('project').orderBy('account').execute();
+}
+
+/** A project's robot: its access as written (globs and actions), never its secret's hash beyond sign-in. */
+export interface RobotRow {
+  name: string;
+  project: string;
+  secretHash: string;
+  access: Array<{ repositories: string[]; actions: string[] }>;
+  expiresAt: number | null;
+  disabled: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+function toRobot(row: { name: string; project: string; secret_hash: string; access: string; expires_at: number | null; disabled: number; created_at: number; updated_at: number }): RobotRow {
+  return {
+    name: row.name,
+    project: row.project,
+    secretHash: row.secret_hash,
+    access: JSON.parse(row.access) as RobotRow['access'],
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    disabled: Number(row.disabled) === 1,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+/** Inserts a robot; a name taken already fails the primary key (isUniqueViolation). */
+export async function insertRobot(db: MetadataExecutor, robot: Omit<RobotRow, 'disabled' | 'createdAt' | 'updatedAt'>, now: number): Promise<void> {
+  await db
+    .insertInto('robots')
+    .values({ name: robot.name, project: robot.project, secret_hash: robot.secretHash, access: JSON.stringify(robot.access), expires_at: robot.expiresAt, disabled: 0, created_at: now, updated_at: now })
+    .execute();
+}
+
+/** Every robot (of one project, when named). */
+export async function listRobots(db: MetadataExecutor, project?: string): Promise<RobotRow[]> {
+  let query = db.selectFrom('robots').selectAll().orderBy('name');
+  if (project !== undefined) query = query.where('project', '=', project);
+  return (await query.execute()).map(toRobot);
+}
+
+export async function updateRobot(db: MetadataExecutor, name: string, change: { secretHash?: string; disabled?: boolean }, now: number): Promise<void> {
+  await db
+    .updateTable('robots')
+    .set({ ...(change.secretHash !== undefined ? { secret_hash: change.secretHash } : {}), ...(change.disabled !== undefined ? { disabled: change.disabled ? 1 : 0 } : {}), updated_at: now })
+    .where('name', '=', name)
+    .execute();
+}
+
+export async function deleteRobot(db: MetadataExecutor, name: string): Promise<void> {
+  await db.deleteFrom('robots').where('name', '=', name).execute();
 }

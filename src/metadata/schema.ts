@@ -68,6 +68,21 @@ export interface ProjectMembersTable {
   created_at: number;
 }
 
+/** A robot account of a project (migration 0014). */
+export interface RobotsTable {
+  /** `robot$<project>+<name>`. */
+  name: string;
+  project: string;
+  secret_hash: string;
+  /** JSON: [{repositories: [globs inside the project], actions: [pull, push, delete]}]. */
+  access: string;
+  /** null: it never expires. */
+  expires_at: number | null;
+  disabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
 /** One row, counted up by every change of accounts: replicas compare it with the copy they hold. */
 export interface DirectoryVersionTable {
   name: string;
@@ -283,4 +298,5 @@ export interface MetadataSchema {
   directory_version: DirectoryVersionTable;
   projects: ProjectsTable;
   project_members: ProjectMembersTable;
+  robots: RobotsTable;
 }

@@ -4,6 +4,7 @@ import { claimsOf, fetchToken } from '../helpers/auth.js';
 import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
 import { envelopeCode } from '../helpers/push.js';
 import { createTestRegistry, type TestRegistry } from '../helpers/test-registry.js';
+import { ManualClock } from '../helpers/clock.js';
 
 const bootstrap = { actor: 'system$command-line', authMethod: 'system', address: null, userAgent: null, requestId: null };
 const password = (name: string) => `${name}-password-1`;
@@ -138,5 +139,98 @@ describe('projects, members and roles', () => {
       ['member-removed', 'gina'],
       ['deleted', 'root'],
     ]);
+  });
+});
+
+/** Robot accounts of a project, as a CI system uses them: `robot$<project>+<name>` with docker's token flow. */
+describe('robots of projects', () => {
+  let registry: TestRegistry;
+  const clock = new ManualClock();
+  const token = (name: string, secret: string, scopes: string[]) => fetchToken(registry.request, [name, secret], scopes);
+  const actionsOf = (issued: string) => ((claimsOf(issued).access as Array<{ actions: string[] }>)[0]?.actions ?? []).sort();
+  let root: string;
+  let mia: string;
+
+  before(async () => {
+    registry = await createTestRegistry({ auth: { mode: 'token' }, clock });
+    await registry.registry.services.accounts.create({ name: 'root', password: password('root'), admin: true }, bootstrap);
+    root = `Bearer ${await fetchToken(registry.request, ['root', password('root')], ['registry:admin:*'])}`;
+    for (const name of ['mia', 'dev']) await registry.request.post('/api/v1/accounts').set('Authorization', root).send({ name, password: password(name) }).expect(201);
+    for (const project of ['ci', 'other']) await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: project }).expect(201);
+    await registry.request.put('/api/v1/projects/ci/members/mia').set('Authorization', root).send({ role: 'maintainer' }).expect(200);
+    await registry.request.put('/api/v1/projects/ci/members/dev').set('Authorization', root).send({ role: 'developer' }).expect(200);
+    mia = `Bearer ${await fetchToken(registry.request, ['mia', password('mia')], [])}`;
+  });
+  after(async () => {
+    await registry.close();
+  });
+
+  it('a maintainer makes a robot whose secret is shown once; it pushes where its globs reach and nowhere else', async () => {
+    const made = await registry.request
+      .post('/api/v1/projects/ci/robots')
+      .set('Authorization', mia)
+      .send({ name: 'builder', access: [{ repositories: ['app', 'tools/*'], actions: ['pull', 'push'] }], expiresIn: '30d' })
+      .expect(201);
+    assert.equal(made.body.name, 'robot$ci+builder');
+    assert.equal(typeof made.body.secret, 'string');
+    assert.equal(made.body.expiresAt, new Date(clock.now() + 30 * 24 * 3_600_000).toISOString());
+    const listed = await registry.request.get('/api/v1/projects/ci/robots').set('Authorization', mia).expect(200);
+    assert.deepEqual(listed.body.robots.map((robot: { name: string }) => robot.name), ['robot$ci+builder']);
+    assert.ok(!JSON.stringify(listed.body).includes(made.body.secret) && !JSON.stringify(listed.body).includes('$2'), 'the secret is never shown again, nor its hash');
+    const secret = made.body.secret as string;
+    assert.deepEqual(actionsOf(await token('robot$ci+builder', secret, ['repository:ci/app:pull,push,delete'])), ['pull', 'push']);
+    assert.deepEqual(actionsOf(await token('robot$ci+builder', secret, ['repository:ci/tools/lint:pull,push'])), ['pull', 'push']);
+    assert.deepEqual(actionsOf(await token('robot$ci+builder', secret, ['repository:ci/secret:pull'])), []);
+    assert.deepEqual(actionsOf(await token('robot$ci+builder', secret, ['repository:other/app:pull'])), [], 'never outside its project');
+    assert.deepEqual(actionsOf(await token('robot$ci+builder', secret, ['repository:elsewhere/app:pull,push'])), [], 'nor outside projects');
+    const push = await token('robot$ci+builder', secret, ['repository:ci/app:pull,push']);
+    await pushManifest(registry.request.set('Authorization', `Bearer ${push}`), 'ci/app', 'v1', imageManifest());
+    const events = JSON.stringify((await registry.request.get('/api/v1/audit/events?target=project&n=50').set('Authorization', `Bearer ${await fetchToken(registry.request, ['root', password('root')], ['registry:audit:*'])}`).expect(200)).body);
+    assert.ok(events.includes('robot-created') && !events.includes(secret), 'the creation is recorded, without the secret');
+  });
+
+  it('no escalation: a developer cannot make robots, a robot manages nothing', async () => {
+    const dev = `Bearer ${await fetchToken(registry.request, ['dev', password('dev')], [])}`;
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', dev).send({ name: 'mine', access: [{ repositories: ['**'], actions: ['push'] }] }).expect(403)), 'DENIED');
+    const robot = await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'sneaky', access: [{ repositories: ['**'], actions: ['pull'] }] }).expect(201);
+    const asRobot = `Bearer ${await token('robot$ci+sneaky', robot.body.secret as string, ['registry:admin:*'])}`;
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/accounts').set('Authorization', asRobot).send({ name: 'evil', password: 'evil-password-1' }).expect(403)), 'DENIED');
+    // A robot is no member: its own project is as unknown to the management API as any private one.
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', asRobot).send({ name: 'spawn', access: [{ repositories: ['**'], actions: ['push'] }] }).expect(404)), 'PROJECT_UNKNOWN');
+    assert.equal(envelopeCode(await registry.request.put('/api/v1/projects/ci/members/dev').set('Authorization', asRobot).send({ role: 'admin' }).expect(404)), 'PROJECT_UNKNOWN');
+    assert.deepEqual((await registry.request.get('/api/v1/me').set('Authorization', asRobot).expect(200)).body, { name: 'robot$ci+sneaky', admin: false, projects: [] });
+    assert.deepEqual((await registry.request.get('/api/v1/projects/ci/robots').set('Authorization', mia).expect(200)).body.robots.map((entry: { name: string }) => entry.name), ['robot$ci+builder', 'robot$ci+sneaky']);
+    assert.equal((await registry.request.get('/api/v1/projects/ci/members').set('Authorization', mia).expect(200)).body.members.find((member: { account: string }) => member.account === 'dev').role, 'developer');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'bad', access: [{ repositories: ['**'], actions: ['own'] }] }).expect(400)), 'REQUEST_INVALID');
+    assert.equal(envelopeCode(await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'sneaky', access: [{ repositories: ['**'], actions: ['pull'] }] }).expect(409)), 'CONFLICT');
+  });
+
+  it('an expired, disabled, refreshed or deleted robot: sign-in refused, a held token refused when it may no longer act', async () => {
+    const made = await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'nightly', access: [{ repositories: ['app'], actions: ['pull'] }], expiresIn: '1h' }).expect(201);
+    const secret = made.body.secret as string;
+    const held = `Bearer ${await token('robot$ci+nightly', secret, ['repository:ci/app:pull'])}`;
+    await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', held).set('Accept', allManifestTypes).expect(200);
+    clock.advance(2 * 3_600_000);
+    await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', held).set('Accept', allManifestTypes).expect(401);
+    await registry.request.get('/auth/token?service=registry').set('Authorization', `Basic ${Buffer.from(`robot$ci+nightly:${secret}`).toString('base64')}`).expect(401);
+
+    const kept = await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'deployer', access: [{ repositories: ['app'], actions: ['pull'] }] }).expect(201);
+    assert.equal(kept.body.expiresAt, null, 'without expiresIn it never expires');
+    const first = kept.body.secret as string;
+    const refreshed = await registry.request.patch('/api/v1/projects/ci/robots/deployer').set('Authorization', mia).send({ refresh: true }).expect(200);
+    const second = refreshed.body.secret as string;
+    assert.notEqual(second, first);
+    await registry.request.get('/auth/token?service=registry').set('Authorization', `Basic ${Buffer.from(`robot$ci+deployer:${first}`).toString('base64')}`).expect(401);
+    const live = `Bearer ${await token('robot$ci+deployer', second, ['repository:ci/app:pull'])}`;
+    await registry.request.patch('/api/v1/projects/ci/robots/robot$ci+deployer').set('Authorization', mia).send({ disabled: true }).expect(200);
+    await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', live).set('Accept', allManifestTypes).expect(401);
+    await registry.request.delete('/api/v1/projects/ci/robots/deployer').set('Authorization', mia).expect(204);
+    await registry.request.get('/auth/token?service=registry').set('Authorization', `Basic ${Buffer.from(`robot$ci+deployer:${second}`).toString('base64')}`).expect(401);
+
+    const temporary = await registry.request.post('/api/v1/projects/ci/robots').set('Authorization', mia).send({ name: 'temporary', access: [{ repositories: ['app'], actions: ['pull'] }] }).expect(201);
+    const heldByDeleted = `Bearer ${await token('robot$ci+temporary', temporary.body.secret as string, ['repository:ci/app:pull'])}`;
+    await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', heldByDeleted).set('Accept', allManifestTypes).expect(200);
+    await registry.request.delete('/api/v1/projects/ci/robots/robot$ci+temporary').set('Authorization', mia).expect(204);
+    await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', heldByDeleted).set('Accept', allManifestTypes).expect(401);
   });
 });

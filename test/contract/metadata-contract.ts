@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { findBlob, findLinkedBlob, findLinkedBlobSizes, insertBlob, linkBlob, unlinkBlob } from '../../src/metadata/blobs.js';
 import { engineOf, isUniqueViolation, openMetadataDatabase, type MetadataDatabase, type MetadataDb } from '../../src/metadata/database.js';
-import { countProjectRepositories, deleteMember, deleteProject, findProject, insertProject, listMembers, setMember, updateProject } from '../../src/metadata/projects.js';
+import { countProjectRepositories, deleteMember, deleteProject, findProject, insertProject, insertRobot, listMembers, listRobots, setMember, updateProject, updateRobot } from '../../src/metadata/projects.js';
 import { bumpDirectoryVersion, deleteAccount, findAccount, insertAccount, listAccounts, readDirectoryVersion, updateAccount } from '../../src/metadata/accounts.js';
 import {
   countManifests,
@@ -98,7 +98,7 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
         .select('name' as never)
         .orderBy('name' as never)
         .execute()) as Array<{ name: string }>;
-      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness', '0012-accounts', '0013-projects'], 'each migration recorded once');
+      assert.deepEqual(migrations.map((row) => row.name), ['0001-initial', '0002-mirror', '0003-mirror-history-referrers', '0004-mirror-history-action', '0005-gc', '0006-mirror-eviction', '0007-audit', '0008-notifications', '0009-tag-changes', '0010-repository-pushes', '0011-upload-owners-readiness', '0012-accounts', '0013-projects', '0014-robots'], 'each migration recorded once');
     });
 
     it('creates a repository once under concurrent callers', async () => {
@@ -306,7 +306,14 @@ export function metadataContract(name: string, make: () => Promise<DatabaseUnder
       assert.equal(await deleteMember(database.db, name, 'dana'), 'developer');
       assert.equal(await deleteMember(database.db, name, 'dana'), null);
       await setMember(database.db, { project: name, account: 'erin', role: 'admin' }, 6000);
+      const robot = `robot$${name}+ci`;
+      await insertRobot(database.db, { name: robot, project: name, secretHash: '$2b$04$hash', access: [{ repositories: ['app'], actions: ['pull'] }], expiresAt: 9000 }, 7000);
+      await assert.rejects(insertRobot(database.db, { name: robot, project: name, secretHash: '$2b$04$other', access: [], expiresAt: null }, 7000), (error: unknown) => isUniqueViolation(error));
+      await updateRobot(database.db, robot, { disabled: true, secretHash: '$2b$04$new' }, 8000);
+      assert.deepEqual(await listRobots(database.db, name), [{ name: robot, project: name, secretHash: '$2b$04$new', access: [{ repositories: ['app'], actions: ['pull'] }], expiresAt: 9000, disabled: true, createdAt: 7000, updatedAt: 8000 }]);
+      await assert.rejects(insertRobot(database.db, { name: 'robot$nowhere+x', project: `nowhere-${suffix}`, secretHash: '$2b$04$x', access: [], expiresAt: null }, 7000), 'a robot needs its project');
       await deleteProject(database.db, name);
+      assert.deepEqual(await listRobots(database.db, name), [], 'a robot goes with its project');
       assert.equal(await findProject(database.db, name), undefined);
       assert.deepEqual((await listMembers(database.db)).filter((member) => member.project === name), []);
     });

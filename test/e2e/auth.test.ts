@@ -83,6 +83,18 @@ describe('token auth with real clients', { skip }, () => {
     await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', 'root:root-password-1', `oci:${layout.directory}:v1`, `docker://${host}/nobody-else/app:v1`);
     await skopeo('inspect', '--tls-verify=false', '--creds', 'root:root-password-1', `docker://${host}/nobody-else/app:v1`);
     assert.match(await fails('skopeo', ['inspect', '--tls-verify=false', '--creds', `alice:${passwords.alice}`, `docker://${host}/nobody-else/app:v1`]), /denied|unauthorized|forbidden/i);
+
+    // The admin makes a project and a robot for CI over the API; skopeo signs in as robot$ci+builder.
+    const tokenReply = await fetch(`http://${host}/auth/token?service=registry&scope=${encodeURIComponent('registry:admin:*')}`, { headers: { Authorization: `Basic ${Buffer.from('root:root-password-1').toString('base64')}` } });
+    const admin = { Authorization: `Bearer ${((await tokenReply.json()) as { token: string }).token}`, 'Content-Type': 'application/json' };
+    assert.equal((await fetch(`http://${host}/api/v1/projects`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'ci' }) })).status, 201);
+    const robotReply = await fetch(`http://${host}/api/v1/projects/ci/robots`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'builder', access: [{ repositories: ['app'], actions: ['pull', 'push'] }], expiresIn: '30d' }) });
+    assert.equal(robotReply.status, 201);
+    const robot = (await robotReply.json()) as { name: string; secret: string };
+    assert.equal(robot.name, 'robot$ci+builder');
+    await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', `${robot.name}:${robot.secret}`, `oci:${layout.directory}:v1`, `docker://${host}/ci/app:v1`);
+    await skopeo('inspect', '--tls-verify=false', '--creds', `${robot.name}:${robot.secret}`, `docker://${host}/ci/app:v1`);
+    assert.match(await fails('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${robot.name}:${robot.secret}`, `oci:${layout.directory}:v1`, `docker://${host}/ci/other:v1`]), /denied|unauthorized|forbidden/i);
   });
 
   it('a user limited to team-a/** cannot push to team-b/x; a pull-only user cannot push at all', async () => {

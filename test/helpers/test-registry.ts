@@ -155,7 +155,7 @@ export async function createTestRegistry(options: TestRegistryOptions = {}): Pro
         audit: { ...configured.audit, ...options.audit },
       },
       options: { trustProxy: options.trustProxy ?? false, ui: options.ui ?? false },
-      auth: await openAuth(config, metadata.db),
+      auth: await openAuth(config, metadata.db, clock),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     await registry.services.notifications?.start();

@@ -38,7 +38,7 @@ function publicOf(fields: Record<string, unknown>): boolean | undefined {
   return fields.public;
 }
 
-/** `<project>/members/<account>` of a member's path. */
+/** `<project>/members/<account>` of a member's path (`<project>/robots/<robot>` of a robot's). */
 function memberOf(params: RouteParams): { project: string; account: string } {
   const [project = '', , account = ''] = params.reference.split('/');
   return { project: decodeSegment(project), account: decodeSegment(account) };
@@ -111,6 +111,37 @@ export function projectHandlers(projects: ProjectService) {
     async removeMember(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const { project, account } = memberOf(params);
       await projects.removeMember(caller(ctx), project, account, requestOrigin(ctx));
+      respondEmpty(ctx, 204);
+    },
+
+    /** GET /api/v1/projects/<name>/robots: without secrets. */
+    async robots(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      ctx.body = { robots: await projects.robots(caller(ctx), decodeSegment(params.reference.split('/')[0] ?? '')) };
+    },
+
+    /** POST /api/v1/projects/<name>/robots {"name", "access": [{"repositories", "actions"}], "expiresIn"?} → 201 {"name", "secret", "expiresAt"}. */
+    async createRobot(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const project = decodeSegment(params.reference.split('/')[0] ?? '');
+      const fields = await jsonBody(ctx, ['name', 'access', 'expiresIn'], '{"name": "…", "access": [{"repositories": [globs], "actions": [pull, push]}], "expiresIn"?: "30d"}');
+      if (typeof fields.name !== 'string') throw invalid('body', 'name: expected a string');
+      if (fields.expiresIn !== undefined && typeof fields.expiresIn !== 'string') throw invalid('body', 'expiresIn: expected a duration (30d) or never');
+      ctx.body = await projects.createRobot(caller(ctx), project, { name: fields.name, access: fields.access, ...(fields.expiresIn !== undefined ? { expiresIn: fields.expiresIn as string } : {}) }, requestOrigin(ctx));
+      ctx.status = 201;
+    },
+
+    /** PATCH /api/v1/projects/<name>/robots/<robot> {"refresh"?: true, "disabled"?}: with refresh, the new secret, once. */
+    async changeRobot(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const { project, account: robot } = memberOf(params);
+      const fields = await jsonBody(ctx, ['refresh', 'disabled'], '{"refresh"?: true, "disabled"?: false}');
+      if (fields.refresh !== undefined && typeof fields.refresh !== 'boolean') throw invalid('body', 'refresh: expected true or false');
+      if (fields.disabled !== undefined && typeof fields.disabled !== 'boolean') throw invalid('body', 'disabled: expected true or false');
+      ctx.body = await projects.changeRobot(caller(ctx), project, robot, { ...(fields.refresh !== undefined ? { refresh: fields.refresh as boolean } : {}), ...(fields.disabled !== undefined ? { disabled: fields.disabled as boolean } : {}) }, requestOrigin(ctx));
+    },
+
+    /** DELETE /api/v1/projects/<name>/robots/<robot> → 204. */
+    async deleteRobot(ctx: RegistryContext, params: RouteParams): Promise<void> {
+      const { project, account: robot } = memberOf(params);
+      await projects.deleteRobot(caller(ctx), project, robot, requestOrigin(ctx));
       respondEmpty(ctx, 204);
     },
 
