@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { RegistryError } from '../oci/errors.js';
+import { invalidParameter, RegistryError } from '../oci/errors.js';
 import type { ChunkDescription } from '../registry/uploads.js';
 import type { RegistryContext } from './context.js';
 import { anonymousActor, type RequestOrigin } from '../audit/settings.js';
@@ -69,6 +69,25 @@ export async function readSmallBody(ctx: RegistryContext, maxBytes: number, tooL
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * A small JSON object body of the registry's API: more than `maxBytes`, no JSON, not an object, or a
+ * field not in `allowed` is 400 PARAMETER_INVALID naming the body and `expected`.
+ */
+export async function readJsonObject(ctx: RegistryContext, maxBytes: number, allowed: readonly string[], expected: string): Promise<Record<string, unknown>> {
+  const body = await readSmallBody(ctx, maxBytes, () => invalidParameter('body', `larger than ${maxBytes} bytes`));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw invalidParameter('body', `expected JSON: ${expected}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidParameter('body', `expected JSON: ${expected}`);
+  const fields = parsed as Record<string, unknown>;
+  const unknown = Object.keys(fields).find((key) => !allowed.includes(key));
+  if (unknown !== undefined) throw invalidParameter('body', `unknown field ${JSON.stringify(unknown.slice(0, 40))} (${allowed.join(', ')})`);
+  return fields;
 }
 
 /** `n` and `last` of a paginated listing; a bad `n` is 400 PAGINATION_NUMBER_INVALID. */

@@ -1,26 +1,11 @@
 import { isProjectRole, type ProjectService } from '../../auth/project-service.js';
 import { invalidParameter as invalid } from '../../oci/errors.js';
 import type { RegistryContext } from '../context.js';
-import { readSmallBody, requestOrigin, respondEmpty, pageSizeOf, pagination, queryParameter, setNextPageLink, decodeSegment } from '../request-parts.js';
+import { decodeSegment, pageSizeOf, pagination, queryParameter, readJsonObject, requestOrigin, respondEmpty, setNextPageLink } from '../request-parts.js';
 import type { RouteParams } from '../route-types.js';
 
 const maxProjectBody = 4096;
 const pageSizes = { default: 100, max: 1000 };
-
-async function jsonBody(ctx: RegistryContext, allowed: readonly string[], expected: string): Promise<Record<string, unknown>> {
-  const body = await readSmallBody(ctx, maxProjectBody, () => invalid('body', `larger than ${maxProjectBody} bytes`));
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw invalid('body', `expected JSON: ${expected}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('body', `expected JSON: ${expected}`);
-  const fields = parsed as Record<string, unknown>;
-  const unknown = Object.keys(fields).find((key) => !allowed.includes(key));
-  if (unknown !== undefined) throw invalid('body', `unknown field ${JSON.stringify(unknown.slice(0, 40))} (${allowed.join(', ')})`);
-  return fields;
-}
 
 /** `"quota": {"storage": bytes}`: bytes, or null for none; undefined when not given. */
 function quotaOf(fields: Record<string, unknown>): number | null | undefined {
@@ -66,7 +51,7 @@ export function projectHandlers(projects: ProjectService) {
 
     /** POST /api/v1/projects {"name", "public"?, "quota"?: {"storage": bytes}} → 201. */
     async create(ctx: RegistryContext): Promise<void> {
-      const fields = await jsonBody(ctx, ['name', 'public', 'quota'], '{"name": "…", "public"?: false, "quota"?: {"storage": bytes}}');
+      const fields = await readJsonObject(ctx, maxProjectBody, ['name', 'public', 'quota'], '{"name": "…", "public"?: false, "quota"?: {"storage": bytes}}');
       if (typeof fields.name !== 'string') throw invalid('body', 'name: expected a string');
       const isPublic = publicOf(fields);
       const quota = quotaOf(fields);
@@ -80,7 +65,7 @@ export function projectHandlers(projects: ProjectService) {
 
     /** PATCH /api/v1/projects/<name> {"public"?, "quota"?}. */
     async change(ctx: RegistryContext, params: RouteParams): Promise<void> {
-      const fields = await jsonBody(ctx, ['public', 'quota'], '{"public"?: false, "quota"?: {"storage": bytes}}');
+      const fields = await readJsonObject(ctx, maxProjectBody, ['public', 'quota'], '{"public"?: false, "quota"?: {"storage": bytes}}');
       const isPublic = publicOf(fields);
       const quota = quotaOf(fields);
       ctx.body = await projects.change(caller(ctx), decodeSegment(params.reference), { ...(isPublic !== undefined ? { public: isPublic } : {}), ...(quota !== undefined ? { quotaStorage: quota } : {}) }, requestOrigin(ctx));
@@ -102,7 +87,7 @@ export function projectHandlers(projects: ProjectService) {
     /** PUT /api/v1/projects/<name>/members/<account> {"role": guest|developer|maintainer|admin}. */
     async setMember(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const { project, account } = memberOf(params);
-      const fields = await jsonBody(ctx, ['role'], '{"role": "guest" | "developer" | "maintainer" | "admin"}');
+      const fields = await readJsonObject(ctx, maxProjectBody, ['role'], '{"role": "guest" | "developer" | "maintainer" | "admin"}');
       if (!isProjectRole(fields.role)) throw invalid('body', 'role: expected guest, developer, maintainer or admin');
       ctx.body = await projects.setMember(caller(ctx), project, account, fields.role, requestOrigin(ctx));
     },
@@ -122,7 +107,7 @@ export function projectHandlers(projects: ProjectService) {
     /** POST /api/v1/projects/<name>/robots {"name", "access": [{"repositories", "actions"}], "expiresIn"?} → 201 {"name", "secret", "expiresAt"}. */
     async createRobot(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const project = decodeSegment(params.reference.split('/')[0] ?? '');
-      const fields = await jsonBody(ctx, ['name', 'access', 'expiresIn'], '{"name": "…", "access": [{"repositories": [globs], "actions": [pull, push]}], "expiresIn"?: "30d"}');
+      const fields = await readJsonObject(ctx, maxProjectBody, ['name', 'access', 'expiresIn'], '{"name": "…", "access": [{"repositories": [globs], "actions": [pull, push]}], "expiresIn"?: "30d"}');
       if (typeof fields.name !== 'string') throw invalid('body', 'name: expected a string');
       if (fields.expiresIn !== undefined && typeof fields.expiresIn !== 'string') throw invalid('body', 'expiresIn: expected a duration (30d) or never');
       ctx.body = await projects.createRobot(caller(ctx), project, { name: fields.name, access: fields.access, ...(fields.expiresIn !== undefined ? { expiresIn: fields.expiresIn as string } : {}) }, requestOrigin(ctx));
@@ -132,7 +117,7 @@ export function projectHandlers(projects: ProjectService) {
     /** PATCH /api/v1/projects/<name>/robots/<robot> {"refresh"?: true, "disabled"?}: with refresh, the new secret, once. */
     async changeRobot(ctx: RegistryContext, params: RouteParams): Promise<void> {
       const { project, account: robot } = memberOf(params);
-      const fields = await jsonBody(ctx, ['refresh', 'disabled'], '{"refresh"?: true, "disabled"?: false}');
+      const fields = await readJsonObject(ctx, maxProjectBody, ['refresh', 'disabled'], '{"refresh"?: true, "disabled"?: false}');
       if (fields.refresh !== undefined && typeof fields.refresh !== 'boolean') throw invalid('body', 'refresh: expected true or false');
       if (fields.disabled !== undefined && typeof fields.disabled !== 'boolean') throw invalid('body', 'disabled: expected true or false');
       ctx.body = await projects.changeRobot(caller(ctx), project, robot, { ...(fields.refresh !== undefined ? { refresh: fields.refresh as boolean } : {}), ...(fields.disabled !== undefined ? { disabled: fields.disabled as boolean } : {}) }, requestOrigin(ctx));
