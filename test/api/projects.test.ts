@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
 import { claimsOf, fetchToken } from '../helpers/auth.js';
 import { allManifestTypes, imageManifest, pushManifest } from '../helpers/images.js';
 import { envelopeCode } from '../helpers/push.js';
@@ -232,5 +234,38 @@ describe('robots of projects', () => {
     await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', heldByDeleted).set('Accept', allManifestTypes).expect(200);
     await registry.request.delete('/api/v1/projects/ci/robots/robot$ci+temporary').set('Authorization', mia).expect(204);
     await registry.request.head('/v2/ci/app/manifests/v1').set('Authorization', heldByDeleted).set('Accept', allManifestTypes).expect(401);
+  });
+});
+
+describe('secrets never reach the logs', () => {
+  it('passwords, robot secrets and tokens of a whole story appear in no log line', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        lines.push(chunk.toString());
+        callback();
+      },
+    });
+    const registry = await createTestRegistry({ auth: { mode: 'token' }, logger: pino({ level: 'debug' }, sink) });
+    try {
+      await registry.registry.services.accounts.create({ name: 'root', password: password('root'), admin: true }, bootstrap);
+      const rootToken = await fetchToken(registry.request, ['root', password('root')], ['registry:admin:*']);
+      const root = `Bearer ${rootToken}`;
+      await registry.request.post('/api/v1/accounts').set('Authorization', root).send({ name: 'lena', password: password('lena') }).expect(201);
+      await registry.request.patch('/api/v1/accounts/lena').set('Authorization', root).send({ password: 'lena-password-2' }).expect(200);
+      await registry.request.post('/api/v1/projects').set('Authorization', root).send({ name: 'ops' }).expect(201);
+      const robot = await registry.request.post('/api/v1/projects/ops/robots').set('Authorization', root).send({ name: 'ci', access: [{ repositories: ['**'], actions: ['pull'] }] }).expect(201);
+      const refreshed = await registry.request.patch('/api/v1/projects/ops/robots/ci').set('Authorization', root).send({ refresh: true }).expect(200);
+      await registry.request.get('/auth/token?service=registry').set('Authorization', `Basic ${Buffer.from(`robot$ops+ci:${robot.body.secret as string}`).toString('base64')}`).expect(401);
+      const robotToken = await fetchToken(registry.request, ['robot$ops+ci', refreshed.body.secret as string], ['repository:ops/app:pull']);
+      await registry.request.get('/auth/token?service=registry').set('Authorization', `Basic ${Buffer.from('lena:wrong-password').toString('base64')}`).expect(401);
+      assert.ok(lines.length > 5, 'the story was logged');
+      const logged = lines.join('');
+      for (const secret of [password('root'), password('lena'), 'lena-password-2', 'wrong-password', robot.body.secret as string, refreshed.body.secret as string, rootToken, robotToken]) {
+        assert.ok(!logged.includes(secret), `a secret reached the logs: ${secret.slice(0, 6)}…`);
+      }
+    } finally {
+      await registry.close();
+    }
   });
 });
