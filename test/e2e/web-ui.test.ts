@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { OciLayout } from '../helpers/oci-layout.js';
-import { projectRoot, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { projectRoot, runRegistryCommand, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { missingClients, run } from '../helpers/tools.js';
 
 const chromiumPath = process.env.REGISTRY_TEST_CHROMIUM ?? '/usr/bin/chromium';
@@ -279,12 +279,16 @@ describe('web UI in headless Chromium: browse, read an image, restore a tag from
   });
 
   it('operations pages: audit events, a garbage collection dry run and its report, mirror status', async () => {
+    // An account made on the command line: its event names the account, not a repository.
+    const created = await runRegistryCommand(['accounts', 'create', 'carla', '--password-stdin'], { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(directory, 'storage'), REGISTRY_AUTH_MODE: 'token', REGISTRY_AUTH_POLICY: path.join(directory, 'policy.yaml') }, undefined, 'carla-password-1\n');
+    assert.equal(created.code, 0, created.stderr);
     const page = await newPage();
     await signIn(page, 'alice');
     await page.getByRole('link', { name: 'Operations' }).click();
     const events = page.getByRole('table', { name: 'Audit events' });
     await events.waitFor();
     assert.match(await events.innerText(), /restored/);
+    assert.match(await events.innerText(), /account carla/);
     await page.getByLabel('actor').fill('bob');
     await page.getByRole('button', { name: 'Search' }).click();
     await page.waitForFunction(() => Array.from((globalThis as unknown as { document: PageDocument }).document.querySelectorAll('tbody tr')).every((row) => row.textContent?.includes('bob')));

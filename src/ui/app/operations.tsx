@@ -15,6 +15,18 @@ interface AuditEvent {
   to: string | null;
   actor: string;
   address: string | null;
+  /** For a change of an account or a project: what it changed (`account`, `project`, `robot`). */
+  detail?: { account?: string; project?: string; robot?: string } | string | null;
+}
+
+/** What an event is about, in the Repository column: a repository, a mirrored one, or an account or project of the directory. */
+function subjectOf(event: AuditEvent) {
+  if (event.target === 'account' || event.target === 'project') {
+    const detail = typeof event.detail === 'object' && event.detail !== null ? event.detail : {};
+    const named = event.target === 'account' ? detail.account : [detail.project, detail.robot ?? detail.account].filter(Boolean).join(': ');
+    return `${event.target} ${named ?? ''}`;
+  }
+  return event.upstream ? `${event.upstream}: ${event.repository}` : <a href={routes.repository(event.repository)}>{event.repository}</a>;
 }
 
 const auditFilters = ['repository', 'tag', 'actor', 'action', 'digest', 'since', 'until'] as const;
@@ -75,7 +87,7 @@ export function AuditPage({ session }: { session: Session }) {
                   {event.id}
                 </td>
                 <td data-label="Time">{formatTime(event.time)}</td>
-                <td data-label="Repository">{event.upstream ? `${event.upstream}: ${event.repository}` : <a href={routes.repository(event.repository)}>{event.repository}</a>}</td>
+                <td data-label="Repository">{subjectOf(event)}</td>
                 <td data-label="Tag">{event.tag && !event.upstream ? <a href={routes.history(event.repository, event.tag)}>{event.tag}</a> : (event.tag ?? '—')}</td>
                 <td data-label="Action">{event.action}</td>
                 <td data-label="From">{event.from ? <code>{shortDigest(event.from)}</code> : '—'}</td>
