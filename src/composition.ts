@@ -4,6 +4,7 @@ import { AccountService } from './auth/account-service.js';
 import type { DatabaseAccounts } from './auth/database-accounts.js';
 import type { Accounts } from './auth/account-files.js';
 import { ProjectService } from './auth/project-service.js';
+import { DirectoryChanges } from './auth/directory-changes.js';
 import { PullRecorder } from './audit/pull-recorder.js';
 import { auditSettings, type AuditSettings } from './audit/settings.js';
 import type { NotificationEndpointSettings } from './config/notification-endpoints.js';
@@ -125,6 +126,7 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
   const collector = new GarbageCollector(stores, logger, settings.mirror, audit.timeMachineMs, outbox);
   const referrers = new ReferrersService(stores);
   const browsing = new BrowsingService(stores, listedUpstreams);
+  const directoryChanges = new DirectoryChanges(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null);
   const mirror = settings.mirror ? new MirrorService(stores, { manifests, blobs, listings, referrers }, settings.mirror, ledger, logger) : null;
   const services: RegistryServices = {
     blobs,
@@ -140,8 +142,8 @@ export function buildServices(deps: ServiceDependencies): BuiltServices {
     audit: new AuditService(metadata, manifests, clock),
     health: new Readiness({ storage, metadata }, deps.lifecycle ?? { draining: false }, audit.instance, clock),
     notifications: notifying ? new NotificationDeliverer(metadata, settings.notifications.endpoints, settings.notifications.retentionMs, logger, clock) : null,
-    accounts: new AccountService(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null),
-    projects: new ProjectService(metadata, clock, { instance: audit.instance, outbox }, deps.databaseAccounts ?? null, deps.accountFiles ?? null),
+    accounts: new AccountService(metadata, directoryChanges),
+    projects: new ProjectService(metadata, clock, directoryChanges, deps.databaseAccounts ?? null, deps.accountFiles ?? null),
     retention: new RetentionService(metadata, manifests, settings.retentionPolicies, settings.immutableTags, collector, settings.gc.graceMs, logger, clock),
   };
   return { services, stores, pulls };

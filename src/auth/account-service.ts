@@ -1,9 +1,8 @@
-import type { Clock } from '../clock.js';
-import { deleteAccount, findAccount, insertAccount, listAccounts, updateAccount, bumpDirectoryVersion, type AccountRow } from '../metadata/accounts.js';
-import { appendAuditEvents, type NewAuditEvent, type OutboxPayloads, type RequestOrigin } from '../metadata/audit.js';
+import { deleteAccount, findAccount, insertAccount, listAccounts, updateAccount, type AccountRow } from '../metadata/accounts.js';
+import type { RequestOrigin } from '../metadata/audit.js';
 import { isUniqueViolation, type MetadataDb, type MetadataExecutor } from '../metadata/database.js';
 import { RegistryError } from '../oci/errors.js';
-import type { DatabaseAccounts } from './database-accounts.js';
+import type { DirectoryChanges } from './directory-changes.js';
 import { robotPrefix } from './policy.js';
 import { hashSecret } from './secrets.js';
 
@@ -63,10 +62,7 @@ function flags(row: { admin: boolean; disabled: boolean } | undefined): { admin:
 export class AccountService {
   constructor(
     private readonly metadata: MetadataDb,
-    private readonly clock: Clock,
-    private readonly audit: { instance: string | null; outbox: OutboxPayloads },
-    /** This process's copy of the accounts, read again after each change (null: a command that keeps none). */
-    private readonly copy: DatabaseAccounts | null,
+    private readonly changes: DirectoryChanges,
   ) {}
 
   async list(): Promise<AccountView[]> {
@@ -117,28 +113,11 @@ export class AccountService {
     });
   }
 
-  /** One change of an account: its rows, its event and the directory's version in one transaction; then this process's copy read again. */
-  private async changing(
-    origin: RequestOrigin,
-    work: (transaction: MetadataExecutor, now: number) => Promise<{ action: string; name: string; before: object | null; after: object | null; passwordSet: boolean }>,
-  ): Promise<void> {
-    await this.metadata.transaction().execute(async (transaction) => {
-      const now = this.clock.now();
+  /** One change of an account, through the directory's one way of changing. */
+  private changing(origin: RequestOrigin, work: (transaction: MetadataExecutor, now: number) => Promise<{ action: string; name: string; before: object | null; after: object | null; passwordSet: boolean }>): Promise<void> {
+    return this.changes.change('account', origin, async (transaction, now) => {
       const done = await work(transaction, now);
-      await bumpDirectoryVersion(transaction);
-      const event: NewAuditEvent = {
-        target: 'account',
-        repository: '',
-        tag: null,
-        upstream: null,
-        action: done.action,
-        from: null,
-        to: null,
-        mediaType: null,
-        detail: JSON.stringify({ account: done.name, before: done.before, after: done.after, ...(done.passwordSet ? { password: 'set' } : {}) }),
-      };
-      await appendAuditEvents(transaction, [event], { ...origin, instance: this.audit.instance }, now, this.audit.outbox);
+      return { action: done.action, detail: { account: done.name, before: done.before, after: done.after, ...(done.passwordSet ? { password: 'set' } : {}) } };
     });
-    await this.copy?.changed();
   }
 }

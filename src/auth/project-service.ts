@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
-import { bumpDirectoryVersion } from '../metadata/accounts.js';
-import { appendAuditEvents, type NewAuditEvent, type OutboxPayloads, type RequestOrigin } from '../metadata/audit.js';
+import type { RequestOrigin } from '../metadata/audit.js';
+import type { DirectoryChanges } from './directory-changes.js';
 import { isUniqueViolation, type MetadataDb, type MetadataExecutor } from '../metadata/database.js';
 import { randomBytes } from 'node:crypto';
 import {
@@ -109,8 +109,9 @@ export function isProjectRole(value: unknown): value is ProjectRole {
 export class ProjectService {
   constructor(
     private readonly metadata: MetadataDb,
+    /** Robots expire by it. */
     private readonly clock: Clock,
-    private readonly audit: { instance: string | null; outbox: OutboxPayloads },
+    private readonly changes: DirectoryChanges,
     /** The copy grants read (null: auth off, nothing is kept). */
     private readonly copy: DatabaseAccounts | null,
     /** The accounts of the files and the database, to refuse a member that does not exist (null: auth off, any name). */
@@ -294,14 +295,11 @@ export class ProjectService {
     return { name: caller.account, admin: caller.admin, projects };
   }
 
-  private async changing(origin: RequestOrigin, project: string, work: (transaction: MetadataExecutor, now: number) => Promise<{ action: string; detail: Record<string, unknown> }>): Promise<void> {
-    await this.metadata.transaction().execute(async (transaction) => {
-      const now = this.clock.now();
+  /** One change of a project (its settings, members or robots), through the directory's one way of changing. */
+  private changing(origin: RequestOrigin, project: string, work: (transaction: MetadataExecutor, now: number) => Promise<{ action: string; detail: Record<string, unknown> }>): Promise<void> {
+    return this.changes.change('project', origin, async (transaction, now) => {
       const done = await work(transaction, now);
-      await bumpDirectoryVersion(transaction);
-      const event: NewAuditEvent = { target: 'project', repository: '', tag: null, upstream: null, action: done.action, from: null, to: null, mediaType: null, detail: JSON.stringify({ project, ...done.detail }) };
-      await appendAuditEvents(transaction, [event], { ...origin, instance: this.audit.instance }, now, this.audit.outbox);
+      return { action: done.action, detail: { project, ...done.detail } };
     });
-    await this.copy?.changed();
   }
 }

